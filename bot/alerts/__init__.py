@@ -1,0 +1,1 @@
+"""The alert domain: query grammar, rate budget, caching and the alert service."""

@@ -1,0 +1,256 @@
+"""Configuration: read once at start-up from the environment (and `.env`), validated into `Settings`.
+
+A missing or invalid value stops start-up with one `ConfigError` line that names the variable and what
+is expected. Secret values are wrapped in `Secret`, which never shows its value in `repr`, `str`,
+errors or logs.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+from dotenv import dotenv_values
+
+from bot.defender.clouds import Cloud, is_well_known_authority
+
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_TENANT_DOMAIN = re.compile(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+_CREDENTIAL_VARS = (
+    "DEFENDER_TENANT_ID",
+    "DEFENDER_CLIENT_ID",
+    "DEFENDER_CLIENT_SECRET",
+    "DEFENDER_CLIENT_CERTIFICATE_PATH",
+)
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+_T = TypeVar("_T")
+
+
+class ConfigError(Exception):
+    """One line naming the variable and what it must be; never contains a secret."""
+
+
+class Secret:
+    """A string that does not print itself."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+class Backend(enum.Enum):
+    API = "api"
+    SIMULATOR = "simulator"
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateCredential:
+    """A PEM private key and the SHA-1 thumbprint of its certificate, as MSAL expects them."""
+
+    private_key: Secret
+    thumbprint: str
+
+    def for_msal(self) -> dict[str, str]:
+        return {"private_key": self.private_key.reveal(), "thumbprint": self.thumbprint}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    backend: Backend
+    # True when no Defender variable was set at all and the simulator was picked for that reason.
+    backend_defaulted: bool
+    cloud: Cloud
+    tenant_id: str | None
+    client_id: str | None
+    client_secret: Secret | None
+    certificate: CertificateCredential | None
+    api_url: str
+    authority_url: str  # login host with the tenant appended
+    instance_discovery: bool
+    scope: str
+    portal_url: str
+    request_timeout: float
+    cache_ttl: float
+    cache_max_stale: float
+    cache_maxsize: int
+    calls_per_minute: int
+    calls_per_hour: int
+    background_minute_share: float
+    background_hour_share: float
+    log_level: str
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def raw(self, name: str) -> str | None:
+        value = self.env.get(name)
+        return value.strip() if value is not None and value.strip() else None
+
+    def parse(self, name: str, default: _T, convert: Callable[[str], _T], expected: str) -> _T:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            return convert(value)
+        except ValueError:
+            raise ConfigError(f"{name}: expected {expected}, got {value!r}") from None
+
+    def number(self, name: str, default: float, *, minimum: float, maximum: float) -> float:
+        def convert(text: str) -> float:
+            number = float(text)
+            if not minimum <= number <= maximum:
+                raise ValueError
+            return number
+
+        return self.parse(name, default, convert, f"a number from {minimum:g} to {maximum:g}")
+
+    def integer(self, name: str, default: int, *, minimum: int, maximum: int) -> int:
+        def convert(text: str) -> int:
+            number = int(text)
+            if not minimum <= number <= maximum:
+                raise ValueError
+            return number
+
+        return self.parse(name, default, convert, f"a whole number from {minimum} to {maximum}")
+
+    def choice(self, name: str, default: str, options: tuple[str, ...]) -> str:
+        def convert(text: str) -> str:
+            if text.lower() not in options:
+                raise ValueError
+            return text.lower()
+
+        return self.parse(name, default, convert, " | ".join(options))
+
+    def url(self, name: str, default: str) -> str:
+        def convert(text: str) -> str:
+            parts = urlsplit(text)
+            secure = parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOOPBACK)
+            if not secure or not parts.hostname or parts.query or parts.fragment:
+                raise ValueError
+            return text.rstrip("/")
+
+        return self.parse(name, default, convert, "an https:// URL without query (http:// only for localhost)")
+
+
+def _load_certificate(path_text: str) -> CertificateCredential:
+    """Read a PEM file holding the private key and its certificate; compute the thumbprint."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    name = "DEFENDER_CLIENT_CERTIFICATE_PATH"
+    try:
+        data = Path(path_text).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read {path_text!r} ({exc.strerror})") from None
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError):
+        raise ConfigError(f"{name}: {path_text!r} holds no unencrypted PEM private key") from None
+    try:
+        certificate = x509.load_pem_x509_certificate(data)
+    except ValueError:
+        raise ConfigError(f"{name}: {path_text!r} holds no PEM certificate") from None
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    # Entra identifies the certificate by its SHA-1 thumbprint (x5t): a protocol name, not a security choice.
+    thumbprint = certificate.fingerprint(hashes.SHA1()).hex().upper()  # noqa: S303
+    return CertificateCredential(Secret(pem.decode()), thumbprint)
+
+
+def load_settings(env: Mapping[str, str] | None = None, *, dotenv_path: str | Path | None = ".env") -> Settings:
+    """Read and validate every setting; raise `ConfigError` on the first bad one.
+
+    Real environment variables win over the `.env` file.
+    """
+    merged: dict[str, str] = {}
+    if dotenv_path is not None and Path(dotenv_path).is_file():
+        merged.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
+    merged.update(os.environ if env is None else env)
+    read = _Reader(merged)
+
+    configured = [name for name in _CREDENTIAL_VARS if read.raw(name)]
+    backend_defaulted = read.raw("DEFENDER_BACKEND") is None and not configured
+    backend = Backend(
+        read.choice("DEFENDER_BACKEND", "simulator" if backend_defaulted else "api", ("api", "simulator"))
+    )
+    cloud = Cloud(read.choice("DEFENDER_CLOUD", "commercial", tuple(c.value for c in Cloud)))
+    endpoints = cloud.endpoints
+
+    tenant_id = read.raw("DEFENDER_TENANT_ID")
+    client_id = read.raw("DEFENDER_CLIENT_ID")
+    secret_text = read.raw("DEFENDER_CLIENT_SECRET")
+    certificate_path = read.raw("DEFENDER_CLIENT_CERTIFICATE_PATH")
+    certificate: CertificateCredential | None = None
+    if backend is Backend.API:
+        if tenant_id is None:
+            raise ConfigError(
+                "DEFENDER_TENANT_ID: required (the Entra tenant id, a GUID) unless DEFENDER_BACKEND=simulator"
+            )
+        if not (_GUID.fullmatch(tenant_id) or _TENANT_DOMAIN.fullmatch(tenant_id)):
+            raise ConfigError(
+                f"DEFENDER_TENANT_ID: expected a GUID or a domain like contoso.onmicrosoft.com, got {tenant_id!r}"
+            )
+        if client_id is None:
+            raise ConfigError("DEFENDER_CLIENT_ID: required (the app registration's client id, a GUID)")
+        if not _GUID.fullmatch(client_id):
+            raise ConfigError(f"DEFENDER_CLIENT_ID: expected a GUID, got {client_id!r}")
+        if secret_text and certificate_path:
+            raise ConfigError("DEFENDER_CLIENT_SECRET: set either it or DEFENDER_CLIENT_CERTIFICATE_PATH, not both")
+        if not secret_text and not certificate_path:
+            raise ConfigError(
+                "DEFENDER_CLIENT_SECRET: required (or DEFENDER_CLIENT_CERTIFICATE_PATH for a certificate)"
+            )
+        if certificate_path:
+            certificate = _load_certificate(certificate_path)
+
+    authority_host = read.url("DEFENDER_AUTHORITY_URL", endpoints.authority_host)
+    scope = read.raw("DEFENDER_SCOPE") or endpoints.scope
+    if not scope.startswith("https://") or not scope.endswith("/.default"):
+        raise ConfigError(f"DEFENDER_SCOPE: expected an https:// resource ending in /.default, got {scope!r}")
+
+    return Settings(
+        backend=backend,
+        backend_defaulted=backend_defaulted,
+        cloud=cloud,
+        tenant_id=tenant_id,
+        client_id=client_id,
+        client_secret=Secret(secret_text) if secret_text and backend is Backend.API else None,
+        certificate=certificate,
+        api_url=read.url("DEFENDER_API_URL", endpoints.api_base),
+        authority_url=f"{authority_host}/{tenant_id or 'common'}",
+        instance_discovery=is_well_known_authority(authority_host),
+        scope=scope,
+        portal_url=endpoints.portal,
+        request_timeout=read.number("DEFENDER_TIMEOUT_SECONDS", 20.0, minimum=1, maximum=120),
+        cache_ttl=read.number("ALERT_CACHE_TTL_SECONDS", 60.0, minimum=0, maximum=3600),
+        cache_max_stale=read.number("ALERT_CACHE_MAX_STALE_SECONDS", 900.0, minimum=0, maximum=86400),
+        cache_maxsize=read.integer("ALERT_CACHE_MAXSIZE", 2048, minimum=1, maximum=1_000_000),
+        calls_per_minute=read.integer("DEFENDER_CALLS_PER_MINUTE", 100, minimum=1, maximum=100_000),
+        calls_per_hour=read.integer("DEFENDER_CALLS_PER_HOUR", 1500, minimum=1, maximum=1_000_000),
+        background_minute_share=read.number("DEFENDER_BACKGROUND_MINUTE_SHARE", 0.5, minimum=0, maximum=1),
+        background_hour_share=read.number("DEFENDER_BACKGROUND_HOUR_SHARE", 0.8, minimum=0, maximum=1),
+        log_level=read.choice("LOG_LEVEL", "info", tuple(level.lower() for level in _LOG_LEVELS)).upper(),
+    )

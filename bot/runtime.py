@@ -1,0 +1,76 @@
+"""Assembles one process's long-lived parts from `Settings`: budget, token provider, client, service."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+from bot.alerts.budget import RateBudget
+from bot.alerts.service import AlertService
+from bot.config import Backend, ConfigError, Settings
+from bot.defender.auth import MsalTokenProvider, StaticTokenProvider, TokenProvider
+from bot.defender.client import DefenderClient
+from bot.defender.simulator import SIMULATOR_BASE_URL, SimulatedTenant, SimulatorTransport
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    settings: Settings
+    budget: RateBudget
+    client: DefenderClient
+    service: AlertService
+    tenant: SimulatedTenant | None  # set when the built-in simulator stands in for Defender
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _token_provider(settings: Settings) -> TokenProvider:
+    credential: str | dict[str, str]
+    if settings.certificate is not None:
+        credential = settings.certificate.for_msal()
+    elif settings.client_secret is not None:
+        credential = settings.client_secret.reveal()
+    else:
+        raise ConfigError("DEFENDER_CLIENT_SECRET: the API backend needs a secret or a certificate")
+    if settings.client_id is None:
+        raise ConfigError("DEFENDER_CLIENT_ID: required for the API backend")
+    return MsalTokenProvider(
+        authority=settings.authority_url,
+        client_id=settings.client_id,
+        credential=credential,
+        scope=settings.scope,
+        instance_discovery=settings.instance_discovery,
+        timeout=settings.request_timeout,
+    )
+
+
+def build_runtime(settings: Settings, *, tenant: SimulatedTenant | None = None) -> Runtime:
+    """Wire the process; with the simulator backend, `tenant` replaces the built-in data set."""
+    budget = RateBudget(
+        settings.calls_per_minute,
+        settings.calls_per_hour,
+        background_minute_share=settings.background_minute_share,
+        background_hour_share=settings.background_hour_share,
+    )
+    timeout = httpx.Timeout(settings.request_timeout, connect=5.0)
+    if settings.backend is Backend.SIMULATOR:
+        tenant = tenant or SimulatedTenant()
+        client = DefenderClient(
+            SIMULATOR_BASE_URL,
+            StaticTokenProvider("simulator"),
+            gate=budget,
+            transport=SimulatorTransport(tenant),
+            timeout=timeout,
+        )
+    else:
+        tenant = None
+        client = DefenderClient(settings.api_url, _token_provider(settings), gate=budget, timeout=timeout)
+    service = AlertService(
+        client,
+        ttl=settings.cache_ttl,
+        max_stale=settings.cache_max_stale,
+        maxsize=settings.cache_maxsize,
+    )
+    return Runtime(settings, budget, client, service, tenant)
