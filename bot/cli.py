@@ -26,7 +26,7 @@ EXIT_OK, EXIT_BAD_INPUT, EXIT_NOT_FOUND, EXIT_DEFENDER = 0, 2, 3, 4
 def describe_failure(exc: Exception) -> tuple[int, str]:
     """Exit code and a one-line, actionable explanation for a failed lookup."""
     if isinstance(exc, QueryError):
-        return EXIT_BAD_INPUT, f"{exc}\nusage: python -m bot alerts {USAGE}"
+        return EXIT_BAD_INPUT, f"{clean(str(exc), 300)}\nusage: python -m bot alerts {USAGE}"
     if isinstance(exc, DeviceNotFound):
         hint = f" Did you mean: {', '.join(exc.suggestions)}?" if exc.suggestions else ""
         return EXIT_NOT_FOUND, f"No device in Defender matches '{clean(exc.reference, 80)}'.{hint}"
@@ -39,10 +39,10 @@ def describe_failure(exc: Exception) -> tuple[int, str]:
     if isinstance(exc, Throttled | BudgetExhausted):
         return EXIT_DEFENDER, f"{exc}. Try again in {exc.retry_after:.0f} s."
     if isinstance(exc, AuthError):
-        return EXIT_DEFENDER, f"Could not sign in to Defender: {exc}"
+        return EXIT_DEFENDER, f"Could not sign in to Defender: {clean(str(exc), 500)}"
     if isinstance(exc, DefenderError):
         tracking = f" (Defender tracking id {exc.target})" if exc.target else ""
-        return EXIT_DEFENDER, f"Defender lookup failed: {exc.message}{tracking}"
+        return EXIT_DEFENDER, f"Defender lookup failed: {clean(exc.message, 300)}{tracking}"
     raise exc
 
 
@@ -51,14 +51,14 @@ def _portal(settings: Settings) -> PortalContext:
     return PortalContext(settings.portal_url, tenant)
 
 
-def lookup(runtime: Runtime, text: str, out: TextIO) -> int:
-    """Run one lookup and print the result or the reason it failed; return the exit code."""
+def lookup(runtime: Runtime, text: str, out: TextIO, err: TextIO) -> int:
+    """Run one lookup and print the result (to `out`) or why it failed (to `err`); return the exit code."""
     try:
         query = parse_query(text)
         result = runtime.service.device_alerts(query.device, query.filters)
     except (QueryError, DefenderError, BudgetExhausted) as exc:
         code, message = describe_failure(exc)
-        print(message, file=out)
+        print(message, file=err)
         return code
     print(render(result, _portal(runtime.settings)), file=out)
     return EXIT_OK
@@ -68,7 +68,10 @@ def _demo(runtime: Runtime, out: TextIO) -> int:
     """A scripted tour of the bot's lookups against the built-in simulator."""
     steps = [
         ("A device by hostname", "ws-fin-014"),
-        ("The same device with filters: served from the same cached call", "ws-fin-014 severity:high,medium status:new,inprogress"),
+        (
+            "The same device with filters: served from the same cached call",
+            "ws-fin-014 severity:high,medium status:new,inprogress",
+        ),
         ("Hostile alert text is neutralised", f"{HOSTILE_HOSTNAME} status:new"),
         ("A device with 500 alerts", f"{BUSY_HOSTNAME} since:7d"),
         ("A name that matches several devices", "ws"),
@@ -76,7 +79,7 @@ def _demo(runtime: Runtime, out: TextIO) -> int:
     ]
     for title, text in steps:
         print(f"\n=== {title}\n$ python -m bot alerts {text}\n", file=out)
-        lookup(runtime, text, out)
+        lookup(runtime, text, out, out)
     calls = {api.value: runtime.budget.usage(api).used_last_minute for api in Api}
     print(f"\nDefender calls made in this demo: {calls}", file=out)
     return EXIT_OK
@@ -103,13 +106,13 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO = sys.stdout, err: Te
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=err)
         return EXIT_BAD_INPUT
-    logging.basicConfig(level=settings.log_level if "LOG_LEVEL" in env else "WARNING", stream=err)
+    logging.basicConfig(level=settings.log_level or "WARNING", stream=err)
     if settings.backend_defaulted:
         print("No Defender credentials configured: using the built-in Defender simulator.", file=err)
     runtime = build_runtime(settings)
     try:
         if args.command == "demo":
             return _demo(runtime, out)
-        return lookup(runtime, " ".join(args.query), out)
+        return lookup(runtime, " ".join(args.query), out, err)
     finally:
         runtime.close()

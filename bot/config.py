@@ -21,13 +21,20 @@ from dotenv import dotenv_values
 from bot.defender.clouds import Cloud, is_well_known_authority
 
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-_TENANT_DOMAIN = re.compile(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_TENANT_DOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})+")
+_INTEGER = re.compile(r"[+-]?\d+")
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-_CREDENTIAL_VARS = (
+# Variables that say "connect to a real tenant"; tuning knobs such as the budget do not.
+_CONNECTION_VARS = (
     "DEFENDER_TENANT_ID",
     "DEFENDER_CLIENT_ID",
     "DEFENDER_CLIENT_SECRET",
     "DEFENDER_CLIENT_CERTIFICATE_PATH",
+    "DEFENDER_CLOUD",
+    "DEFENDER_API_URL",
+    "DEFENDER_AUTHORITY_URL",
+    "DEFENDER_SCOPE",
 )
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _T = TypeVar("_T")
@@ -99,7 +106,7 @@ class Settings:
     calls_per_hour: int
     background_minute_share: float
     background_hour_share: float
-    log_level: str
+    log_level: str | None  # None when unset: each entry point picks its own default
 
 
 class _Reader:
@@ -130,6 +137,8 @@ class _Reader:
 
     def integer(self, name: str, default: int, *, minimum: int, maximum: int) -> int:
         def convert(text: str) -> int:
+            if not _INTEGER.fullmatch(text):
+                raise ValueError
             number = int(text)
             if not minimum <= number <= maximum:
                 raise ValueError
@@ -148,6 +157,7 @@ class _Reader:
     def url(self, name: str, default: str) -> str:
         def convert(text: str) -> str:
             parts = urlsplit(text)
+            parts.port  # noqa: B018 - raises ValueError for a port out of range
             secure = parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOOPBACK)
             if not secure or not parts.hostname or parts.query or parts.fragment:
                 raise ValueError
@@ -174,6 +184,11 @@ def _load_certificate(path_text: str) -> CertificateCredential:
         certificate = x509.load_pem_x509_certificate(data)
     except ValueError:
         raise ConfigError(f"{name}: {path_text!r} holds no PEM certificate") from None
+    public = serialization.PublicFormat.SubjectPublicKeyInfo
+    if key.public_key().public_bytes(serialization.Encoding.PEM, public) != certificate.public_key().public_bytes(
+        serialization.Encoding.PEM, public
+    ):
+        raise ConfigError(f"{name}: the private key in {path_text!r} does not belong to its certificate")
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     # Entra identifies the certificate by its SHA-1 thumbprint (x5t): a protocol name, not a security choice.
     thumbprint = certificate.fingerprint(hashes.SHA1()).hex().upper()  # noqa: S303
@@ -191,8 +206,8 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv_path: str | Pa
     merged.update(os.environ if env is None else env)
     read = _Reader(merged)
 
-    configured = [name for name in _CREDENTIAL_VARS if read.raw(name)]
-    backend_defaulted = read.raw("DEFENDER_BACKEND") is None and not configured
+    # The simulator is the default only where nothing points at a real tenant.
+    backend_defaulted = read.raw("DEFENDER_BACKEND") is None and not any(read.raw(n) for n in _CONNECTION_VARS)
     backend = Backend(
         read.choice("DEFENDER_BACKEND", "simulator" if backend_defaulted else "api", ("api", "simulator"))
     )
@@ -228,7 +243,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv_path: str | Pa
 
     authority_host = read.url("DEFENDER_AUTHORITY_URL", endpoints.authority_host)
     scope = read.raw("DEFENDER_SCOPE") or endpoints.scope
-    if not scope.startswith("https://") or not scope.endswith("/.default"):
+    if not scope.startswith("https://") or not urlsplit(scope).hostname or not scope.endswith("/.default"):
         raise ConfigError(f"DEFENDER_SCOPE: expected an https:// resource ending in /.default, got {scope!r}")
 
     return Settings(
@@ -252,5 +267,5 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv_path: str | Pa
         calls_per_hour=read.integer("DEFENDER_CALLS_PER_HOUR", 1500, minimum=1, maximum=1_000_000),
         background_minute_share=read.number("DEFENDER_BACKGROUND_MINUTE_SHARE", 0.5, minimum=0, maximum=1),
         background_hour_share=read.number("DEFENDER_BACKGROUND_HOUR_SHARE", 0.8, minimum=0, maximum=1),
-        log_level=read.choice("LOG_LEVEL", "info", tuple(level.lower() for level in _LOG_LEVELS)).upper(),
+        log_level=read.choice("LOG_LEVEL", "", tuple(level.lower() for level in _LOG_LEVELS)).upper() or None,
     )

@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
 import httpx
@@ -204,10 +205,16 @@ def test_unsupported_machine_filter_is_400(client: httpx.Client, expression: str
     assert_error(client.get("/api/machines", params={"$filter": expression}), 400, "InvalidInput")
 
 
+@cache
+def read_only_tenant() -> SimulatedTenant:
+    """One tenant shared by property-test examples (building one per example is slow); never mutated."""
+    return SimulatedTenant(now=lambda: NOW, calls_per_minute=1_000_000)
+
+
 @settings(max_examples=75, deadline=None)
 @given(name=st.text(max_size=30))
 def test_any_quoted_literal_is_accepted(name: str) -> None:
-    tenant = SimulatedTenant(now=lambda: NOW)
+    tenant = read_only_tenant()
     literal = name.replace("'", "''")
     with make_client(tenant) as http:
         response = http.get("/api/machines", params={"$filter": f"computerDnsName eq '{literal}'"})
@@ -239,15 +246,25 @@ def test_updated_since_boundary_is_exact_to_the_tick(tenant: SimulatedTenant, cl
     assert alert_id not in {r["id"] for r in after}
 
 
-@pytest.mark.parametrize("stamp", ["2026-11-26T10:00:00Z", "2026-11-26T10:00:00.1Z", "2026-11-26T10:00:00.123Z",
-                                   "2026-11-26T10:00:00.1234567Z"])
+@pytest.mark.parametrize(
+    "stamp",
+    ["2026-11-26T10:00:00Z", "2026-11-26T10:00:00.1Z", "2026-11-26T10:00:00.123Z", "2026-11-26T10:00:00.1234567Z"],
+)
 def test_updated_since_accepts_0_to_7_fraction_digits(client: httpx.Client, stamp: str) -> None:
     assert client.get("/api/alerts", params={"$filter": f"lastUpdateTime ge {stamp}"}).status_code == 200
 
 
-@pytest.mark.parametrize("expression", ["lastUpdateTime ge 2026-11-26T10:00:00.12345678Z",
-                                        "lastUpdateTime ge '2026-11-26'", "status eq New", "title eq 'x'",
-                                        "status eq 'New' or severity eq 'High'", "status eq 'New' and"])
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "lastUpdateTime ge 2026-11-26T10:00:00.12345678Z",
+        "lastUpdateTime ge '2026-11-26'",
+        "status eq New",
+        "title eq 'x'",
+        "status eq 'New' or severity eq 'High'",
+        "status eq 'New' and",
+    ],
+)
 def test_unsupported_alert_filter_is_400(client: httpx.Client, expression: str) -> None:
     assert_error(client.get("/api/alerts", params={"$filter": expression}), 400, "InvalidInput")
 
@@ -291,6 +308,8 @@ def test_top_caps_results_and_is_bounded(tenant: SimulatedTenant, client: httpx.
     assert "@odata.nextLink" not in body
     records, sizes = collect(client, "/api/alerts", {"$top": "450"})
     assert (len(records), sizes) == (450, [200, 200, 50])
+    records, sizes = collect(client, "/api/alerts", {"$top": "201"})  # a last page of a single record
+    assert (len(records), sizes) == (201, [200, 1])
     for bad in ("10001", "-1", "many"):
         assert_error(client.get("/api/alerts", params={"$top": bad}), 400, "InvalidInput")
     assert_error(client.get("/api/alerts", params={"$skiptoken": "x"}), 400, "InvalidInput")
@@ -375,12 +394,26 @@ def test_data_set_covers_every_enum_and_shape(tenant: SimulatedTenant) -> None:
     assert {a["severity"] for a in alerts} >= {"UnSpecified", "Informational", "Low", "Medium", "High"}
     assert {a["status"] for a in alerts} >= {"New", "InProgress", "Resolved", "Unknown"}
     assert {a["severity"] for a in alerts} - {"UnSpecified", "Informational", "Low", "Medium", "High"}
-    assert {a["classification"] for a in alerts} == {None, "TruePositive", "InformationalExpectedActivity",
-                                                     "FalsePositive"}
-    assert {a["category"] for a in alerts} >= {"SuspiciousActivity", "Malware", "Execution", "CredentialAccess",
-                                               "LateralMovement", "Persistence"}
-    assert {a["detectionSource"] for a in alerts} >= {"WindowsDefenderAtp", "WindowsDefenderAv",
-                                                      "AutomatedInvestigation", "CustomDetection"}
+    assert {a["classification"] for a in alerts} == {
+        None,
+        "TruePositive",
+        "InformationalExpectedActivity",
+        "FalsePositive",
+    }
+    assert {a["category"] for a in alerts} >= {
+        "SuspiciousActivity",
+        "Malware",
+        "Execution",
+        "CredentialAccess",
+        "LateralMovement",
+        "Persistence",
+    }
+    assert {a["detectionSource"] for a in alerts} >= {
+        "WindowsDefenderAtp",
+        "WindowsDefenderAv",
+        "AutomatedInvestigation",
+        "CustomDetection",
+    }
     assert {type(a["mitreTechniques"]) for a in alerts} == {list, str}
     assert {type(a["relatedUser"]) for a in alerts} == {dict, str, type(None)}
     assert any(a["comments"] for a in alerts)
@@ -395,13 +428,32 @@ def test_data_set_covers_every_enum_and_shape(tenant: SimulatedTenant) -> None:
     assert any("_-" in i for i in ids)
 
 
+def test_alert_timelines_are_consistent(tenant: SimulatedTenant) -> None:
+    for alert in tenant.alerts:
+        first, last, created, updated = (
+            ticks(alert[key]) for key in ("firstEventTime", "lastEventTime", "alertCreationTime", "lastUpdateTime")
+        )
+        assert first <= last <= created <= updated <= ticks(f"{NOW:%Y-%m-%dT%H:%M:%S}.9999999Z"), alert["id"]
+        if alert["status"] == "Resolved":
+            assert alert["resolvedTime"] == alert["lastUpdateTime"], alert["id"]
+        elif alert["status"] == "New":
+            assert (alert["resolvedTime"], alert["classification"], alert["comments"]) == (None, None, []), alert["id"]
+        assert all(created <= ticks(c["createdTime"]) <= updated for c in alert["comments"]), alert["id"]
+
+
 def test_machines_look_like_defender_records(tenant: SimulatedTenant) -> None:
     machines = tenant.machines
     assert 18 <= len(machines) <= 25
     assert all(re.fullmatch(r"[0-9a-f]{40}", m["id"]) for m in machines)
     assert len({m["id"] for m in machines}) == len(machines)
-    assert {m["osPlatform"] for m in machines} >= {"Windows10", "Windows11", "WindowsServer2022", "macOS", "Linux",
-                                                   "Android"}
+    assert {m["osPlatform"] for m in machines} >= {
+        "Windows10",
+        "Windows11",
+        "WindowsServer2022",
+        "macOS",
+        "Linux",
+        "Android",
+    }
     assert {m["healthStatus"] for m in machines} >= {"Active", "Inactive", "ImpairedCommunication", "NoSensorData"}
     assert {m["riskScore"] for m in machines} == {"None", "Low", "Medium", "High"}
     per_device = {m["id"]: sum(a["machineId"] == m["id"] for a in tenant.alerts) for m in machines}
@@ -414,6 +466,7 @@ def test_data_set_is_deterministic() -> None:
     first, second = SimulatedTenant(now=lambda: NOW), SimulatedTenant(now=lambda: NOW)
     assert first.machines == second.machines
     assert first.alerts == second.alerts
+    assert [m["id"] for m in SimulatedTenant.default().machines] == [m["id"] for m in first.machines]
 
 
 # -- helpers, logging, concurrency -------------------------------------------------------------------------------------
@@ -444,8 +497,10 @@ def test_add_alert_and_set_status_show_up_in_incremental_polls(tenant: Simulated
 def test_request_log_records_decoded_path_and_query(tenant: SimulatedTenant, client: httpx.Client) -> None:
     client.get("/api/machines", params={"$filter": "computerDnsName eq 'a b'"})
     client.get("/api/machines/Pixel 8 (J. Doe)")
-    assert tenant.request_log == [("GET", "/api/machines?$filter=computerDnsName eq 'a b'"),
-                                  ("GET", "/api/machines/Pixel 8 (J. Doe)")]
+    assert tenant.request_log == [
+        ("GET", "/api/machines?$filter=computerDnsName eq 'a b'"),
+        ("GET", "/api/machines/Pixel 8 (J. Doe)"),
+    ]
     assert tenant.calls == 2
 
 

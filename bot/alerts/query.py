@@ -36,7 +36,7 @@ _STATUS_WORDS = {
     "resolved": AlertStatus.RESOLVED,
 }
 _W = TypeVar("_W", Severity, AlertStatus)
-_SINCE = re.compile(r"(\d{1,4})([mhdw])")
+_SINCE = re.compile(r"([0-9]{1,4})([mhdw])")
 _SINCE_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
@@ -86,7 +86,7 @@ class DeviceQuery:
 
 
 def format_duration(span: timedelta) -> str:
-    """`7d`, `24h`, `90m`: the same notation the grammar accepts."""
+    """The largest whole unit in the grammar's notation: `7d`, `36h`, `90m` (24h reads as `1d`)."""
     seconds = int(span.total_seconds())
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds % size == 0 and seconds >= size:

@@ -10,10 +10,13 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 import msal
 import requests
+from msal.exceptions import MsalServiceError
 
 from bot.defender.errors import AuthError, DefenderUnavailable
 
@@ -80,6 +83,25 @@ def auth_error_from_result(result: dict[str, Any]) -> AuthError:
     )
 
 
+@contextmanager
+def _identity_provider_errors(authority: str) -> Iterator[None]:
+    """Map what MSAL and requests raise into the bot's taxonomy; nothing else escapes."""
+    try:
+        yield
+    except (requests.RequestException, MsalServiceError) as exc:
+        raise DefenderUnavailable(f"identity provider unreachable or failing: {type(exc).__name__}") from None
+    except OSError as exc:
+        raise AuthError(
+            f"cannot set up TLS to {authority}: {exc.strerror or type(exc).__name__}",
+            hint="check REQUESTS_CA_BUNDLE",
+        ) from None
+    except (KeyError, ValueError) as exc:
+        raise AuthError(
+            f"the identity provider at {authority} answered unexpectedly ({type(exc).__name__})",
+            hint="check DEFENDER_AUTHORITY_URL, DEFENDER_TENANT_ID and DEFENDER_CLOUD",
+        ) from None
+
+
 class MsalTokenProvider:
     """Client-credentials tokens from Microsoft Entra ID (or a sovereign cloud's authority).
 
@@ -105,6 +127,7 @@ class MsalTokenProvider:
         self._timeout = timeout
         self._app: msal.ConfidentialClientApplication | None = None
         self._lock = threading.Lock()
+        self._token_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"MsalTokenProvider(authority={self._authority!r}, client_id={self._client_id!r}, credential=***)"
@@ -112,7 +135,7 @@ class MsalTokenProvider:
     def _application(self) -> msal.ConfidentialClientApplication:
         with self._lock:
             if self._app is None:
-                try:
+                with _identity_provider_errors(self._authority):
                     self._app = msal.ConfidentialClientApplication(
                         self._client_id,
                         client_credential=self._credential,
@@ -120,21 +143,14 @@ class MsalTokenProvider:
                         instance_discovery=self._instance_discovery,
                         timeout=self._timeout,
                     )
-                except requests.RequestException as exc:
-                    raise DefenderUnavailable(f"identity provider unreachable: {type(exc).__name__}") from None
-                except ValueError as exc:
-                    raise AuthError(
-                        f"the authority {self._authority} was rejected: {exc}",
-                        hint="check DEFENDER_AUTHORITY_URL, DEFENDER_TENANT_ID and DEFENDER_CLOUD",
-                    ) from None
             return self._app
 
     def token(self) -> str:
         app = self._application()
-        try:
+        # Serialized so that concurrent first calls (and the hourly renewal) make one request, not one per thread;
+        # a cache hit inside MSAL takes microseconds.
+        with self._token_lock, _identity_provider_errors(self._authority):
             result = app.acquire_token_for_client(scopes=self._scopes)
-        except requests.RequestException as exc:
-            raise DefenderUnavailable(f"identity provider unreachable: {type(exc).__name__}") from None
         if not isinstance(result, dict) or "access_token" not in result:
             error = auth_error_from_result(result if isinstance(result, dict) else {})
             log.warning("token request refused: %s", error)

@@ -130,7 +130,7 @@ class DefenderClient:
         params = {"$filter": odata_filter} if odata_filter else None
         path = f"/api/machines/{path_segment(ref.value)}/alerts"
         records = self._get_collection(Api.MACHINE_ALERTS, path, params, priority, not_found=ref.value)
-        return self._parse_all(records, parse_alert, "alert")
+        return self._parse_all(records, parse_alert)
 
     def get_machine(self, id_or_name: str, *, priority: Priority = Priority.INTERACTIVE) -> Machine:
         """One device by machine id or computer name (`GET /api/machines/{idOrName}`)."""
@@ -146,7 +146,7 @@ class DefenderClient:
         literal = odata_literal(ref.value)
         odata = f"startswith(computerDnsName,{literal})" if prefix else f"computerDnsName eq {literal}"
         records = self._get_collection(Api.MACHINES, "/api/machines", {"$filter": odata}, priority, None)
-        return self._parse_all(records, parse_machine, "machine")
+        return self._parse_all(records, parse_machine)
 
     def list_alerts_updated_since(
         self, since: datetime, *, top: int = 10_000, priority: Priority = Priority.BACKGROUND
@@ -154,18 +154,18 @@ class DefenderClient:
         """Every alert in the tenant updated at or after `since` (one call covers all devices)."""
         params = {"$filter": f"lastUpdateTime ge {format_timestamp(since)}", "$top": str(top)}
         records = self._get_collection(Api.ALERTS, "/api/alerts", params, priority, None)
-        return self._parse_all(records, parse_alert, "alert")
+        return self._parse_all(records, parse_alert)
 
     # Plumbing -------------------------------------------------------------------------------
 
     @staticmethod
-    def _parse_all(records: list[Any], parse: Callable[[object], _T], entity: str) -> list[_T]:
+    def _parse_all(records: list[Any], parse: Callable[[object], _T]) -> list[_T]:
         parsed: list[_T] = []
         for record in records:
             try:
                 parsed.append(parse(record))
             except BadResponse as exc:
-                log.warning("skipped a %s record Defender sent: %s", entity, exc)
+                log.warning("skipped a record Defender sent: %s", exc)
         return parsed
 
     def _get_collection(

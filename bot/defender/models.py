@@ -23,7 +23,7 @@ class _TolerantEnum(enum.StrEnum):
     @classmethod
     def parse(cls, value: object) -> Self:
         if isinstance(value, str):
-            folded = value.replace("_", "").replace(" ", "").casefold()
+            folded = value.replace("_", "").replace("-", "").replace(" ", "").casefold()
             for member in cls:
                 if member.value.casefold() == folded:
                     return member
@@ -218,10 +218,9 @@ def parse_timestamp(value: object) -> datetime | None:
     tz = match["tz"] or "Z"
     text = match["base"] + (f".{frac.ljust(6, '0')}" if frac else "") + ("+00:00" if tz.upper() == "Z" else tz)
     try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
+        return datetime.fromisoformat(text).astimezone(UTC)
+    except (ValueError, OverflowError):  # impossible dates, or offsets that push past year 1 or 9999
         return None
-    return parsed.astimezone(UTC)
 
 
 def format_timestamp(moment: datetime) -> str:
@@ -237,13 +236,16 @@ def _text(raw: Mapping[str, Any], key: str) -> str | None:
     return text or None
 
 
+_DIGITS = re.compile(r"[0-9]{1,18}")  # ASCII only: str.isdigit() also accepts '²' and '①'
+
+
 def _int(raw: Mapping[str, Any], key: str) -> int | None:
     value = raw.get(key)
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
         return int(value)
     return None
 

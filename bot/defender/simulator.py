@@ -24,7 +24,7 @@ from urllib.parse import unquote
 
 import httpx
 
-Json = dict[str, Any]
+Json = dict[str, Any]  # a Defender JSON object, camelCase keys as on the wire
 
 SIMULATOR_BASE_URL = "https://api.simulator.invalid"
 AAD_TENANT_ID = "0f3c2b1a-5d4e-4f6a-9b8c-7d6e5f4a3b2c"
@@ -62,6 +62,8 @@ class _Device(NamedTuple):
     generation: int = 1  # re-onboarded devices get a new id per generation
 
 
+# The data tables below are laid out by hand (one row per record), so the formatter leaves them alone.
+# fmt: off
 _DEVICES = (
     _Device("ws-fin-014.contoso.local", "Windows11", "23H2", 22631, "Workstations", "Active", "High", "High",
             "Normal", ("Finance",), 0.3, 7),
@@ -174,9 +176,7 @@ _ID_PREFIXES = {"CustomDetection": "ed", "CustomerTI": "ti", "ThreatExperts": "t
 _COMMENTS = ("Looking into it.", "Confirmed with the device owner.", "Isolated the device pending review.")
 
 _LONG_TITLE = "Multi-stage incident: " + " -> ".join(f"stage {n} (T10{n:02d})" for n in range(1, 16))
-_LONG_DESCRIPTION = ("Line with *bold* _italic_ ~strike~ `code` > quote <!everyone> &amp; <#C024BE7LH>\n" * 200)[
-    :10_000
-]
+_LONG_DESCRIPTION = ("Line: *bold* _italic_ ~strike~ `code` > quote <!everyone> &amp; <#C024BE7LH>\n" * 200)[:10_000]
 
 # Alerts whose text tries to ping channels, spoof links or corrupt terminals and layouts.
 _HOSTILE_ALERTS: tuple[Json, ...] = (
@@ -211,6 +211,14 @@ _TIMESTAMP_RE = re.compile(_TIMESTAMP)
 _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
     "eq": operator.eq, "ne": operator.ne, "ge": operator.ge, "gt": operator.gt, "le": operator.le, "lt": operator.lt,
 }
+# Static part of every alert record; per-alert values and fresh lists are added by _base_alert.
+_ALERT_DEFAULTS: Json = {
+    "investigationId": None, "assignedTo": None, "severity": "Medium", "status": "New", "classification": None,
+    "determination": None, "investigationState": "Unknown", "detectionSource": "WindowsDefenderAtp",
+    "category": "SuspiciousActivity", "threatFamilyName": None, "threatName": None, "title": "Simulated alert",
+    "description": "", "resolvedTime": None, "aadTenantId": AAD_TENANT_ID, "relatedUser": None,
+}
+# fmt: on
 
 
 class _ApiError(Exception):
@@ -303,13 +311,13 @@ def _int_param(params: httpx.QueryParams, name: str, default: int, maximum: int)
     raw = params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or int(raw) > maximum:
+    if not re.fullmatch(r"[0-9]{1,9}", raw) or int(raw) > maximum:
         raise _ApiError(400, f"{name} must be an integer between 0 and {maximum}")
     return int(raw)
 
 
-def _route(raw_path: bytes) -> tuple[str, str | None]:
-    """Map a raw path to (api kind, machine id or name); each segment is percent-decoded exactly once."""
+def _route(raw_path: bytes) -> tuple[str, str]:
+    """Map a raw path to (api kind, machine id or name or ""); each segment is percent-decoded exactly once."""
     path = raw_path.split(b"?", 1)[0].decode("ascii", "replace")
     segments = [unquote(segment) for segment in path.split("/")]
     # A decoded "/" inside a segment (from %2F) must not let a name address another route.
@@ -318,9 +326,9 @@ def _route(raw_path: bytes) -> tuple[str, str | None]:
     lowered = [segment.lower() for segment in segments[1:]]
     match lowered:
         case ["api", "alerts"]:
-            return "alerts", None
+            return "alerts", ""
         case ["api", "machines"]:
-            return "machines-list", None
+            return "machines-list", ""
         case ["api", "machines", _]:
             return "machine-get", segments[3]
         case ["api", "machines", _, "alerts"]:
@@ -351,6 +359,7 @@ class SimulatedTenant:
         # Several client threads share one tenant; every read or write of the state above holds this lock.
         self._lock = threading.Lock()
         self._rng = random.Random(_SEED)
+        self._alert_ids: set[str] = set()  # every id ever issued, so generated ids never repeat
         self._windows: defaultdict[str, deque[float]] = defaultdict(deque)
         self._faults: deque[_Fault] = deque()
         self._populate(self._now())
@@ -373,6 +382,7 @@ class SimulatedTenant:
             alert.update(fields)
             if any(a["id"] == alert["id"] for a in self.alerts):
                 raise ValueError(f"duplicate alert id {alert['id']}")
+            self._alert_ids.add(alert["id"])
             self.alerts.append(alert)
             return dict(alert)
 
@@ -387,8 +397,9 @@ class SimulatedTenant:
             alert.update(extra)
             return dict(alert)
 
-    def fail_next(self, status_code: int, *, code: str | None = None, times: int = 1,
-                  retry_after: int | None = None) -> None:
+    def fail_next(
+        self, status_code: int, *, code: str | None = None, times: int = 1, retry_after: int | None = None
+    ) -> None:
         """Answer the next `times` requests with this error (code defaults to Defender's for the status)."""
         with self._lock:
             self._faults.extend([_Fault(status_code, code, retry_after)] * times)
@@ -422,13 +433,15 @@ class SimulatedTenant:
         self._admit(kind)
         params = request.url.params
         if kind == "machines-list":
-            return httpx.Response(200, json={"@odata.context": _ODATA + "Machines",
-                                             "value": self._list_machines(params.get("$filter"))})
+            return httpx.Response(
+                200, json={"@odata.context": _ODATA + "Machines", "value": self._list_machines(params.get("$filter"))}
+            )
         if kind == "machine-get":
-            return httpx.Response(200, json={"@odata.context": _ODATA + "Machines/$entity",
-                                             **self._find_machine(ident or "")})
+            return httpx.Response(
+                200, json={"@odata.context": _ODATA + "Machines/$entity", **self._find_machine(ident)}
+            )
         if kind == "machine-alerts":
-            machine_id = (ident or "").lower()
+            machine_id = ident.lower()
             if not any(m["id"] == machine_id for m in self.machines):
                 raise _ApiError(404, f"Machine {ident} was not found")
             alerts = [a for a in self.alerts if a.get("machineId") == machine_id]
@@ -443,8 +456,7 @@ class SimulatedTenant:
             window.popleft()
         if len(window) >= self.calls_per_minute:
             wait = max(1, math.ceil(window[0] + _WINDOW_SECONDS - now))
-            raise _ApiError(429, f"Rate limit of {self.calls_per_minute} calls per minute exceeded",
-                            "TooManyRequests", {"Retry-After": str(wait)})
+            raise _ApiError(429, f"Over {self.calls_per_minute} calls per minute", headers={"Retry-After": str(wait)})
         window.append(now)
 
     def _list_machines(self, expression: str | None) -> list[Json]:
@@ -522,59 +534,78 @@ class SimulatedTenant:
         }
         if windows:
             mac = "-".join(f"{rng.randint(0, 255):02X}" for _ in range(6))
-            record["ipAddresses"] = [{"ipAddress": internal, "macAddress": mac, "type": "Ethernet",
-                                      "operationalStatus": "Up"}]
+            record["ipAddresses"] = [
+                {"ipAddress": internal, "macAddress": mac, "type": "Ethernet", "operationalStatus": "Up"}
+            ]
         return record
 
     def _base_alert(self, machine: Json, created: datetime, incident: int, id_prefix: str = "da") -> Json:
         """A plain New alert on `machine` at `created`; the generator and add_alert refine it."""
         stamp = _iso(created)
         return {
-            "id": self._new_alert_id(created, id_prefix), "incidentId": incident, "investigationId": None,
-            "assignedTo": None, "severity": "Medium", "status": "New", "classification": None, "determination": None,
-            "investigationState": "Unknown", "detectionSource": "WindowsDefenderAtp",
-            "detectorId": str(uuid.UUID(int=self._rng.getrandbits(128), version=4)), "category": "SuspiciousActivity",
-            "threatFamilyName": None, "threatName": None, "title": "Simulated alert", "description": "",
-            "alertCreationTime": stamp, "firstEventTime": stamp, "lastEventTime": stamp, "lastUpdateTime": stamp,
-            "resolvedTime": None, "machineId": machine["id"], "computerDnsName": machine["computerDnsName"],
-            "rbacGroupName": machine["rbacGroupName"], "aadTenantId": AAD_TENANT_ID, "relatedUser": None,
-            "mitreTechniques": [], "comments": [], "evidence": [],
+            "id": self._new_alert_id(created, id_prefix),
+            "incidentId": incident,
+            **_ALERT_DEFAULTS,
+            "detectorId": str(uuid.UUID(int=self._rng.getrandbits(128), version=4)),
+            **dict.fromkeys(("alertCreationTime", "firstEventTime", "lastEventTime", "lastUpdateTime"), stamp),
+            "machineId": machine["id"],
+            "computerDnsName": machine["computerDnsName"],
+            "rbacGroupName": machine["rbacGroupName"],
+            "mitreTechniques": [],
+            "comments": [],
+            "evidence": [],
         }
 
     def _generated_alert(self, machine: Json, now: datetime, incident: int, serial: int, overrides: Json) -> Json:
         """A varied, internally consistent alert; `serial` rotates timestamp precision so every form appears."""
         rng = self._rng
         template = rng.choice(_TEMPLATES)
+        # Timeline first event < last event < created < comment < updated < now, each step at least a second
+        # apart so that truncating to fewer fractional digits can never reorder them.
         created = now - timedelta(seconds=rng.randint(600, 30 * 86_400), microseconds=rng.randint(0, 999_999))
-        first_event = created - timedelta(seconds=rng.randint(1, 3_600), microseconds=rng.randint(0, 999_999))
-        updated = created + (now - created) * rng.random()
+        lead = rng.randint(2, 3_600)
+        first_event = created - timedelta(seconds=lead, microseconds=rng.randint(0, 999_999))
+        last_event = first_event + timedelta(seconds=rng.uniform(1, lead - 1))
+        updated = created + timedelta(seconds=rng.uniform(2, (now - created).total_seconds() - 2))
         severity = rng.choices(_SEVERITIES, _SEVERITY_WEIGHTS)[0]
         status = overrides.get("status", rng.choices(_STATUSES, _STATUS_WEIGHTS)[0])
         classification, determination = rng.choice(_VERDICTS)
         assignee = rng.choice(_ASSIGNEES)
         related = rng.choice(_RELATED_USERS)
         alert = self._base_alert(machine, created, incident, _ID_PREFIXES.get(template.source, "da"))
-        digits = [_FRACTION_DIGITS[(serial + shift) % len(_FRACTION_DIGITS)] for shift in range(5)]
+        digits = [_FRACTION_DIGITS[(serial + shift) % len(_FRACTION_DIGITS)] for shift in range(4)]
+        last_update = _iso(updated, digits[3])
+        comment = {
+            "comment": rng.choice(_COMMENTS),
+            "createdBy": assignee,
+            "createdTime": _iso(created + (updated - created) / 2, 3),
+        }
         triaged = status != "New"
-        alert.update({
-            "severity": severity, "status": status, "title": template.title, "category": template.category,
-            "description": f"{template.description} Device: {machine['computerDnsName']}.",
-            "detectionSource": template.source, "threatFamilyName": template.family, "threatName": template.threat,
-            "mitreTechniques": template.mitre if isinstance(template.mitre, str) else list(template.mitre),
-            "investigationState": rng.choice(_INVESTIGATION_STATES),
-            "investigationId": rng.randint(1, 9_999) if template.source == "AutomatedInvestigation" else None,
-            "classification": classification if triaged else None,
-            "determination": determination if triaged else None,
-            "assignedTo": assignee if triaged else None,
-            "relatedUser": dict(related) if isinstance(related, dict) else related,
-            "alertCreationTime": _iso(created, digits[0]),
-            "firstEventTime": _iso(first_event, digits[1]),
-            "lastEventTime": _iso(first_event + (created - first_event) * rng.random(), digits[2]),
-            "lastUpdateTime": _iso(updated, digits[3]),
-            "resolvedTime": _iso(updated, digits[4]) if status == "Resolved" else None,
-            "comments": [{"comment": rng.choice(_COMMENTS), "createdBy": assignee, "createdTime": _iso(updated, 3)}]
-            if triaged else [],
-        })
+        alert.update(
+            {
+                "severity": severity,
+                "status": status,
+                "title": template.title,
+                "category": template.category,
+                "description": f"{template.description} Device: {machine['computerDnsName']}.",
+                "detectionSource": template.source,
+                "threatFamilyName": template.family,
+                "threatName": template.threat,
+                "mitreTechniques": template.mitre if isinstance(template.mitre, str) else list(template.mitre),
+                "investigationState": rng.choice(_INVESTIGATION_STATES),
+                "investigationId": rng.randint(1, 9_999) if template.source == "AutomatedInvestigation" else None,
+                "classification": classification if triaged else None,
+                "determination": determination if triaged else None,
+                "assignedTo": assignee if triaged else None,
+                "relatedUser": dict(related) if isinstance(related, dict) else related,
+                "alertCreationTime": _iso(created, digits[0]),
+                "firstEventTime": _iso(first_event, digits[1]),
+                "lastEventTime": _iso(last_event, digits[2]),
+                "lastUpdateTime": last_update,
+                "resolvedTime": last_update if status == "Resolved" else None,  # resolving is the last update
+                "comments": [comment] if triaged else [],
+            }
+        )
         alert.update(overrides)
         return alert
 
@@ -583,7 +614,8 @@ class SimulatedTenant:
         ticks = (created - datetime(1, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1) * 10
         while True:
             alert_id = f"{prefix}{ticks}_{self._rng.randint(-(2**31), 2**31 - 1)}"
-            if all(a["id"] != alert_id for a in self.alerts):
+            if alert_id not in self._alert_ids:
+                self._alert_ids.add(alert_id)
                 return alert_id
 
 
