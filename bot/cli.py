@@ -1,6 +1,6 @@
-"""Command line: `python -m bot alerts <device> [filters]` and `python -m bot demo`.
+"""Command line: `python -m bot [http|socket|demo|alerts …]`.
 
-Exit codes: 0 ok, 2 bad input or configuration, 3 device not found, 4 Defender or auth error.
+Exit codes: 0 ok, 2 bad input or configuration, 3 device not found, 4 Defender, Slack or sign-in error.
 """
 
 from __future__ import annotations
@@ -12,43 +12,39 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from bot.alerts.budget import Api, BudgetExhausted
+from slack_bolt.error import BoltError
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from bot.alerts.budget import BudgetExhausted
+from bot.alerts.problems import ProblemKind, explain
 from bot.alerts.query import USAGE, QueryError, parse_query
-from bot.config import Backend, ConfigError, Settings, load_settings
-from bot.defender.errors import AuthError, DefenderError, DeviceNotFound, PermissionDenied, Throttled
-from bot.defender.simulator import AAD_TENANT_ID, BUSY_HOSTNAME, HOSTILE_HOSTNAME
+from bot.config import ConfigError, Settings, SlackMode, load_settings, load_slack_settings, slack_mode
+from bot.defender.errors import DefenderError
 from bot.runtime import Runtime, build_runtime
-from bot.terminal import PortalContext, clean, render
+from bot.sanitize import clean
+from bot.terminal import PortalContext, render
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_NOT_FOUND, EXIT_DEFENDER = 0, 2, 3, 4
 
 
+_EXIT_CODES = {ProblemKind.BAD_INPUT: EXIT_BAD_INPUT, ProblemKind.NOT_FOUND: EXIT_NOT_FOUND}
+
+
 def describe_failure(exc: Exception) -> tuple[int, str]:
-    """Exit code and a one-line, actionable explanation for a failed lookup."""
-    if isinstance(exc, QueryError):
-        return EXIT_BAD_INPUT, f"{clean(str(exc), 300)}\nusage: python -m bot alerts {USAGE}"
-    if isinstance(exc, DeviceNotFound):
-        hint = f" Did you mean: {', '.join(exc.suggestions)}?" if exc.suggestions else ""
-        return EXIT_NOT_FOUND, f"No device in Defender matches '{clean(exc.reference, 80)}'.{hint}"
-    if isinstance(exc, PermissionDenied):
-        return EXIT_DEFENDER, (
-            f"Defender refused the request: {clean(exc.message, 300)}\n"
-            "Grant the app registration the Alert.Read.All and Machine.Read.All application permissions "
-            "(WindowsDefenderATP API) and an admin's consent."
-        )
-    if isinstance(exc, Throttled | BudgetExhausted):
-        return EXIT_DEFENDER, f"{exc}. Try again in {exc.retry_after:.0f} s."
-    if isinstance(exc, AuthError):
-        return EXIT_DEFENDER, f"Could not sign in to Defender: {clean(str(exc), 500)}"
-    if isinstance(exc, DefenderError):
-        tracking = f" (Defender tracking id {exc.target})" if exc.target else ""
-        return EXIT_DEFENDER, f"Defender lookup failed: {clean(exc.message, 300)}{tracking}"
-    raise exc
-
-
-def _portal(settings: Settings) -> PortalContext:
-    tenant = AAD_TENANT_ID if settings.backend is Backend.SIMULATOR else settings.tenant_id
-    return PortalContext(settings.portal_url, tenant)
+    """Exit code and an actionable explanation of a failed lookup, for the terminal."""
+    problem = explain(exc)
+    lines = [clean(problem.summary, 300)]
+    if problem.suggestions:
+        lines.append("Did you mean: " + ", ".join(clean(s, 80) for s in problem.suggestions) + "?")
+    if problem.operator_detail:
+        lines.append(clean(problem.operator_detail, 500))
+    if problem.hint:
+        lines.append(problem.hint)
+    if problem.tracking_id:
+        lines.append(f"Defender tracking id: {clean(problem.tracking_id, 80)}")
+    if problem.kind is ProblemKind.BAD_INPUT:
+        lines.append(f"usage: python -m bot alerts {USAGE}")
+    return _EXIT_CODES.get(problem.kind, EXIT_DEFENDER), "\n".join(lines)
 
 
 def lookup(runtime: Runtime, text: str, out: TextIO, err: TextIO) -> int:
@@ -60,59 +56,94 @@ def lookup(runtime: Runtime, text: str, out: TextIO, err: TextIO) -> int:
         code, message = describe_failure(exc)
         print(message, file=err)
         return code
-    print(render(result, _portal(runtime.settings)), file=out)
-    return EXIT_OK
-
-
-def _demo(runtime: Runtime, out: TextIO) -> int:
-    """A scripted tour of the bot's lookups against the built-in simulator."""
-    steps = [
-        ("A device by hostname", "ws-fin-014"),
-        (
-            "The same device with filters: served from the same cached call",
-            "ws-fin-014 severity:high,medium status:new,inprogress",
-        ),
-        ("Hostile alert text is neutralised", f"{HOSTILE_HOSTNAME} status:new"),
-        ("A device with 500 alerts", f"{BUSY_HOSTNAME} since:7d"),
-        ("A name that matches several devices", "ws"),
-        ("Bad input never reaches Defender", "ws-fin-014 severity:urgent"),
-    ]
-    for title, text in steps:
-        print(f"\n=== {title}\n$ python -m bot alerts {text}\n", file=out)
-        lookup(runtime, text, out, out)
-    calls = {api.value: runtime.budget.usage(api).used_last_minute for api in Api}
-    print(f"\nDefender calls made in this demo: {calls}", file=out)
+    print(render(result, PortalContext(runtime.settings.portal_url, runtime.link_tenant_id)), file=out)
     return EXIT_OK
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bot", description="device-alerts: Defender alerts per device.")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="python -m bot",
+        description="device-alerts: Microsoft Defender for Endpoint alerts per device, in Slack and the terminal.",
+        epilog="With no command: Socket Mode when SLACK_APP_TOKEN is set, otherwise HTTP mode.",
+    )
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("http", help="serve Slack over HTTP on 0.0.0.0:$PORT (default 3000)")
+    commands.add_parser("socket", help="connect to Slack in Socket Mode (SLACK_APP_TOKEN)")
+    demo = commands.add_parser("demo", help="play a scripted Slack session against the built-in simulator")
+    demo.add_argument("--json", action="store_true", help="also print the Block Kit payloads")
+    demo.add_argument("--interactive", action="store_true", help="type /device-alerts lines yourself")
     alerts = commands.add_parser(
         "alerts", help="summarize one device's alerts in the terminal", usage=f"%(prog)s {USAGE}"
     )
     alerts.add_argument("query", nargs="+", help="device reference and optional filters")
-    commands.add_parser("demo", help="a scripted tour against the built-in Defender simulator (no credentials)")
     return parser
+
+
+def _serve(mode: SlackMode, settings: Settings, env: dict[str, str], err: TextIO) -> int:
+    """Run the Slack app until interrupted."""
+    from bot.slack.app import build_slack_bot
+    from bot.slack.server import run_http
+    from bot.slack.socket_mode import run_socket_mode
+
+    try:
+        slack = load_slack_settings(mode, env)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=err)
+        return EXIT_BAD_INPUT
+    runtime = build_runtime(settings)
+    try:
+        bot = build_slack_bot(runtime, slack)
+    except (BoltError, SlackClientError, OSError) as exc:
+        print(
+            f"Slack refused the bot token or could not be reached ({exc}): check SLACK_BOT_TOKEN and SLACK_API_URL",
+            file=err,
+        )
+        runtime.close()
+        return EXIT_DEFENDER
+    try:
+        (run_socket_mode if mode is SlackMode.SOCKET else run_http)(bot)
+    except SlackApiError as exc:
+        print(
+            f"Slack refused the Socket Mode connection ({exc.response.get('error')}): check SLACK_APP_TOKEN", file=err
+        )
+        return EXIT_DEFENDER
+    except KeyboardInterrupt:
+        pass
+    finally:
+        bot.close()
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None, *, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     args = _parser().parse_args(argv)
     env = dict(os.environ)
-    if args.command == "demo":
+    command = args.command or slack_mode(env).value
+    if command == "demo":
         env["DEFENDER_BACKEND"] = "simulator"
     try:
         settings = load_settings(env)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=err)
         return EXIT_BAD_INPUT
-    logging.basicConfig(level=settings.log_level or "WARNING", stream=err)
+    terminal = command in ("alerts", "demo")
+    logging.basicConfig(
+        level=settings.log_level or ("WARNING" if terminal else "INFO"),
+        stream=err,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if settings.log_level != "DEBUG":
+        # One line per HTTP request is noise at INFO; the client logs what matters (errors, tracking ids).
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     if settings.backend_defaulted:
         print("No Defender credentials configured: using the built-in Defender simulator.", file=err)
+    if command in ("http", "socket"):
+        return _serve(SlackMode(command), settings, env, err)
+    if command == "demo":
+        from bot.slack.demo import run_demo
+
+        return run_demo(settings, out=out, as_json=args.json, interactive=args.interactive)
     runtime = build_runtime(settings)
     try:
-        if args.command == "demo":
-            return _demo(runtime, out)
         return lookup(runtime, " ".join(args.query), out, err)
     finally:
         runtime.close()

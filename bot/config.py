@@ -195,15 +195,21 @@ def _load_certificate(path_text: str) -> CertificateCredential:
     return CertificateCredential(Secret(pem.decode()), thumbprint)
 
 
+def _environment(env: Mapping[str, str] | None, dotenv_path: str | Path | None) -> dict[str, str]:
+    """The process environment (or `env`) over the `.env` file's values."""
+    merged: dict[str, str] = {}
+    if dotenv_path is not None and Path(dotenv_path).is_file():
+        merged.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
+    merged.update(os.environ if env is None else env)
+    return merged
+
+
 def load_settings(env: Mapping[str, str] | None = None, *, dotenv_path: str | Path | None = ".env") -> Settings:
     """Read and validate every setting; raise `ConfigError` on the first bad one.
 
     Real environment variables win over the `.env` file.
     """
-    merged: dict[str, str] = {}
-    if dotenv_path is not None and Path(dotenv_path).is_file():
-        merged.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
-    merged.update(os.environ if env is None else env)
+    merged = _environment(env, dotenv_path)
     read = _Reader(merged)
 
     # The simulator is the default only where nothing points at a real tenant.
@@ -268,4 +274,67 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv_path: str | Pa
         background_minute_share=read.number("DEFENDER_BACKGROUND_MINUTE_SHARE", 0.5, minimum=0, maximum=1),
         background_hour_share=read.number("DEFENDER_BACKGROUND_HOUR_SHARE", 0.8, minimum=0, maximum=1),
         log_level=read.choice("LOG_LEVEL", "", tuple(level.lower() for level in _LOG_LEVELS)).upper() or None,
+    )
+
+
+class SlackMode(enum.Enum):
+    HTTP = "http"
+    SOCKET = "socket"
+
+
+class Visibility(enum.Enum):
+    IN_CHANNEL = "in_channel"
+    EPHEMERAL = "ephemeral"
+
+
+@dataclass(frozen=True, slots=True)
+class SlackSettings:
+    mode: SlackMode
+    bot_token: Secret
+    signing_secret: Secret | None  # required in HTTP mode
+    app_token: Secret | None  # required in Socket Mode
+    api_url: str
+    port: int | None  # None: not set (Socket Mode then serves no health endpoint)
+    visibility: Visibility
+    workers: int
+    max_pending: int
+    card_alerts: int
+
+    @property
+    def http_port(self) -> int:
+        return self.port or 3000
+
+
+def slack_mode(env: Mapping[str, str] | None = None, *, dotenv_path: str | Path | None = ".env") -> SlackMode:
+    """Socket Mode when an app-level token is configured, HTTP mode otherwise."""
+    return SlackMode.SOCKET if _Reader(_environment(env, dotenv_path)).raw("SLACK_APP_TOKEN") else SlackMode.HTTP
+
+
+def load_slack_settings(
+    mode: SlackMode, env: Mapping[str, str] | None = None, *, dotenv_path: str | Path | None = ".env"
+) -> SlackSettings:
+    """Read and validate the Slack settings for `mode`; a missing one names every variable that is missing."""
+    read = _Reader(_environment(env, dotenv_path))
+    required = ["SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET" if mode is SlackMode.HTTP else "SLACK_APP_TOKEN"]
+    missing = [name for name in required if read.raw(name) is None]
+    if missing:
+        raise ConfigError(f"{', '.join(missing)}: required for {mode.value} mode (see the README's Slack section)")
+    bot_token = read.raw("SLACK_BOT_TOKEN") or ""
+    if not bot_token.startswith(("xoxb-", "xoxe.xoxb-")):
+        raise ConfigError("SLACK_BOT_TOKEN: expected a bot token starting with xoxb-")
+    app_token = read.raw("SLACK_APP_TOKEN")
+    if app_token is not None and not app_token.startswith("xapp-"):
+        raise ConfigError("SLACK_APP_TOKEN: expected an app-level token starting with xapp-")
+    signing_secret = read.raw("SLACK_SIGNING_SECRET")
+    return SlackSettings(
+        mode=mode,
+        bot_token=Secret(bot_token),
+        signing_secret=Secret(signing_secret) if signing_secret else None,
+        app_token=Secret(app_token) if app_token else None,
+        api_url=read.url("SLACK_API_URL", "https://slack.com/api") + "/",
+        port=read.integer("PORT", 0, minimum=1, maximum=65535) or None,
+        visibility=Visibility(read.choice("BOT_RESPONSE_VISIBILITY", "in_channel", ("in_channel", "ephemeral"))),
+        workers=read.integer("BOT_WORKERS", 8, minimum=1, maximum=256),
+        max_pending=read.integer("BOT_MAX_PENDING", 32, minimum=0, maximum=10_000),
+        card_alerts=read.integer("BOT_CARD_ALERTS", 10, minimum=1, maximum=20),
     )

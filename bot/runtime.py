@@ -11,7 +11,7 @@ from bot.alerts.service import AlertService
 from bot.config import Backend, ConfigError, Settings
 from bot.defender.auth import MsalTokenProvider, StaticTokenProvider, TokenProvider
 from bot.defender.client import DefenderClient
-from bot.defender.simulator import SIMULATOR_BASE_URL, SimulatedTenant, SimulatorTransport
+from bot.defender.simulator import AAD_TENANT_ID, SIMULATOR_BASE_URL, SimulatedTenant, SimulatorTransport
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +21,11 @@ class Runtime:
     client: DefenderClient
     service: AlertService
     tenant: SimulatedTenant | None  # set when the built-in simulator stands in for Defender
+
+    @property
+    def link_tenant_id(self) -> str | None:
+        """The tenant id portal links carry (`?tid=`), so they open in the right tenant."""
+        return AAD_TENANT_ID if self.tenant is not None else self.settings.tenant_id
 
     def close(self) -> None:
         self.client.close()

@@ -1,18 +1,18 @@
 """Plain-text rendering of a device lookup for the terminal (the CLI and the demo).
 
-Alert text is attacker-influenced: control and format characters (ANSI escapes, bidi overrides,
-zero-width characters) are removed here so they cannot rewrite or disguise the terminal's output.
+Alert text is attacker-influenced: every untrusted string passes `bot.sanitize.clean`, which removes
+control and format characters (ANSI escapes, bidi overrides, zero-width characters).
 """
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bot.alerts.result import DeviceAlerts
 from bot.defender.models import Alert
 from bot.links import alert_url, device_url
+from bot.sanitize import clean
 from bot.timefmt import ago, since
 
 TITLE_LIMIT = 110
@@ -22,15 +22,6 @@ TITLE_LIMIT = 110
 class PortalContext:
     portal: str
     tenant_id: str | None
-
-
-def clean(text: str, limit: int | None = None) -> str:
-    """Drop control/format characters, fold whitespace, and cut to `limit` characters with an ellipsis."""
-    kept = "".join(" " if ch.isspace() else ch for ch in text if unicodedata.category(ch) not in ("Cc", "Cf", "Cs"))
-    folded = " ".join(kept.split())
-    if limit is not None and len(folded) > limit:
-        return folded[: limit - 1] + "…"
-    return folded
 
 
 def _counts(pairs: dict[str, int]) -> str:

@@ -321,35 +321,65 @@ def test_defender_sign_in_failure_exits_4_without_leaking_the_secret(
 
 
 # -- demo ----------------------------------------------------------------------------------------------------------
+# The demo's own tests are in test_demo.py; these run it through the command line.
 
-
-DEMO_STEPS = (
-    "A device by hostname",
-    "The same device with filters: served from the same cached call",
-    "Hostile alert text is neutralised",
-    "A device with 500 alerts",
-    "A name that matches several devices",
-    "Bad input never reaches Defender",
+DEMO_PEOPLE = (
+    "» @alice in #incident: /device-alerts ws-fin-014",
+    "» @alice in a thread in #incident: @device-alerts srv-build-07 severity:high since:7d",
+    "» @alice presses [ Refresh ] on ws-fin-014.contoso.local",
+    "» @alice in #incident: /device-alerts ws-fin-014 severity:urgent",
+    f"» @alice in #incident: /device-alerts {HOSTILE_HOSTNAME.split('.')[0]}",
+    "» @alice in #incident: /device-alerts help",
 )
 
 
-def test_demo_runs_every_step() -> None:
-    code, out, _ = run("demo")
-    assert code == 0
-    for title in DEMO_STEPS:
-        assert f"=== {title}\n" in out
-    assert "Defender calls made" in out
-    assert "\x1b" not in out
-    # The bad-input step prints the error, and the ambiguous name its suggestions.
+def test_demo_plays_a_slack_session() -> None:
+    code, out, err = run("demo")
+    assert code == 0, out + err
+    for line in DEMO_PEOPLE:
+        assert line in out
+    assert "replaced the card in #incident" in out
     assert "unknown severity 'urgent'" in out
-    assert "Did you mean" in out
+    assert "&lt;!channel&gt;" in out
+    assert out.count("Block Kit Builder: https://app.slack.com/block-kit-builder#") == 6
+    assert "Defender API calls the simulator received:" in out
+    assert "JSON payload:" not in out
+    assert "\x1b" not in out
+    assert SIMULATOR_NOTICE not in out
+
+
+def test_demo_interactive_with_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("/device-alerts ws-fin-014\nrefresh\nquit\n"))
+    code, out, err = run("demo", "--interactive", "--json")
+    assert code == 0, out + err
+    assert "replaced the card in #incident" in out
+    assert out.count("JSON payload:") == 3  # the ack, the card, the refreshed card
+    assert "Signed requests sent: 2;" in out
 
 
 def test_demo_uses_the_simulator_even_when_the_api_is_configured(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DEFENDER_BACKEND", "api")  # would be a config error for `alerts`
-    code, out, _ = run("demo")
-    assert code == 0
-    assert "Defender calls made" in out
+    monkeypatch.setattr(sys, "stdin", io.StringIO("/device-alerts ws-fin-014\n"))
+    code, out, err = run("demo", "--interactive")
+    assert code == 0, out + err
+    assert "ws-fin-014.contoso.local · " in out
+
+
+def test_python_dash_m_bot_demo_in_a_clean_environment(tmp_path: Path) -> None:
+    """The README's first command, with stdout a pipe rather than a terminal."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)}
+    completed = subprocess.run(
+        [sys.executable, "-m", "bot", "demo"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.startswith("device-alerts demo: ")
+    assert "━━ Summary " in completed.stdout
 
 
 # -- the real entry point -----------------------------------------------------------------------------------------

@@ -66,6 +66,19 @@ class AlertFilters:
             return activity is not None and activity >= now - self.since
         return True
 
+    def as_query(self) -> str:
+        """The filters in the grammar `parse_query` reads back, e.g. `severity:high,medium since:7d`."""
+        parts = []
+        if self.severities:
+            words = {v: k for k, v in _SEVERITY_WORDS.items() if k != "info"}
+            parts.append("severity:" + ",".join(words[s] for s in sorted(self.severities, key=lambda s: -s.rank)))
+        if self.statuses:
+            words_s = {AlertStatus.NEW: "new", AlertStatus.IN_PROGRESS: "inprogress", AlertStatus.RESOLVED: "resolved"}
+            parts.append("status:" + ",".join(words_s[s] for s in AlertStatus if s in self.statuses))
+        if self.since is not None:
+            parts.append(f"since:{format_duration(self.since)}")
+        return " ".join(parts)
+
     def describe(self) -> str:
         """A short human summary, e.g. `severity: High, Medium · since: 7d`."""
         parts = []

@@ -1,0 +1,261 @@
+"""`python -m bot demo`: the real Slack app, driven by a scripted Slack session, all on this machine.
+
+The bot runs as in production (HTTP mode, signature checks, Web API and response_url posts) against the
+Defender simulator. `SlackStandIn` plays Slack's Web API and response_urls, `SlackRequests` signs what a
+person does, and every message the bot sends is printed with `bot.slack.preview`. Nothing secret is
+printed: the signing secret is random and the tokens are the stand-in's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import secrets
+import sys
+import time
+from contextlib import ExitStack
+from textwrap import indent
+from typing import Any, TextIO
+
+import httpx
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_bolt.error import BoltError
+
+from bot.config import Backend, Settings, SlackMode, load_slack_settings
+from bot.defender.simulator import BUSY_HOSTNAME, HOSTILE_HOSTNAME
+from bot.runtime import Runtime, build_runtime
+from bot.sanitize import clean
+from bot.slack import actions
+from bot.slack.app import build_slack_bot
+from bot.slack.blockkit import Message
+from bot.slack.commands import Lookup, parse_command
+from bot.slack.preview import builder_url, render_text
+from bot.slack.server import EVENTS_PATH, HttpServer, wsgi_app
+from bot.slack.standin import Posted, Request, SlackRequests, SlackStandIn
+
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+COMMAND, MENTION = "/device-alerts", "@device-alerts"
+USER, CHANNEL = "@alice", "#incident"  # who SlackRequests plays, and where
+POST_TIMEOUT = 10.0  # seconds to wait for an answer the bot should post
+QUIET_WAIT = 0.3  # seconds to watch a step that should post nothing
+THREAD_TS = "1700000000.000100"  # the message the scripted mention replies to
+CARD_INDENT, NOTE_INDENT = " " * 6, " " * 4
+INTRO = """\
+device-alerts demo: the real Slack app and the built-in Defender simulator, on
+this machine, with no credentials and no network. Each step below is a signed
+request to the bot, as Slack would send it, and a local stand-in for Slack
+records what the bot posts back. Open a card's Block Kit Builder link to see it
+as Slack draws it. The bot is listening on {url}."""
+
+
+def _refresh_value(message: Message) -> str | None:
+    """The value of the card's Refresh button: what Slack sends back when it is pressed."""
+    buttons = (e for b in message.blocks if b.get("type") == "actions" for e in b.get("elements", []))
+    return next((str(e.get("value", "")) for e in buttons if e.get("action_id") == actions.REFRESH), None)
+
+
+def _where(posted: Posted) -> str:
+    """Where Slack would show a message the bot sent, and to whom."""
+    if posted.via == "chat.postMessage":
+        return f"posted in the thread in {CHANNEL}" if posted.payload.get("thread_ts") else f"posted in {CHANNEL}"
+    if posted.payload.get("replace_original"):
+        return f"replaced the card in {CHANNEL}"
+    everyone = posted.payload.get("response_type") == "in_channel"
+    return f"posted in {CHANNEL} ({'visible to everyone' if everyone else f'visible only to {USER}'})"
+
+
+def _json(payload: dict[str, Any]) -> str:
+    """Pretty JSON, with anything unprintable escaped so the terminal shows it as `\\uXXXX`."""
+    text = json.dumps({k: v for k, v in payload.items() if k != "token"}, indent=2, ensure_ascii=False)
+    return "".join(ch if ch.isprintable() or ch == "\n" else f"\\u{ord(ch):04x}" for ch in text)
+
+
+class _Session:
+    """Plays a person in Slack: sends signed requests, waits for what the bot posts, prints both."""
+
+    def __init__(
+        self, out: TextIO, as_json: bool, standin: SlackStandIn, runtime: Runtime, port: int, secret: str
+    ) -> None:
+        self._out, self._as_json, self._standin, self._runtime = out, as_json, standin, runtime
+        self.events_url = f"http://127.0.0.1:{port}{EVENTS_PATH}"
+        self._requests = SlackRequests(secret)
+        self._http = httpx.Client(timeout=POST_TIMEOUT, trust_env=False)  # loopback: never via a proxy
+        self._names = itertools.count(1)
+        self.sent, self.slowest_ack_ms, self.failed = 0, 0.0, False
+        self.last_card: Posted | None = None  # the newest message with a Refresh button
+
+    def close(self) -> None:
+        self._http.close()
+
+    @property
+    def defender_calls(self) -> int:
+        return self._runtime.tenant.calls if self._runtime.tenant else 0
+
+    def print(self, text: str = "", end: str = "\n") -> None:
+        encoding = getattr(self._out, "encoding", None)
+        if encoding:  # a terminal that cannot show box drawing gets '?' instead of an exception
+            text = text.encode(encoding, "replace").decode(encoding)
+        print(text, file=self._out, end=end, flush=True)
+
+    def step(self, title: str) -> None:
+        heading = f"━━ {title} "
+        self.print(f"\n{heading}{'━' * max(3, 80 - len(heading))}")  # 80 columns: no wrapping in a terminal
+
+    # What a person does ------------------------------------------------------------------------------------
+
+    def command(self, text: str) -> list[Posted]:
+        self.print(f"» {USER} in {CHANNEL}: {clean(f'{COMMAND} {text}')}")
+        url = self._standin.response_url(f"command-{next(self._names)}")
+        expected = 1 if isinstance(parse_command(text), Lookup) else 0
+        return self._exchange(self._requests.command(text, response_url=url), expected)
+
+    def mention(self, text: str, *, thread_ts: str | None = None) -> list[Posted]:
+        place = f"a thread in {CHANNEL}" if thread_ts else CHANNEL
+        self.print(f"» {USER} in {place}: {clean(f'{MENTION} {text}')}")
+        extra = {"thread_ts": thread_ts} if thread_ts else {}
+        return self._exchange(self._requests.event(self._requests.mention(text, **extra)), 1)
+
+    def refresh(self, card: Posted | None) -> list[Posted]:
+        value = _refresh_value(card.message) if card else None
+        if card is None or value is None:
+            self.print("There is no card to refresh yet: look a device up first.")
+            return []
+        title = next((b["text"]["text"] for b in card.message.blocks if b.get("type") == "header"), "the card")
+        self.print(f"» {USER} presses [ Refresh ] on {clean(title)}")
+        url = self._standin.response_url(f"action-{next(self._names)}")
+        return self._exchange(self._requests.block_action(actions.REFRESH, value, response_url=url), 1)
+
+    # What the bot does -----------------------------------------------------------------------------------
+
+    def _exchange(self, request: Request, expected: int) -> list[Posted]:
+        """Send one signed request, show the acknowledgement, then whatever the bot posts because of it."""
+        before, calls = len(self._standin.posts), self.defender_calls
+        body, headers = request
+        started = time.perf_counter()
+        response = self._http.post(self.events_url, content=body, headers=headers)
+        elapsed = (time.perf_counter() - started) * 1000
+        self.sent, self.slowest_ack_ms = self.sent + 1, max(self.slowest_ack_ms, elapsed)
+        if response.status_code != 200:
+            self.print(f"  ✗ the bot answered HTTP {response.status_code}")
+            self.failed = True
+            return []
+        if response.content:
+            ack = response.json()
+            message = Message(str(ack.get("text", "")), list(ack.get("blocks") or []))
+            self._show(message, ack, f"ack in {elapsed:.0f} ms, seen only by {USER}")
+        else:
+            self.print(f"  ↳ ack in {elapsed:.0f} ms, empty: Slack shows nothing")
+        try:
+            posts = self._standin.wait_for_posts(before + max(expected, 1), POST_TIMEOUT if expected else QUIET_WAIT)
+        except TimeoutError:
+            posts = self._standin.posts
+            if expected:
+                self.print(f"  ✗ no message from the bot within {POST_TIMEOUT:.0f} s (its log is on stderr)")
+                self.failed = True
+        new = posts[before:]
+        if not new:
+            called = self.defender_calls - calls
+            self.print(f"  ↳ nothing was posted to Slack; Defender calls: {called}")
+        for posted in new:
+            self._show(posted.message, posted.payload, _where(posted))
+            if _refresh_value(posted.message) is not None:
+                self.last_card = posted
+        return new
+
+    def _show(self, message: Message, payload: dict[str, Any], where: str) -> None:
+        text = render_text(message)
+        if "\n" in text:  # a card: drawn in full, with a link to see it as Slack would
+            self.print(f"  ↳ {where}:\n")
+            self.print(indent(text, CARD_INDENT))
+            self.print(f"\n{NOTE_INDENT}Block Kit Builder: {builder_url(message)}")
+        else:
+            self.print(f"  ↳ {where}: {text}")
+        if self._as_json:
+            self.print(f"{NOTE_INDENT}JSON payload:\n{indent(_json(payload), NOTE_INDENT)}")
+
+    def point_out_escaping(self, posts: list[Posted]) -> None:
+        """Show the raw mrkdwn of the alert that tried to ping the channel: Slack receives it escaped."""
+        sections = [b.get("text", {}).get("text", "") for p in posts for b in p.message.blocks]
+        lines = [line for text in sections for line in text.split("\n") if "&lt;!" in line]
+        if lines:
+            note = "The alert text tried <!channel> and a disguised link. In the raw mrkdwn\nthe bot sent they are "
+            note += f"escaped, so Slack shows them as text and pings no one:\n  {clean(lines[0])}"
+            self.print("\n" + indent(note, NOTE_INDENT))
+
+    def summary(self) -> None:
+        self.step("Summary")
+        self.print(f"  Signed requests sent: {self.sent}; slowest ack {self.slowest_ack_ms:.0f} ms (Slack allows 3 s).")
+        self.print(f"  Defender API calls the simulator received: {self.defender_calls}.")
+        self.print('  Next: "Creating the Slack app" in the README puts the bot in your workspace.')
+
+
+def _script(session: _Session) -> None:
+    session.print(INTRO.format(url=session.events_url))
+    session.step("1. A slash command: the card is posted to the channel")
+    first = session.command("ws-fin-014")
+    session.step("2. A mention: the bot answers in the thread")
+    session.mention(f"{BUSY_HOSTNAME.split('.')[0]} severity:high since:7d", thread_ts=THREAD_TS)
+    session.step("3. Refresh: the card is replaced (this soon after, from the cache)")
+    session.refresh(first[0] if first else None)
+    session.step("4. Bad input: explained to the sender only; Defender is not called")
+    session.command("ws-fin-014 severity:urgent")
+    session.step("5. Hostile alert text: pings and disguised links arrive escaped")
+    session.point_out_escaping(session.command(HOSTILE_HOSTNAME.split(".")[0]))
+    session.step("6. Help")
+    session.command("help")
+
+
+def _interactive(session: _Session, stdin: TextIO) -> None:
+    hint = f"Type {COMMAND} <device> [filters], {MENTION} <device>, refresh, or quit."
+    session.print(f"device-alerts demo (interactive; try ws-fin-014). {hint}")
+    while True:
+        session.print()
+        if stdin.isatty():
+            session.print("› ", end="")
+        line = stdin.readline()
+        first, _, rest = line.strip().partition(" ")
+        if not line or first.lower() in ("quit", "exit"):
+            return
+        if first == COMMAND:
+            session.command(rest.strip())
+        elif first == MENTION:
+            session.mention(rest.strip())
+        elif first.lower() == "refresh":
+            session.refresh(session.last_card)
+        elif first:
+            session.print(hint)
+
+
+def run_demo(
+    settings: Settings, *, out: TextIO, as_json: bool = False, interactive: bool = False, stdin: TextIO | None = None
+) -> int:
+    """Play the scripted session (or the person's lines) against the bot; 0 when every answer arrived."""
+    secret = secrets.token_hex(16)
+    try:
+        with ExitStack() as stack:
+            standin = stack.enter_context(SlackStandIn())
+            env = {"SLACK_BOT_TOKEN": standin.bot_token, "SLACK_SIGNING_SECRET": secret}
+            env["SLACK_API_URL"] = standin.api_url
+            runtime = build_runtime(dataclasses.replace(settings, backend=Backend.SIMULATOR))  # never a real tenant
+            stack.callback(runtime.close)  # in case the bot fails to build; closing twice is harmless
+            try:  # auth.test, the bot's first call to the stand-in
+                bot = build_slack_bot(runtime, load_slack_settings(SlackMode.HTTP, env, dotenv_path=None))
+            except (BoltError, OSError) as exc:
+                print(f"demo: the bot could not reach its local Slack stand-in ({exc}); with HTTPS_PROXY set, "
+                      "add 127.0.0.1 to NO_PROXY.", file=sys.stderr)  # fmt: skip
+                return EXIT_FAILED
+            stack.callback(bot.close)
+            server = HttpServer(wsgi_app(bot.health, SlackRequestHandler(bot.app)), "127.0.0.1", 0).start()
+            stack.callback(server.close)
+            session = _Session(out, as_json, standin, runtime, server.port, secret)
+            stack.callback(session.close)
+            if interactive:
+                _interactive(session, stdin or sys.stdin)
+            else:
+                _script(session)
+            session.summary()
+            return EXIT_FAILED if session.failed else EXIT_OK
+    except KeyboardInterrupt:
+        print("\nInterrupted.", file=out, flush=True)
+        return EXIT_INTERRUPTED

@@ -1,0 +1,130 @@
+"""Block Kit messages as plain terminal text, roughly as a person would see them in Slack (for the demo).
+
+mrkdwn becomes display text: links become `label [n]` with the URLs listed under the message, date
+tokens show their fallback, `*bold*` loses its stars, entities are decoded and emoji become markers.
+Every line is cleaned last, after decoding, so alert text can never bring control or format characters
+(ANSI escapes, bidi overrides, zero-width characters) into the terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+from urllib.parse import quote
+
+from bot.sanitize import clean
+from bot.slack.blockkit import Block, Message
+
+BUILDER_URL = "https://app.slack.com/block-kit-builder#"
+RULE = "─" * 60
+CONTEXT_PREFIX = "┆ "
+EXTERNAL = "↗"
+# The shortcodes the cards use; any other stays as typed, which reads fine.
+EMOJI = {
+    ":red_circle:": "●",
+    ":large_orange_circle:": "●",
+    ":large_yellow_circle:": "●",
+    ":large_blue_circle:": "●",
+    ":white_circle:": "○",
+    ":warning:": "⚠",
+}
+
+# `<target|label>`: links, mentions (`<@U…>`, `<#C…>`, `<!here>`) and date tokens (`<!date^…|fallback>`).
+_TOKEN = re.compile(r"<([^<>|]*)(?:\|([^<>]*))?>")
+_BOLD = re.compile(r"(?<![\w*])\*(?=\S)([^*\n]*?\S)\*(?![\w*])")
+_EMOJI = re.compile(r":[a-z0-9_+-]+:")
+_ENTITY = re.compile(r"&(amp|lt|gt);")
+_ENTITIES = {"amp": "&", "lt": "<", "gt": ">"}
+
+
+def _decode(text: str) -> str:
+    """Slack's three entities back to characters, in one pass so `&amp;lt;` stays `&lt;`."""
+    return _ENTITY.sub(lambda m: _ENTITIES[m[1]], text)
+
+
+class _Renderer:
+    def __init__(self) -> None:
+        self.links: list[str] = []  # footnote URLs, numbered from 1
+        self.buttons: list[tuple[str, str]] = []  # (label, url) of link buttons
+
+    def _token(self, match: re.Match[str]) -> str:
+        target, label = match[1], match[2]
+        if target.startswith("!date^"):
+            return label or "(a date)"
+        if target.startswith("!"):  # <!here>, <!channel>, <!subteam^S…|@team>
+            return label or "@" + target[1:].split("^")[0]
+        if target[:1] in ("@", "#"):
+            return target[0] + (label.lstrip(target[0]) if label else target[1:])
+        if not label or label == target:
+            return target
+        self.links.append(target)
+        return f"{label} [{len(self.links)}]"
+
+    def mrkdwn(self, text: str) -> list[str]:
+        """Display lines of a mrkdwn string, each cleaned."""
+        shown = _TOKEN.sub(self._token, text)
+        shown = _BOLD.sub(r"\1", shown)
+        shown = _EMOJI.sub(lambda m: EMOJI.get(m[0], m[0]), shown)
+        return [clean(line) for line in _decode(shown).split("\n")]
+
+    def text_object(self, item: dict[str, Any]) -> list[str]:
+        if item.get("type") == "mrkdwn":
+            return self.mrkdwn(str(item.get("text", "")))
+        if item.get("type") == "image":
+            return [f"[image: {clean(str(item.get('alt_text', '')))}]"]
+        return [clean(line) for line in str(item.get("text", "")).split("\n")]
+
+    def button(self, element: dict[str, Any]) -> str:
+        label = clean(str(element.get("text", {}).get("text", "")))
+        if "url" in element:
+            self.buttons.append((label, str(element["url"])))
+            return f"[ {label} {EXTERNAL} ]"
+        return f"[ {label} ]"
+
+    def block(self, block: Block) -> list[str]:
+        kind = block.get("type")
+        if kind == "header":
+            title = clean(str(block.get("text", {}).get("text", "")))
+            return [title, "═" * len(title)]
+        if kind == "context":
+            return [CONTEXT_PREFIX + line for e in block.get("elements", []) for line in self.text_object(e)]
+        if kind == "divider":
+            return [RULE]
+        if kind == "actions":
+            return [" ".join(self.button(e) for e in block.get("elements", []) if e.get("type") == "button")]
+        if kind == "section":
+            lines = self.text_object(block["text"]) if "text" in block else []
+            for item in block.get("fields", []):
+                lines += self.text_object(item)
+            if block.get("accessory", {}).get("type") == "button":
+                lines.append(self.button(block["accessory"]))
+            return lines
+        return [f"[{clean(str(kind))} block]"]
+
+    def footnotes(self) -> list[str]:
+        notes = [f"[{n}] {clean(_decode(url))}" for n, url in enumerate(self.links, 1)]
+        notes += [f"{EXTERNAL} {label}: {clean(url)}" for label, url in self.buttons]
+        return ["", *notes] if notes else []
+
+
+def render_text(message: Message) -> str:
+    """The message as terminal text: one paragraph per block, then the URLs its links and buttons point to."""
+    renderer = _Renderer()
+    if not message.blocks:
+        return "\n".join(renderer.mrkdwn(message.text) + renderer.footnotes())
+    lines: list[str] = []
+    previous = None
+    for block in message.blocks:
+        kind = block.get("type")
+        if previous == kind == "section":
+            lines.append("")  # consecutive sections (the alerts) read better apart
+        lines += renderer.block(block)
+        previous = kind
+    return "\n".join(lines + renderer.footnotes())
+
+
+def builder_url(message: Message) -> str:
+    """A Block Kit Builder link that opens the message's blocks, to see the card as Slack draws it."""
+    document = json.dumps({"blocks": message.blocks}, separators=(",", ":"), ensure_ascii=False)
+    return BUILDER_URL + quote(document, safe="")

@@ -1,0 +1,102 @@
+"""The HTTP side: a WSGI app for `/slack/events` and `/healthz`, served by waitress.
+
+waitress is a production WSGI server with a thread pool, pure Python, and can be started and stopped
+inside a process, which the demo and the tests need. The bot's caches and rate budget live in the
+process, so it runs as one process with many threads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
+
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+from waitress.server import BaseWSGIServer, MultiSocketServer, create_server
+from waitress.wasyncore import close_all
+
+from bot.slack.app import SlackBot
+
+log = logging.getLogger(__name__)
+
+EVENTS_PATH = "/slack/events"
+HEALTH_PATH = "/healthz"
+REQUEST_THREADS = 16  # requests only parse and acknowledge; slow work runs on the bot's own pool
+
+
+def _json(start_response: StartResponse, status: str, document: dict[str, Any]) -> list[bytes]:
+    body = json.dumps(document).encode()
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def wsgi_app(health: Callable[[], dict[str, Any]], slack: SlackRequestHandler | None) -> WSGIApplication:
+    """Routes Slack's POSTs to Bolt and `GET /healthz` to `health`; everything else is 404."""
+
+    def application(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
+        if path == HEALTH_PATH and method in ("GET", "HEAD"):
+            return _json(start_response, "200 OK", health())
+        if path == EVENTS_PATH and slack is not None:
+            if method != "POST":
+                return _json(start_response, "405 Method Not Allowed", {"error": "POST only"})
+            response: Iterable[bytes] = slack(environ, start_response)
+            return response
+        return _json(start_response, "404 Not Found", {"error": "not found"})
+
+    return application
+
+
+class HttpServer:
+    """A waitress server bound to `host:port` (port 0 picks a free one), run in the foreground or a thread."""
+
+    def __init__(self, application: WSGIApplication, host: str, port: int) -> None:
+        # Owning the socket map lets `close` end every connection, keep-alive ones included.
+        self._map: dict[int, Any] = {}
+        server = create_server(
+            application, map=self._map, host=host, port=port, threads=REQUEST_THREADS, ident="device-alerts"
+        )
+        if isinstance(server, MultiSocketServer):  # only when several listen addresses are given
+            raise ValueError("listen on one address")
+        self._server: BaseWSGIServer = server
+        self._thread: threading.Thread | None = None
+        self._closing = False
+
+    @property
+    def port(self) -> int:
+        return int(self._server.getsockname()[1])
+
+    def serve_forever(self) -> None:
+        log.info("listening on port %d", self.port)
+        self._server.run()
+
+    def start(self) -> HttpServer:
+        self._thread = threading.Thread(target=self._run_until_closed, daemon=True, name="http-server")
+        self._thread.start()
+        return self
+
+    def _run_until_closed(self) -> None:
+        try:
+            self._server.run()
+        except OSError:
+            if not self._closing:  # closing the sockets under the loop is how it is stopped
+                raise
+
+    def close(self) -> None:
+        """Stop listening, drop open connections and stop the request threads."""
+        self._closing = True
+        self._server.task_dispatcher.shutdown()  # finish responses in flight, stop the request threads
+        # Close the sockets on the loop's own thread: closing them under a waiting select() raises EBADF there.
+        trigger: Any = self._server.trigger  # the type stubs declare it as an int
+        trigger.pull_trigger(lambda: close_all(self._map))
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+def run_http(bot: SlackBot) -> None:
+    """Serve Slack and the health endpoint on 0.0.0.0:$PORT until interrupted."""
+    application = wsgi_app(bot.health, SlackRequestHandler(bot.app))
+    HttpServer(application, "0.0.0.0", bot.settings.http_port).serve_forever()  # noqa: S104 - a public web process

@@ -1,0 +1,323 @@
+"""Slack's side of the conversation, played locally: for the demo and for tests.
+
+- `SlackStandIn` is a real HTTP server on 127.0.0.1 standing in for Slack's Web API (`auth.test`,
+  `chat.postMessage`, `apps.connections.open`) and for `response_url` endpoints. It records what the bot
+  posts, rejects messages that break Block Kit limits as Slack would (`invalid_blocks`), and can fail on
+  purpose (429 with Retry-After, 5xx, an expired response_url).
+- `SlackRequests` builds the signed requests Slack sends to the bot: slash commands, events, button presses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+from bot.slack.blockkit import Message, violations
+
+RESPONSE_PATH = "/response/"
+API_PATH = "/api/"
+
+
+@dataclass(frozen=True, slots=True)
+class Posted:
+    """One message the bot sent: through `chat.postMessage` (target = channel) or a response_url (target = its name)."""
+
+    via: str
+    target: str
+    payload: dict[str, Any]
+
+    @property
+    def message(self) -> Message:
+        return Message(str(self.payload.get("text", "")), list(self.payload.get("blocks") or []))
+
+
+@dataclass
+class _Fault:
+    status: int
+    error: str | None
+    retry_after: int | None
+
+
+@dataclass
+class _State:
+    posts: list[Posted] = field(default_factory=list)
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    faults: dict[str, deque[_Fault]] = field(default_factory=dict)
+    expired: set[str] = field(default_factory=set)
+
+
+class SlackStandIn:
+    def __init__(self, *, bot_token: str = "xoxb-standin", app_token: str = "xapp-standin") -> None:  # noqa: S107
+        self.bot_token = bot_token
+        self.app_token = app_token
+        self._state = _State()
+        self._changed = threading.Condition()
+        self._ts = itertools.count(1)
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="slack-standin")
+        self._thread.start()
+
+    # Addresses -----------------------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    @property
+    def api_url(self) -> str:
+        """What SLACK_API_URL should be for the bot to talk to this stand-in."""
+        return self.base_url + API_PATH
+
+    def response_url(self, name: str) -> str:
+        return f"{self.base_url}{RESPONSE_PATH}{name}"
+
+    # What happened -------------------------------------------------------------------------------------
+
+    @property
+    def posts(self) -> list[Posted]:
+        with self._changed:
+            return list(self._state.posts)
+
+    @property
+    def calls(self) -> list[tuple[str, dict[str, Any]]]:
+        """Every Web API call (method, arguments), including refused ones."""
+        with self._changed:
+            return list(self._state.calls)
+
+    def wait_for_posts(self, count: int, timeout: float = 10.0) -> list[Posted]:
+        """Block until at least `count` messages were posted; raise TimeoutError otherwise."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while len(self._state.posts) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"{len(self._state.posts)} of {count} posts arrived")
+                self._changed.wait(remaining)
+            return list(self._state.posts)
+
+    # Faults --------------------------------------------------------------------------------------------
+
+    def fail_next(
+        self,
+        method: str,
+        *,
+        status: int = 200,
+        error: str | None = None,
+        retry_after: int | None = None,
+        times: int = 1,
+    ) -> None:
+        """Make the next `times` calls of `method` ('chat.postMessage', 'response_url', …) fail."""
+        with self._changed:
+            self._state.faults.setdefault(method, deque()).extend([_Fault(status, error, retry_after)] * times)
+
+    def expire(self, name: str) -> None:
+        """A response_url that no longer works (Slack's expire after 30 minutes or 5 uses)."""
+        with self._changed:
+            self._state.expired.add(name)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> SlackStandIn:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # Serving -------------------------------------------------------------------------------------------
+
+    def _take_fault(self, method: str) -> _Fault | None:
+        with self._changed:
+            queue = self._state.faults.get(method)
+            return queue.popleft() if queue else None
+
+    def _record(self, posted: Posted) -> None:
+        with self._changed:
+            self._state.posts.append(posted)
+            self._changed.notify_all()
+
+    def _web_api(self, method: str, token: str, args: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        with self._changed:
+            self._state.calls.append((method, args))
+        expected = self.app_token if method == "apps.connections.open" else self.bot_token
+        if token != expected:
+            return 200, {"ok": False, "error": "invalid_auth"}
+        if method == "auth.test":
+            return 200, {"ok": True, "url": self.base_url + "/", "team": "Stand-in", "user": "device-alerts",
+                         "team_id": "T0STANDIN", "user_id": "U0DEVALERTS", "bot_id": "B0DEVALERTS"}  # fmt: skip
+        if method == "chat.postMessage":
+            problems = violations(Message(str(args.get("text", "")), list(args.get("blocks") or [])))
+            if problems:
+                return 200, {"ok": False, "error": "invalid_blocks", "errors": problems}
+            ts = f"{int(time.time())}.{next(self._ts):06d}"
+            self._record(Posted(method, str(args.get("channel", "")), {**args, "ts": ts}))
+            return 200, {"ok": True, "channel": args.get("channel"), "ts": ts}
+        if method == "apps.connections.open":
+            return 200, {"ok": False, "error": "stand_in_has_no_websocket"}
+        return 200, {"ok": False, "error": "unknown_method"}
+
+    def _respond(self, name: str, body: dict[str, Any]) -> tuple[int, str]:
+        with self._changed:
+            expired = name in self._state.expired
+        if expired:
+            return 404, "expired_url"
+        if violations(Message(str(body.get("text", "")), list(body.get("blocks") or []))):
+            return 400, "invalid_blocks"
+        self._record(Posted("response_url", name, body))
+        return 200, "ok"
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.path.startswith(RESPONSE_PATH):
+                    self._answer_response_url(self.path[len(RESPONSE_PATH) :], raw)
+                elif self.path.startswith(API_PATH):
+                    self._answer_web_api(self.path[len(API_PATH) :].split("?")[0], raw)
+                else:
+                    self._send(404, "text/plain", b"not found")
+
+            def _answer_web_api(self, method: str, raw: bytes) -> None:
+                fault = stand_in._take_fault(method)
+                if fault is not None:
+                    self._fault(fault)
+                    return
+                if "json" in (self.headers.get("Content-Type") or ""):
+                    args = json.loads(raw or b"{}")
+                else:
+                    args = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
+                    if isinstance(args.get("blocks"), str):
+                        args["blocks"] = json.loads(args["blocks"])
+                token = (self.headers.get("Authorization") or "").removeprefix("Bearer ") or str(args.get("token", ""))
+                status, body = stand_in._web_api(method, token, args)
+                self._send(status, "application/json", json.dumps(body).encode())
+
+            def _answer_response_url(self, name: str, raw: bytes) -> None:
+                fault = stand_in._take_fault("response_url")
+                if fault is not None:
+                    self._fault(fault)
+                    return
+                status, text = stand_in._respond(name, json.loads(raw or b"{}"))
+                self._send(status, "text/plain", text.encode())
+
+            def _fault(self, fault: _Fault) -> None:
+                body = json.dumps({"ok": False, "error": fault.error or "fault"}).encode()
+                extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+                self._send(fault.status, "application/json", body, extra)
+
+            def _send(self, status: int, kind: str, body: bytes, extra: dict[str, str] | None = None) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                for key, value in (extra or {}).items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                """Silent: the stand-in's record is `posts` and `calls`."""
+
+        return Handler
+
+
+Request = tuple[bytes, dict[str, str]]
+
+
+class SlackRequests:
+    """Signed requests as Slack sends them to `/slack/events` (HMAC-SHA256 over `v0:{ts}:{body}`)."""
+
+    def __init__(
+        self, signing_secret: str, *, team_id: str = "T0STANDIN", clock: Callable[[], float] = time.time
+    ) -> None:
+        self._secret = signing_secret.encode()
+        self.team_id = team_id
+        self._clock = clock
+        self._ids = itertools.count(1)
+
+    def sign(self, body: bytes, *, timestamp: int | None = None) -> dict[str, str]:
+        stamp = str(int(self._clock()) if timestamp is None else timestamp)
+        digest = hmac.new(self._secret, b"v0:" + stamp.encode() + b":" + body, hashlib.sha256).hexdigest()
+        return {"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": f"v0={digest}"}
+
+    def _form(self, fields: dict[str, str]) -> Request:
+        body = urlencode(fields).encode()
+        return body, {"Content-Type": "application/x-www-form-urlencoded", **self.sign(body)}
+
+    def command(
+        self,
+        text: str,
+        *,
+        response_url: str,
+        user_id: str = "U0ALICE",
+        channel_id: str = "C0INCIDENT",
+        command: str = "/device-alerts",
+    ) -> Request:
+        return self._form(
+            {
+                "command": command,
+                "text": text,
+                "response_url": response_url,
+                "trigger_id": f"trigger.{next(self._ids)}",
+                "user_id": user_id,
+                "user_name": "alice",
+                "channel_id": channel_id,
+                "channel_name": "incident",
+                "team_id": self.team_id,
+                "api_app_id": "A0DEVALERTS",
+            }
+        )
+
+    def event(self, event: dict[str, Any], *, event_id: str | None = None, retry_num: int | None = None) -> Request:
+        envelope = {
+            "type": "event_callback",
+            "token": "unused",
+            "team_id": self.team_id,
+            "api_app_id": "A0DEVALERTS",
+            "event": event,
+            "event_id": event_id or f"Ev{next(self._ids):08d}",
+            "event_time": int(self._clock()),
+            "authorizations": [{"team_id": self.team_id, "user_id": "U0DEVALERTS", "is_bot": True}],
+        }
+        body = json.dumps(envelope).encode()
+        headers = {"Content-Type": "application/json", **self.sign(body)}
+        if retry_num is not None:
+            headers |= {"X-Slack-Retry-Num": str(retry_num), "X-Slack-Retry-Reason": "http_timeout"}
+        return body, headers
+
+    def mention(self, text: str, *, channel: str = "C0INCIDENT", ts: str | None = None, **extra: Any) -> dict[str, Any]:
+        """An `app_mention` event body; `text` is what follows the bot's mention."""
+        ts = ts or f"{int(self._clock())}.{next(self._ids):06d}"
+        return {"type": "app_mention", "user": "U0ALICE", "text": f"<@U0DEVALERTS> {text}", "channel": channel,
+                "ts": ts, "event_ts": ts, **extra}  # fmt: skip
+
+    def block_action(
+        self, action_id: str, value: str, *, response_url: str, channel: str = "C0INCIDENT", user_id: str = "U0ALICE"
+    ) -> Request:
+        payload = {
+            "type": "block_actions",
+            "team": {"id": self.team_id, "domain": "standin"},
+            "user": {"id": user_id, "username": "alice", "team_id": self.team_id},
+            "api_app_id": "A0DEVALERTS",
+            "channel": {"id": channel, "name": "incident"},
+            "container": {"type": "message", "channel_id": channel, "is_ephemeral": False},
+            "trigger_id": f"trigger.{next(self._ids)}",
+            "response_url": response_url,
+            "actions": [
+                {"type": "button", "action_id": action_id, "block_id": "b", "value": value, "action_ts": "1.2"}
+            ],
+        }
+        return self._form({"payload": json.dumps(payload)})

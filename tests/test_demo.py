@@ -1,0 +1,425 @@
+"""The demo (`python -m bot demo`) run in-process, and the terminal preview of Block Kit it prints with.
+
+The scripted session is played once per module (it starts real HTTP servers); each test reads the part of
+the transcript it is about. A recording SlackStandIn keeps what the bot posted, to compare with the output.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import secrets
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import Any, TextIO, cast
+from urllib.parse import unquote
+
+import pytest
+
+from bot.config import Backend, Settings, load_settings
+from bot.slack import demo
+from bot.slack.blockkit import Message
+from bot.slack.demo import THREAD_TS, run_demo
+from bot.slack.preview import BUILDER_URL, RULE, builder_url, render_text
+from bot.slack.standin import Posted, SlackStandIn
+
+SECRET = "5ec12e7-signing-secret-never-printed"
+BOT_TOKEN = "xoxb-standin"
+STEP_HEADINGS = (
+    "━━ 1. A slash command: the card is posted to the channel ",
+    "━━ 2. A mention: the bot answers in the thread ",
+    "━━ 3. Refresh: the card is replaced ",
+    "━━ 4. Bad input: explained to the sender only; Defender is not called ",
+    "━━ 5. Hostile alert text: pings and disguised links arrive escaped ",
+    "━━ 6. Help ",
+    "━━ Summary ",
+)
+PERSON_LINES = (
+    "» @alice in #incident: /device-alerts ws-fin-014\n",
+    "» @alice in a thread in #incident: @device-alerts srv-build-07 severity:high since:7d\n",
+    "» @alice presses [ Refresh ] on ws-fin-014.contoso.local",
+    "» @alice in #incident: /device-alerts ws-fin-014 severity:urgent\n",
+    "» @alice in #incident: /device-alerts ws-eng-666\n",
+    "» @alice in #incident: /device-alerts help\n",
+)
+BUILDER_LINK = re.compile(r"Block Kit Builder: (\S+)")
+INVISIBLE = ("\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u202a", "\u202b", "\u202c", "\u202d", "\u202e")
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    posts: list[Posted]
+
+    def step(self, number: int) -> str:
+        """The transcript of one scripted step, from its heading to the next one."""
+        start = self.out.index(STEP_HEADINGS[number - 1])
+        return self.out[start : self.out.index("\n━━ ", start + 1)]
+
+
+def simulator_settings() -> Settings:
+    return load_settings({"DEFENDER_BACKEND": "simulator"}, dotenv_path=None)
+
+
+def play(monkeypatch: pytest.MonkeyPatch, stdin: str | None = None, **options: Any) -> Run:
+    """Run the demo with a known signing secret and a stand-in that is kept for inspection."""
+    kept: list[SlackStandIn] = []
+
+    class KeptStandIn(SlackStandIn):
+        def __init__(self) -> None:
+            super().__init__()
+            kept.append(self)
+
+    monkeypatch.setattr(secrets, "token_hex", lambda nbytes=None: SECRET)
+    monkeypatch.setattr(demo, "SlackStandIn", KeptStandIn)
+    out = io.StringIO()
+    settings = options.pop("settings", None) or simulator_settings()
+    if stdin is not None:
+        options |= {"interactive": True, "stdin": io.StringIO(stdin)}
+    code = run_demo(settings, out=out, **options)
+    return Run(code, out.getvalue(), kept[0].posts)
+
+
+@pytest.fixture(scope="module")
+def scripted() -> Iterator[Run]:
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        yield play(monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def scripted_json() -> Iterator[Run]:
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        yield play(monkeypatch, as_json=True)
+
+
+def builder_blocks(url: str) -> Any:
+    assert url.startswith(BUILDER_URL)
+    return json.loads(unquote(url.removeprefix(BUILDER_URL)))
+
+
+# -- the scripted session -----------------------------------------------------------------------------------------
+
+
+def test_every_step_is_played_and_announced(scripted: Run) -> None:
+    assert scripted.code == 0, scripted.out
+    for heading in STEP_HEADINGS:
+        assert heading in scripted.out
+    for line in PERSON_LINES:
+        assert line in scripted.out
+    # The two lookups, the mention and the refresh reached the stand-in; bad input and help did not.
+    assert len(scripted.posts) == 4
+
+
+def test_slash_command_card_is_posted_to_the_channel(scripted: Run) -> None:
+    step = scripted.step(1)
+    assert "ack in " in step and "seen only by @alice: Looking up ws-fin-014…" in step
+    assert "posted in #incident (visible to everyone)" in step
+    assert "ws-fin-014.contoso.local · " in step
+    assert re.search(r"^ +Severity ● \w+ \d+", step, re.MULTILINE), step
+    assert re.search(r"^ +Status \w+", step, re.MULTILINE), step
+    assert "[ Refresh ] [ Open in Defender ↗ ] [ Watch ]" in step
+    assert scripted.posts[0].payload["response_type"] == "in_channel"
+
+
+def test_mention_is_answered_in_the_thread(scripted: Run) -> None:
+    step = scripted.step(2)
+    assert "posted in the thread in #incident" in step
+    assert "srv-build-07.contoso.local · " in step
+    assert "Filters severity: High · since: 7d" in step
+    mention_reply = scripted.posts[1]
+    assert mention_reply.via == "chat.postMessage"
+    assert mention_reply.payload["thread_ts"] == THREAD_TS
+
+
+def test_refresh_replaces_the_card_using_its_own_button_value(scripted: Run) -> None:
+    step = scripted.step(3)
+    assert "replaced the card in #incident" in step
+    assert "ws-fin-014.contoso.local · " in step
+    first, refreshed = scripted.posts[0], scripted.posts[2]
+    assert refreshed.via == "response_url"
+    assert refreshed.payload["replace_original"] is True
+    assert refreshed.message.blocks[-1] == first.message.blocks[-1]  # same buttons: the same device and filters
+
+
+def test_bad_input_is_explained_and_nothing_is_posted(scripted: Run) -> None:
+    step = scripted.step(4)
+    assert "seen only by @alice:" in step
+    assert "unknown severity 'urgent'" in step
+    assert "You asked: `ws-fin-014 severity:urgent`" in step
+    assert "nothing was posted to Slack; Defender calls: 0" in step
+
+
+def test_hostile_text_arrives_escaped_and_is_shown_without_control_characters(scripted: Run) -> None:
+    step = scripted.step(5)
+    assert "raw mrkdwn" in step
+    raw_line = step.splitlines()[-1]
+    assert "&lt;!channel&gt;" in raw_line
+    assert "<!channel>" not in raw_line  # in the raw mrkdwn it never appears unescaped
+    # The rendered card shows the text as a person would read it, defused.
+    assert "<!channel> Urgent: <https://evil.example/login¦Reset your password> [" in step
+    assert "CRITICAL" in step
+    assert "Invoicegpj.exe opened by payroll" in step
+    for text in (scripted.out, step):
+        assert "\x1b" not in text
+        assert "\x07" not in text
+        for char in INVISIBLE:
+            assert char not in text, repr(char)
+
+
+def test_help_is_shown_to_the_sender_only(scripted: Run) -> None:
+    step = scripted.step(6)
+    assert "Look up a device's Defender alerts" in step
+    assert "nothing was posted to Slack; Defender calls: 0" in step
+
+
+def test_summary(scripted: Run) -> None:
+    summary = scripted.out[scripted.out.index(STEP_HEADINGS[-1]) :]
+    assert "Signed requests sent: 6;" in summary
+    slowest = re.search(r"slowest ack (\d+) ms", summary)
+    assert slowest, summary
+    assert int(slowest[1]) < 3000
+    calls = re.search(r"Defender API calls the simulator received: (\d+)\.", summary)
+    assert calls, summary
+    assert int(calls[1]) > 0
+    assert '"Creating the Slack app"' in summary
+
+
+def test_every_card_has_a_block_kit_builder_link_with_its_blocks(scripted: Run) -> None:
+    links = BUILDER_LINK.findall(scripted.out)
+    # The four posted cards, and the bad-input and help cards the bot acknowledged with.
+    assert len(links) == 6
+    for post in scripted.posts:
+        assert builder_url(post.message) in links
+    for link in links:
+        document = builder_blocks(link)
+        assert set(document) == {"blocks"}
+        assert isinstance(document["blocks"], list)
+        assert document["blocks"]
+        # The link belongs to a card printed in the transcript.
+        first_line = render_text(Message("", document["blocks"])).splitlines()[0]
+        assert f"      {first_line}\n" in scripted.out
+
+
+def test_nothing_secret_is_printed(scripted: Run, scripted_json: Run) -> None:
+    for run in (scripted, scripted_json):
+        assert SECRET not in run.out
+        assert BOT_TOKEN not in run.out
+        assert '"token"' not in run.out  # no token field in a printed payload
+
+
+def test_json_option_prints_every_payload(scripted_json: Run) -> None:
+    assert scripted_json.code == 0
+    out = scripted_json.out
+    decoder = json.JSONDecoder()
+    payloads = []
+    for marker in re.finditer(r"JSON payload:\n", out):
+        payload, _ = decoder.raw_decode(out, out.index("{", marker.end()))
+        payloads.append(payload)
+    # One per acknowledgement of a slash command (4) and one per message posted (4).
+    assert len(payloads) == 8
+    for payload in payloads:
+        assert payload["blocks"]
+        assert payload["text"]
+    posted = [p for p in payloads if "thread_ts" in p or "replace_original" in p]
+    assert [p["blocks"] for p in posted] == [p.message.blocks for p in scripted_json.posts]
+
+
+# -- interactive mode and failures ----------------------------------------------------------------------------
+
+
+def test_interactive_lookup_and_refresh(monkeypatch: pytest.MonkeyPatch) -> None:
+    run = play(monkeypatch, "/device-alerts ws-fin-014\nrefresh\nquit\n/device-alerts never-sent\n")
+    assert run.code == 0, run.out
+    assert run.out.startswith("device-alerts demo (interactive")
+    assert "» @alice in #incident: /device-alerts ws-fin-014\n" in run.out
+    assert "posted in #incident (visible to everyone)" in run.out
+    assert "replaced the card in #incident" in run.out
+    assert "never-sent" not in run.out  # `quit` ended the session
+    assert "Signed requests sent: 2;" in run.out
+    assert len(run.posts) == 2
+    assert SECRET not in run.out
+
+
+def test_interactive_mention_hints_and_end_of_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    run = play(monkeypatch, "refresh\nhello\n\n@device-alerts srv-build-07 severity:high\n")
+    assert run.code == 0, run.out
+    assert "There is no card to refresh yet" in run.out
+    assert "Type /device-alerts <device> [filters], @device-alerts <device>, refresh, or quit." in run.out
+    assert "» @alice in #incident: @device-alerts srv-build-07 severity:high" in run.out
+    assert "posted in the thread in #incident" in run.out
+    assert "Signed requests sent: 1;" in run.out
+
+
+def test_demo_never_uses_a_real_tenant(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = replace(simulator_settings(), backend=Backend.API)
+    run = play(monkeypatch, "/device-alerts ws-fin-014\n", settings=settings)
+    assert run.code == 0, run.out
+    assert "ws-fin-014.contoso.local · " in run.out
+
+
+def test_an_answer_that_never_arrives_fails_the_demo(monkeypatch: pytest.MonkeyPatch) -> None:
+    class ExpiredStandIn(SlackStandIn):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fail_next("response_url", status=404, error="expired_url", times=10)
+
+    monkeypatch.setattr(demo, "POST_TIMEOUT", 0.5)
+    out = io.StringIO()
+    monkeypatch.setattr(demo, "SlackStandIn", ExpiredStandIn)
+    stdin = io.StringIO("/device-alerts ws-fin-014\n")
+    code = run_demo(simulator_settings(), out=out, interactive=True, stdin=stdin)
+    assert code == 1
+    assert "✗ no message from the bot" in out.getvalue()
+
+
+def test_a_bot_that_cannot_reach_the_stand_in_is_explained_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as refusing:  # bound, not listening: the proxy refuses at once
+        refusing.bind(("127.0.0.1", 0))
+        for name in ("NO_PROXY", "no_proxy", "https_proxy", "HTTP_PROXY", "http_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{refusing.getsockname()[1]}")
+        out = io.StringIO()
+        code = run_demo(simulator_settings(), out=out)
+    assert code == 1
+    assert out.getvalue() == ""
+    assert "could not reach its local Slack stand-in" in capsys.readouterr().err
+
+
+def test_ctrl_c_ends_the_demo_cleanly() -> None:
+    class Interrupting:
+        """Standard input where the person presses Ctrl-C."""
+
+        def isatty(self) -> bool:
+            return False
+
+        def readline(self) -> str:
+            raise KeyboardInterrupt
+
+    out = io.StringIO()
+    code = run_demo(simulator_settings(), out=out, interactive=True, stdin=cast(TextIO, Interrupting()))
+    assert code == 130
+    assert out.getvalue().endswith("Interrupted.\n")
+
+
+# -- preview: Block Kit as terminal text ------------------------------------------------------------------------
+
+
+def section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+
+def button(label: str, **extra: str) -> dict[str, Any]:
+    return {"type": "button", "text": {"type": "plain_text", "text": label}, "action_id": label.lower(), **extra}
+
+
+def test_header_context_divider_and_sections() -> None:
+    message = Message(
+        "fallback",
+        [
+            {"type": "header", "text": {"type": "plain_text", "text": "ws-1 · 2 alerts"}},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": "one"}, {"type": "plain_text", "text": "two"}]},
+            section("*Severity*  :red_circle: High 1"),
+            {"type": "divider"},
+            section("first"),
+            section("second\nline"),
+        ],
+    )
+    assert render_text(message).splitlines() == [
+        "ws-1 · 2 alerts",
+        "═══════════════",
+        "┆ one",
+        "┆ two",
+        "Severity ● High 1",
+        RULE,
+        "first",
+        "",
+        "second",
+        "line",
+    ]
+
+
+def test_links_become_numbered_footnotes() -> None:
+    message = Message("x", [section("<https://a.example/1|First> and <https://b.example/?a=1&amp;b=2|Second>")])
+    assert render_text(message).splitlines() == [
+        "First [1] and Second [2]",
+        "",
+        "[1] https://a.example/1",
+        "[2] https://b.example/?a=1&b=2",
+    ]
+
+
+def test_bare_links_mentions_and_dates() -> None:
+    text = "<https://a.example> <@U123> <@U9|bob> <#C1|general> <!here> <!subteam^S1|@sec> "
+    text += "<!date^1700000000^{time}|2023-11-14 22:13 UTC>"
+    assert render_text(Message("x", [section(text)])) == (
+        "https://a.example @U123 @bob #general @here @sec 2023-11-14 22:13 UTC"
+    )
+
+
+def test_entities_are_decoded_once() -> None:
+    message = Message("x", [section("&lt;b&gt; &amp;amp; &amp;lt;!channel&amp;gt; &#27;")])
+    assert render_text(message) == "<b> &amp; &lt;!channel&gt; &#27;"
+
+
+def test_emoji_and_bold() -> None:
+    text = ":warning: :red_circle: *High* · :large_orange_circle: :large_yellow_circle: :white_circle: :tada: 2*3*4"
+    assert render_text(Message("x", [section(text)])) == "⚠ ● High · ● ● ○ :tada: 2*3*4"
+
+
+def test_actions_are_buttons_and_link_buttons_list_their_url() -> None:
+    actions = {
+        "type": "actions",
+        "elements": [
+            button("Refresh", value="v"),
+            button("Open in Defender", url="https://p.example/d"),
+            button("Watch"),
+        ],
+    }
+    assert render_text(Message("x", [actions])).splitlines() == [
+        "[ Refresh ] [ Open in Defender ↗ ] [ Watch ]",
+        "",
+        "↗ Open in Defender: https://p.example/d",
+    ]
+
+
+def test_messages_without_blocks_and_unknown_blocks() -> None:
+    assert render_text(Message("*Looking up* ws-1…")) == "Looking up ws-1…"
+    assert render_text(Message("x", [{"type": "image", "image_url": "https://i.example"}])) == "[image block]"
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "\x1b[31mCRITICAL\x1b[0m wiper \x1b]8;;https://evil.example\x07click\x1b]8;;\x07",
+        "Invoice\u202egpj.exe opened by pay\u200broll\u200d\ufeff",
+        "tab\tand\rcarriage \x9b31m C1 \x7f del",
+    ],
+)
+def test_hostile_text_cannot_reach_the_terminal(hostile: str) -> None:
+    message = Message(
+        hostile,
+        [
+            {"type": "header", "text": {"type": "plain_text", "text": hostile}},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": hostile}]},
+            section(f"&lt;!channel&gt; {hostile}\n<https://x.example/{hostile}|{hostile}>"),
+            {"type": "actions", "elements": [button(hostile, url=f"https://x.example/{hostile}")]},
+        ],
+    )
+    shown = render_text(message)
+    assert "<!channel>" in shown
+    for line in shown.splitlines():
+        assert all(ch.isprintable() for ch in line), repr(line)
+
+
+def test_builder_url_round_trips_the_blocks() -> None:
+    blocks = [section("<https://a.example/?x=1&amp;y=2|Ünïcode · #1> 100% & more"), {"type": "divider"}]
+    url = builder_url(Message("x", blocks))
+    assert url.startswith("https://app.slack.com/block-kit-builder#")
+    fragment = url.removeprefix(BUILDER_URL)
+    assert re.fullmatch(r"[A-Za-z0-9%._~-]+", fragment), fragment
+    assert builder_blocks(url) == {"blocks": blocks}

@@ -1,0 +1,771 @@
+"""The Slack app driven through `App.dispatch`: commands, mentions, DMs, buttons, errors and settings.
+
+Slack is played by `SlackStandIn` (Web API and response_url endpoints on 127.0.0.1) and Defender by the
+built-in simulator, so every test checks what a person would actually see and what Defender was asked.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.config import ConfigError, SlackMode, Visibility, load_slack_settings, slack_mode
+from bot.defender.simulator import HOSTILE_HOSTNAME, SimulatedTenant
+from bot.slack import actions, listeners, replies
+from bot.slack.blockkit import violations
+from bot.slack.replies import BUSY, COMING_SOON
+from tests.slack_support import PINGS, Harness, ack_json, all_text, buttons, foreign_tokens, harness, header
+from tests.support import FakeClock
+
+FIN_014 = "ws-fin-014.contoso.local"
+FIN_015 = "ws-fin-015.contoso.local"
+USAGE_MARK = "Usage: `/device-alerts &lt;machineId|hostname&gt;"
+INVALID_BUTTON = "That button's data is not valid. Run the command again."
+
+
+@pytest.fixture
+def rig() -> Iterator[Harness]:
+    yield from harness()
+
+
+def machine(rig: Harness, hostname: str) -> dict[str, Any]:
+    """The simulator's (newest) record for a hostname."""
+    found = [m for m in rig.tenant.machines if m["computerDnsName"] == hostname]
+    assert found, hostname
+    return max(found, key=lambda m: str(m["lastSeen"]))
+
+
+def severity_counts(rig: Harness, machine_id: str) -> Counter[str]:
+    labels = {"UnSpecified": "Unspecified"}
+    return Counter(labels.get(a["severity"], a["severity"]) for a in rig.tenant.alerts if a["machineId"] == machine_id)
+
+
+def quiet(rig: Harness, seconds: float = 0.3) -> None:
+    """Let the pool and any background notice finish, so 'nothing was posted' means nothing."""
+    rig.wait_idle()
+    time.sleep(seconds)
+
+
+# -- slash command ---------------------------------------------------------------------------------------------
+
+
+def test_command_acks_at_once_then_posts_the_card_in_channel(rig: Harness) -> None:
+    started = time.monotonic()
+    ack = ack_json(rig.command("ws-fin-014", "r1"))
+    assert time.monotonic() - started < 1.0
+    assert ack["text"] == "Looking up ws-fin-014…"
+    assert "response_type" not in ack  # an ack with text is shown to the invoker only
+
+    [posted] = rig.standin.wait_for_posts(1)
+    assert (posted.via, posted.target) == ("response_url", "r1")
+    assert posted.payload["response_type"] == "in_channel"
+    assert posted.payload["replace_original"] is False
+    record = machine(rig, FIN_014)
+    counts = severity_counts(rig, record["id"])
+    total = sum(counts.values())
+    assert header(posted) == f"{FIN_014} · {total} alerts"
+    assert posted.payload["text"].startswith(f"{FIN_014}: {total} alerts (")
+    assert f"High {counts['High']}" in posted.payload["text"]
+    assert f"Low {counts['Low']}" in posted.payload["text"]
+    assert buttons(posted)[actions.REFRESH]["value"] == record["id"]
+    assert violations(posted.message) == []
+
+
+def test_command_with_filters_shows_them_on_the_card(rig: Harness) -> None:
+    ack = ack_json(rig.command("ws-fin-014 severity:high,low", "r1"))
+    assert ack["text"] == "Looking up ws-fin-014 severity:high,low…"
+    [posted] = rig.standin.wait_for_posts(1)
+    counts = severity_counts(rig, machine(rig, FIN_014)["id"])
+    shown = counts["High"] + counts["Low"]
+    assert header(posted) == f"{FIN_014} · {shown} alert{'' if shown == 1 else 's'}"
+    assert "*Filters*  severity: High, Low" in all_text(posted.payload)
+    assert buttons(posted)[actions.REFRESH]["value"].endswith(" severity:high,low")
+
+
+def test_ephemeral_visibility_replaces_the_looking_up_note() -> None:
+    for rig in harness(env={"BOT_RESPONSE_VISIBILITY": "ephemeral"}):
+        assert rig.bot.settings.visibility is Visibility.EPHEMERAL
+        assert ack_json(rig.command("ws-fin-014", "r1"))["text"] == "Looking up ws-fin-014…"
+        [posted] = rig.standin.wait_for_posts(1)
+        assert posted.payload["replace_original"] is True
+        assert "response_type" not in posted.payload
+        assert header(posted).startswith(FIN_014)
+
+
+@pytest.mark.parametrize("text", ["", "   ", "help", "HELP", "?", "usage ws-fin-014"])
+def test_help_is_answered_in_the_ack_without_defender(rig: Harness, text: str) -> None:
+    ack = ack_json(rig.command(text))
+    assert ack["text"] == "How to use /device-alerts"
+    body = all_text(ack)
+    assert "*Look up a device's Defender alerts*" in body
+    assert "built-in Defender simulator" in body
+    quiet(rig, 0.1)
+    assert rig.tenant.calls == 0
+    assert rig.standin.posts == []
+
+
+@pytest.mark.parametrize("text", ["watch ws-fin-014", "unwatch ws-fin-014", "watches", "WATCH"])
+def test_reserved_words_say_later_release(rig: Harness, text: str) -> None:
+    ack = ack_json(rig.command(text))
+    assert ack["text"] == COMING_SOON
+    assert "later release" in ack["text"]
+    quiet(rig, 0.1)
+    assert rig.tenant.calls == 0
+    assert rig.standin.posts == []
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("ws-fin-014 color:red", "unknown filter 'color:' (use severity:, status: or since:)"),
+        ("ws-fin-014 severity:extreme", "unknown severity 'extreme'"),
+        ("ws-fin-014 status:done", "unknown status 'done'"),
+        ("ws-fin-014 since:forever", "'since:forever' is not a duration like 30m, 24h, 7d or 2w"),
+        ("ws-fin-014 since:181d", "'since:' can reach back at most 180d"),
+        ("ws-fin-014 ws-fin-015", "one device per lookup: got 'ws-fin-014' and 'ws-fin-015'"),
+        ("../etc", "'../etc': not a machine id (40 hex characters) or a hostname"),
+        ("ws-fin-014%2f..", "'ws-fin-014%2f..': not a machine id"),
+        ("severity:high", "name a device: a machine id or a hostname"),
+        ("x" * 501, "the request is longer than 500 characters"),
+    ],
+)
+def test_bad_input_is_explained_with_usage_and_never_reaches_defender(rig: Harness, text: str, problem: str) -> None:
+    ack = ack_json(rig.command(text))
+    assert "response_type" not in ack  # ephemeral
+    section = ack["blocks"][0]["text"]["text"]
+    assert section.startswith(":warning: ")
+    assert problem in section
+    assert USAGE_MARK in all_text(ack)
+    quiet(rig, 0.1)
+    assert rig.tenant.calls == 0
+    assert rig.tenant.request_log == []
+    assert rig.standin.posts == []
+
+
+def test_hostile_command_text_is_escaped_in_the_explanation(rig: Harness) -> None:
+    ack = ack_json(rig.command("<!channel> <@U024BE7LH>"))
+    text = json.dumps(ack)
+    assert not any(ping in text for ping in PINGS)
+    assert "&lt;!channel&gt;" in all_text(ack)
+    assert rig.tenant.calls == 0
+
+
+# -- mentions and direct messages ------------------------------------------------------------------------------
+
+
+def test_mention_is_answered_in_a_thread_under_it(rig: Harness) -> None:
+    mention = rig.requests.mention("ws-fin-014", ts="1700000000.000100")
+    response = rig.event(mention)
+    assert (response.status, response.body) == (200, "")
+    [posted] = rig.standin.wait_for_posts(1)
+    assert (posted.via, posted.target) == ("chat.postMessage", "C0INCIDENT")
+    assert posted.payload["thread_ts"] == "1700000000.000100"
+    assert header(posted).startswith(f"{FIN_014} · ")
+
+
+def test_mention_inside_a_thread_answers_in_that_thread(rig: Harness) -> None:
+    rig.event(rig.requests.mention("alerts ws-fin-015", ts="1700000000.000200", thread_ts="1700000000.000001"))
+    [posted] = rig.standin.wait_for_posts(1)
+    assert posted.payload["thread_ts"] == "1700000000.000001"
+    assert header(posted).startswith(f"{FIN_015} · ")
+
+
+def test_mention_with_an_auto_linked_hostname(rig: Harness) -> None:
+    linked = f"<http://{FIN_014}|{FIN_014}> severity:high"
+    rig.event(rig.requests.mention(linked, ts="1700000000.000300"))
+    [posted] = rig.standin.wait_for_posts(1)
+    counts = severity_counts(rig, machine(rig, FIN_014)["id"])
+    assert header(posted) == f"{FIN_014} · {counts['High']} alert{'' if counts['High'] == 1 else 's'}"
+    assert posted.payload["thread_ts"] == "1700000000.000300"
+
+
+def test_mention_with_bad_input_gets_the_explanation_in_thread(rig: Harness) -> None:
+    rig.event(rig.requests.mention("../etc", ts="1700000000.000400"))
+    [posted] = rig.standin.wait_for_posts(1)
+    assert posted.payload["thread_ts"] == "1700000000.000400"
+    assert "not a machine id" in posted.payload["text"]
+    assert rig.tenant.calls == 0
+
+
+def test_direct_message_is_answered_in_the_dm(rig: Harness) -> None:
+    dm = {"type": "message", "channel": "D0ALICE", "channel_type": "im", "user": "U0ALICE",
+          "text": "ws-fin-015", "ts": "1700000000.000500"}  # fmt: skip
+    rig.event(dm)
+    [posted] = rig.standin.wait_for_posts(1)
+    assert (posted.via, posted.target) == ("chat.postMessage", "D0ALICE")
+    assert "thread_ts" not in posted.payload  # a DM answer is a plain reply, not a thread
+    assert header(posted).startswith(f"{FIN_015} · ")
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"bot_id": "B0OTHERBOT", "user": "U0OTHERBOT"},  # another bot (or this one) writing in the DM
+        {"bot_id": "B0DEVALERTS", "user": "U0DEVALERTS"},
+        {"subtype": "message_changed"},
+        {"subtype": "bot_message", "bot_id": "B0OTHERBOT"},
+        {"channel_type": "channel", "channel": "C0INCIDENT"},  # plain channel chatter without a mention
+    ],
+)
+def test_messages_that_are_not_a_persons_dm_are_ignored(rig: Harness, extra: dict[str, str]) -> None:
+    dm = {"type": "message", "channel": "D0ALICE", "channel_type": "im", "user": "U0ALICE",
+          "text": "ws-fin-014", "ts": "1700000000.000600", **extra}  # fmt: skip
+    assert rig.event(dm).status == 200
+    quiet(rig)
+    assert rig.standin.posts == []
+    assert rig.tenant.calls == 0
+
+
+def test_mention_in_a_dm_is_answered_once(rig: Harness) -> None:
+    ts = "1700000000.000700"
+    text = "<@U0DEVALERTS> ws-fin-014"
+    rig.event({"type": "app_mention", "user": "U0ALICE", "text": text, "channel": "D0ALICE", "ts": ts})
+    rig.event({"type": "message", "channel": "D0ALICE", "channel_type": "im", "user": "U0ALICE", "text": text,
+               "ts": ts})  # fmt: skip
+    rig.standin.wait_for_posts(1)
+    quiet(rig)
+    [posted] = rig.standin.posts
+    assert posted.target == "D0ALICE"
+    assert header(posted).startswith(FIN_014)
+
+
+def test_a_retried_event_is_answered_once_and_distinct_events_twice(rig: Harness) -> None:
+    mention = rig.requests.mention("ws-fin-014", ts="1700000000.000800")
+    assert rig.event(mention, event_id="Ev0DUPLICATE").status == 200
+    retry = rig.event(mention, event_id="Ev0DUPLICATE", retry_num=1)
+    assert (retry.status, retry.body) == (200, "")
+    rig.event(rig.requests.mention("ws-fin-015", ts="1700000000.000900"), event_id="Ev0OTHER")
+    rig.standin.wait_for_posts(2)
+    quiet(rig)
+    posts = rig.standin.posts
+    assert len(posts) == 2
+    assert sorted(p.payload["thread_ts"] for p in posts) == ["1700000000.000800", "1700000000.000900"]
+
+
+def test_same_message_with_different_event_ids_gets_two_replies(rig: Harness) -> None:
+    mention = rig.requests.mention("ws-fin-014", ts="1700000000.001000")
+    rig.event(mention, event_id="Ev0FIRST")
+    rig.event(mention, event_id="Ev0SECOND")
+    rig.standin.wait_for_posts(2)
+    quiet(rig)
+    assert [p.payload["thread_ts"] for p in rig.standin.posts] == ["1700000000.001000"] * 2
+
+
+# -- buttons ---------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def clocked(clock: FakeClock) -> Iterator[Harness]:
+    yield from harness(clock=clock)
+
+
+def test_refresh_replaces_the_card_and_asks_defender_only_after_the_interval(
+    clocked: Harness, clock: FakeClock
+) -> None:
+    rig = clocked
+    rig.command("ws-fin-014", "cmd")
+    [card] = rig.standin.wait_for_posts(1)
+    value = buttons(card)[actions.REFRESH]["value"]
+    assert value == machine(rig, FIN_014)["id"]
+    assert len(rig.alerts_requests()) == 1
+    calls_before = rig.tenant.calls
+
+    clock.advance(2)  # younger than the 5 s refresh interval: the cached list is reused
+    response = rig.press(actions.REFRESH, value, "cmd")
+    assert (response.status, response.body) == (200, "")
+    posts = rig.standin.wait_for_posts(2)
+    replaced = posts[1]
+    assert (replaced.via, replaced.target) == ("response_url", "cmd")
+    assert replaced.payload["replace_original"] is True
+    assert "response_type" not in replaced.payload
+    assert header(replaced) == header(card)
+    assert "cached 2 s" in all_text(replaced.payload)
+    assert rig.tenant.calls == calls_before
+
+    clock.advance(4)  # now 6 s old: a refresh goes to Defender again
+    rig.press(actions.REFRESH, value, "cmd")
+    refreshed = rig.standin.wait_for_posts(3)[2]
+    assert refreshed.payload["replace_original"] is True
+    assert "fresh from Defender" in all_text(refreshed.payload)
+    assert rig.alerts_requests() == [f"/api/machines/{value}/alerts"] * 2
+
+
+def test_refresh_keeps_the_filters_of_the_card(clocked: Harness, clock: FakeClock) -> None:
+    rig = clocked
+    rig.command("ws-fin-014 severity:high", "cmd")
+    [card] = rig.standin.wait_for_posts(1)
+    clock.advance(10)
+    rig.press(actions.REFRESH, buttons(card)[actions.REFRESH]["value"], "cmd")
+    refreshed = rig.standin.wait_for_posts(2)[1]
+    assert header(refreshed) == header(card)
+    assert "*Filters*  severity: High" in all_text(refreshed.payload)
+    assert len(rig.alerts_requests()) == 2
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        FIN_014,  # a hostname: this bot writes machine ids only
+        "junk ../etc",
+        "../../api/alerts",
+        "c7663fe2de4691490a39131d227c25d9dc2bc9d6 color:red",
+        "",
+        "a" * 2001,
+        "c7663fe2de4691490a39131d227c25d9dc2bc9d6 " + "x" * 2000,
+    ],
+)
+def test_tampered_refresh_value_is_refused_without_defender(rig: Harness, value: str) -> None:
+    response = rig.press(actions.REFRESH, value, "b1")
+    assert (response.status, response.body) == (200, "")
+    [note] = rig.standin.wait_for_posts(1)
+    assert (note.via, note.target) == ("response_url", "b1")
+    assert note.payload["text"] == INVALID_BUTTON
+    assert note.payload["response_type"] == "ephemeral"
+    quiet(rig, 0.1)
+    assert rig.tenant.calls == 0
+
+
+def test_watch_button_says_later_release(rig: Harness) -> None:
+    response = rig.press(actions.WATCH, "c7663fe2de4691490a39131d227c25d9dc2bc9d6", "b2")
+    assert (response.status, response.body) == (200, "")
+    [note] = rig.standin.wait_for_posts(1)
+    assert note.payload["text"] == COMING_SOON
+    assert note.payload["response_type"] == "ephemeral"
+    assert rig.tenant.calls == 0
+
+
+def test_open_in_defender_is_acked_and_nothing_is_posted(rig: Harness) -> None:
+    response = rig.press(actions.OPEN_DEVICE, "", "b3")
+    assert (response.status, response.body) == (200, "")
+    quiet(rig)
+    assert rig.standin.posts == []
+    assert rig.tenant.calls == 0
+
+
+# -- problem cards ---------------------------------------------------------------------------------------------
+
+
+def test_unknown_prefix_suggests_devices(rig: Harness) -> None:
+    rig.command("ws-fin", "r1")
+    [posted] = rig.standin.wait_for_posts(1)
+    text = all_text(posted.payload)
+    assert posted.payload["text"] == "No device in Defender matches 'ws-fin'."
+    assert f"Did you mean: `{FIN_014}`, `{FIN_015}`?" in text
+    assert "You asked: `ws-fin`" in text
+    assert "Usage:" not in text  # the input was fine; the device does not exist
+    assert posted.payload["response_type"] == "in_channel"
+
+
+def test_unknown_device_without_suggestions(rig: Harness) -> None:
+    rig.command("no-such-host", "r1")
+    [posted] = rig.standin.wait_for_posts(1)
+    assert posted.payload["text"] == "No device in Defender matches 'no-such-host'."
+    assert "Did you mean" not in all_text(posted.payload)
+
+
+def test_defender_throttling_says_when_to_retry(rig: Harness) -> None:
+    rig.tenant.fail_next(429, retry_after=30, times=1)
+    rig.command(FIN_014, "r1")
+    [posted] = rig.standin.wait_for_posts(1)
+    text = all_text(posted.payload)
+    assert posted.payload["text"] == "Defender is throttling the bot's requests."
+    assert "Try again in 30 s." in text
+    assert "Injected fault" not in text
+    assert rig.tenant.calls == 1  # the bot honours Retry-After instead of hammering Defender
+    rig.command(FIN_015, "r2")  # still inside the 30 s: refused without a call
+    second = rig.standin.wait_for_posts(2)[1]
+    assert second.payload["text"] == "Defender is throttling the bot's requests."
+    assert rig.tenant.calls == 1
+
+
+def test_throttling_with_cached_data_serves_it_as_stale(clocked: Harness, clock: FakeClock) -> None:
+    rig = clocked
+    rig.command(FIN_014, "r1")
+    [fresh] = rig.standin.wait_for_posts(1)
+    clock.advance(120)  # past the 60 s cache TTL
+    rig.tenant.fail_next(429, retry_after=30, times=1)
+    rig.command(FIN_014, "r2")
+    stale = rig.standin.wait_for_posts(2)[1]
+    assert header(stale) == header(fresh)
+    assert ":warning: stale: Defender throttled, data from 2 min ago" in all_text(stale.payload)
+
+
+def test_defender_errors_show_the_unavailable_card(rig: Harness) -> None:
+    rig.tenant.fail_next(500, times=3)  # every attempt the client makes
+    rig.command(FIN_014, "r1")
+    [posted] = rig.standin.wait_for_posts(1, timeout=15)
+    text = all_text(posted.payload)
+    assert posted.payload["text"] == "Defender could not be reached."
+    assert "Try again in a minute." in text
+    for detail in ("Injected fault", "gave up", "attempts", "answered 500", "api.simulator.invalid"):
+        assert detail not in text
+    assert rig.tenant.calls == 3
+
+
+def test_sign_in_failure_card_keeps_operator_detail_out(rig: Harness) -> None:
+    rig.tenant.fail_next(401, times=2)  # the client refreshes its token once, then gives up
+    rig.command(FIN_014, "r1")
+    [posted] = rig.standin.wait_for_posts(1)
+    text = all_text(posted.payload)
+    assert posted.payload["text"] == "The bot could not sign in to Defender."
+    assert "An admin should check the bot's configuration and logs." in text
+    for detail in ("rejected the app's token", "DEFENDER_CLOUD", "DEFENDER_SCOPE", "admin consent"):
+        assert detail not in text
+
+
+def test_hostile_device_card_is_escaped_and_valid(rig: Harness) -> None:
+    rig.command(HOSTILE_HOSTNAME, "r1")
+    [posted] = rig.standin.wait_for_posts(1)
+    raw = json.dumps(posted.payload, ensure_ascii=False)
+    for ping in PINGS:
+        assert ping not in raw
+    assert "<https://evil" not in raw
+    assert foreign_tokens(posted.payload) == []
+    assert "&lt;!channel&gt; Urgent" in all_text(posted.payload)  # shown, but inert
+    assert violations(posted.message) == []
+    assert header(posted).startswith(HOSTILE_HOSTNAME)
+
+
+def test_hostile_device_in_a_mention_thread_is_escaped(rig: Harness) -> None:
+    rig.event(rig.requests.mention(HOSTILE_HOSTNAME))
+    [posted] = rig.standin.wait_for_posts(1)  # the stand-in refuses invalid blocks, so arriving is a check too
+    raw = json.dumps(posted.payload, ensure_ascii=False)
+    assert not any(ping in raw for ping in PINGS)
+    assert foreign_tokens(posted.payload) == []
+
+
+# -- the busy path ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny() -> Iterator[Harness]:
+    yield from harness(env={"BOT_WORKERS": "1", "BOT_MAX_PENDING": "0"}, tenant=SimulatedTenant(latency=1.0))
+
+
+def test_a_full_pool_acks_busy_at_once(tiny: Harness) -> None:
+    rig = tiny
+    assert rig.bot.pool.capacity == 1
+    assert ack_json(rig.command(FIN_014, "first"))["text"] == f"Looking up {FIN_014}…"
+    started = time.monotonic()
+    busy = ack_json(rig.command(FIN_015, "second"))
+    assert time.monotonic() - started < 0.5
+    assert busy["text"] == BUSY
+    [card] = rig.standin.wait_for_posts(1, timeout=10)
+    assert card.target == "first"
+    assert header(card).startswith(FIN_014)
+    rig.wait_idle()
+    # capacity is back once the first lookup finished (the third lookup is served from the cache)
+    assert ack_json(rig.command(FIN_014, "third"))["text"] == f"Looking up {FIN_014}…"
+    assert rig.standin.wait_for_posts(2)[1].target == "third"
+
+
+def test_a_full_pool_tells_a_mention_it_is_busy(tiny: Harness) -> None:
+    rig = tiny
+    rig.command(FIN_014, "first")
+    rig.event(rig.requests.mention("ws-fin-015", ts="1700000000.002000"))
+    [notice] = rig.standin.wait_for_posts(1, timeout=0.9)  # before the slow lookup could finish
+    assert (notice.via, notice.payload["text"], notice.payload["thread_ts"]) == (
+        "chat.postMessage",
+        BUSY,
+        "1700000000.002000",
+    )
+
+
+# -- Slack Web API failures ------------------------------------------------------------------------------------
+
+
+def test_post_message_rate_limit_is_waited_out(rig: Harness) -> None:
+    rig.standin.fail_next("chat.postMessage", status=429, error="ratelimited", retry_after=1)
+    started = time.monotonic()
+    rig.event(rig.requests.mention("ws-fin-014"))
+    [posted] = rig.standin.wait_for_posts(1, timeout=10)
+    assert time.monotonic() - started >= 1.0  # Retry-After was honoured
+    assert header(posted).startswith(FIN_014)
+    quiet(rig, 0.1)
+    assert len(rig.standin.posts) == 1
+
+
+def test_post_message_server_error_is_retried(rig: Harness) -> None:
+    rig.standin.fail_next("chat.postMessage", status=500)
+    rig.event(rig.requests.mention("ws-fin-014"))
+    [posted] = rig.standin.wait_for_posts(1, timeout=10)
+    assert header(posted).startswith(FIN_014)
+    quiet(rig, 0.1)
+    assert len(rig.standin.posts) == 1
+
+
+def test_response_url_server_error_is_retried(rig: Harness) -> None:
+    rig.standin.fail_next("response_url", status=503)
+    rig.command(FIN_014, "r1")
+    [posted] = rig.standin.wait_for_posts(1, timeout=10)
+    assert posted.target == "r1"
+
+
+def test_post_message_refused_is_logged(rig: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="bot.slack.outbox")
+    rig.standin.fail_next("chat.postMessage", status=200, error="channel_not_found")
+    rig.event(rig.requests.mention("ws-fin-014", channel="C0GONE"))
+    rig.wait_idle()
+    assert rig.standin.posts == []
+    messages = [r.getMessage() for r in caplog.records if r.name == "bot.slack.outbox"]
+    assert messages == ["chat.postMessage to C0GONE failed: channel_not_found"]
+
+
+def test_expired_response_url_is_logged_not_raised(rig: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="bot.slack.outbox")
+    rig.standin.expire("gone")
+    assert ack_json(rig.command(FIN_014, "gone"))["text"] == f"Looking up {FIN_014}…"
+    rig.wait_idle()
+    assert rig.standin.posts == []
+    messages = [r.getMessage() for r in caplog.records if r.name == "bot.slack.outbox"]
+    assert messages == ["response_url answered 404 expired_url"]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    # the bot keeps working afterwards
+    rig.command(FIN_014, "fresh")
+    assert rig.standin.wait_for_posts(1)[0].target == "fresh"
+
+
+# -- unexpected errors -----------------------------------------------------------------------------------------
+
+REFERENCE = re.compile(r"Something went wrong on the bot's side \(reference ([0-9a-f]{8})\)\.")
+
+
+def _boom(*_: object, **__: object) -> Any:
+    raise RuntimeError("kaboom: internal detail")
+
+
+def _error_references(caplog: pytest.LogCaptureFixture) -> list[str]:
+    found = []
+    for record in caplog.records:
+        if record.name == "bot.slack.listeners" and record.levelno == logging.ERROR:
+            match = re.match(r"unhandled error ([0-9a-f]{8}) in a ", record.getMessage())
+            assert match, record.getMessage()
+            assert record.exc_info and isinstance(record.exc_info[1], RuntimeError)
+            found.append(match[1])
+    return found
+
+
+def test_listener_error_is_logged_with_a_reference_the_user_sees(
+    rig: Harness, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    caplog.set_level(logging.ERROR, logger="bot.slack.listeners")
+    monkeypatch.setattr(replies.Replier, "immediate", _boom)
+    response = rig.command("help", "err")
+    assert response.status == 500  # Bolt's answer when a listener raised before acknowledging
+    [note] = rig.standin.wait_for_posts(1)
+    assert (note.target, note.payload["response_type"]) == ("err", "ephemeral")
+    match = REFERENCE.fullmatch(note.payload["text"])
+    assert match, note.payload["text"]
+    assert "kaboom" not in json.dumps(note.payload)
+    [reference] = _error_references(caplog)
+    assert reference == match[1]
+    message = next(r.getMessage() for r in caplog.records if r.name == "bot.slack.listeners")
+    assert (
+        message
+        == f"unhandled error {reference} in a command request (team T0STANDIN, channel C0INCIDENT, user U0ALICE)"
+    )
+
+
+def test_button_listener_error_gets_a_reference_note(
+    rig: Harness, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    caplog.set_level(logging.ERROR, logger="bot.slack.listeners")
+    monkeypatch.setattr(actions, "parse_lookup_value", _boom)
+    rig.press(actions.REFRESH, "c7663fe2de4691490a39131d227c25d9dc2bc9d6", "btn")
+    [note] = rig.standin.wait_for_posts(1)
+    match = REFERENCE.fullmatch(note.payload["text"])
+    assert match, note.payload["text"]
+    assert _error_references(caplog) == [match[1]]
+    [message] = [r.getMessage() for r in caplog.records if r.name == "bot.slack.listeners"]
+    assert message.endswith("in a block_actions request (team T0STANDIN, channel C0INCIDENT, user U0ALICE)")
+
+
+def test_event_listener_error_is_logged_without_a_reply(
+    rig: Harness, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    caplog.set_level(logging.ERROR, logger="bot.slack.listeners")
+    monkeypatch.setattr(listeners, "parse_command", _boom)
+    mention = rig.requests.mention("ws-fin-014")
+    response = rig.event(mention, event_id="Ev0FAILS")
+    assert response.status == 500  # Bolt's answer when a listener raised; Slack then retries the delivery
+    retry = rig.event(mention, event_id="Ev0FAILS", retry_num=1)
+    assert (retry.status, retry.body) == (200, "")  # the retry is dropped by the deduper, not failed again
+    quiet(rig)
+    assert rig.standin.posts == []  # an event has no response_url to answer on
+    assert len(_error_references(caplog)) == 1
+
+
+def test_error_inside_a_lookup_job_still_tells_the_user(rig: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(replies.Replier, "lookup", _boom)
+    assert ack_json(rig.command(FIN_014, "job"))["text"] == f"Looking up {FIN_014}…"
+    [note] = rig.standin.wait_for_posts(1, timeout=1.5)
+    assert REFERENCE.fullmatch(note.payload["text"])
+
+
+# -- Slack settings --------------------------------------------------------------------------------------------
+
+BOT_TOKEN = "xoxb-111-222-SeCrEtBoT"
+APP_TOKEN = "xapp-1-A0-SeCrEtApP"
+SIGNING = "SeCrEtSiGnInG"
+
+
+def http_env(**extra: str) -> dict[str, str]:
+    return {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING, **extra}
+
+
+def config_error(mode: SlackMode, env: dict[str, str]) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_slack_settings(mode, env, dotenv_path=None)
+    message = str(caught.value)
+    for secret in ("SeCrEtBoT", "SeCrEtApP", "SeCrEtSiGnInG"):
+        assert secret not in message
+    return message
+
+
+def test_settings_defaults_for_http() -> None:
+    settings = load_slack_settings(SlackMode.HTTP, http_env(), dotenv_path=None)
+    assert settings.mode is SlackMode.HTTP
+    assert settings.bot_token.reveal() == BOT_TOKEN
+    assert settings.signing_secret is not None and settings.signing_secret.reveal() == SIGNING
+    assert settings.app_token is None
+    assert settings.api_url == "https://slack.com/api/"
+    assert (settings.port, settings.http_port) == (None, 3000)
+    assert settings.visibility is Visibility.IN_CHANNEL
+    assert (settings.workers, settings.max_pending, settings.card_alerts) == (8, 32, 10)
+
+
+def test_settings_never_show_secrets() -> None:
+    settings = load_slack_settings(SlackMode.SOCKET, http_env(SLACK_APP_TOKEN=APP_TOKEN), dotenv_path=None)
+    for shown in (repr(settings), str(settings), f"{settings}"):
+        for secret in ("SeCrEtBoT", "SeCrEtApP", "SeCrEtSiGnInG"):
+            assert secret not in shown
+    assert "Secret('***')" in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("mode", "env", "missing"),
+    [
+        (SlackMode.HTTP, {}, "SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET: required for http mode"),
+        (SlackMode.HTTP, {"SLACK_BOT_TOKEN": BOT_TOKEN}, "SLACK_SIGNING_SECRET: required for http mode"),
+        (SlackMode.HTTP, {"SLACK_SIGNING_SECRET": SIGNING, "SLACK_BOT_TOKEN": "  "}, "SLACK_BOT_TOKEN: required"),
+        (SlackMode.SOCKET, {}, "SLACK_BOT_TOKEN, SLACK_APP_TOKEN: required for socket mode"),
+        (SlackMode.SOCKET, {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING},
+         "SLACK_APP_TOKEN: required for socket mode"),
+    ],
+)  # fmt: skip
+def test_settings_name_every_missing_variable(mode: SlackMode, env: dict[str, str], missing: str) -> None:
+    assert config_error(mode, env).startswith(missing)
+
+
+def test_socket_mode_does_not_need_a_signing_secret() -> None:
+    env = {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_APP_TOKEN": APP_TOKEN}
+    settings = load_slack_settings(SlackMode.SOCKET, env, dotenv_path=None)
+    assert settings.signing_secret is None
+    assert settings.app_token is not None and settings.app_token.reveal() == APP_TOKEN
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        (http_env(SLACK_BOT_TOKEN="xoxp-user-SeCrEtBoT"), "SLACK_BOT_TOKEN: expected a bot token starting with xoxb-"),
+        (http_env(SLACK_BOT_TOKEN="xapp-1-SeCrEtBoT"), "SLACK_BOT_TOKEN: expected a bot token"),
+        (
+            http_env(SLACK_APP_TOKEN="xoxb-SeCrEtApP"),
+            "SLACK_APP_TOKEN: expected an app-level token starting with xapp-",
+        ),
+    ],
+)
+def test_settings_check_token_prefixes(env: dict[str, str], variable: str) -> None:
+    assert config_error(SlackMode.HTTP, env).startswith(variable)
+
+
+def test_rotating_bot_token_prefix_is_accepted() -> None:
+    settings = load_slack_settings(SlackMode.HTTP, http_env(SLACK_BOT_TOKEN="xoxe.xoxb-1-abc"), dotenv_path=None)
+    assert settings.bot_token.reveal() == "xoxe.xoxb-1-abc"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("https://slack-gov.com/api", "https://slack-gov.com/api/"),
+        ("https://slack.com/api/", "https://slack.com/api/"),
+        ("http://127.0.0.1:8000/api/", "http://127.0.0.1:8000/api/"),
+        ("http://localhost:9/api", "http://localhost:9/api/"),
+    ],
+)
+def test_api_url_accepted(value: str, expected: str) -> None:
+    assert load_slack_settings(SlackMode.HTTP, http_env(SLACK_API_URL=value), dotenv_path=None).api_url == expected
+
+
+@pytest.mark.parametrize(
+    "value", ["http://slack.com/api", "ftp://slack.com/api", "https://slack.com/api?x=1", "https://", "slack.com"]
+)
+def test_api_url_refused(value: str) -> None:
+    assert config_error(SlackMode.HTTP, http_env(SLACK_API_URL=value)).startswith("SLACK_API_URL: expected an https://")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "attribute", "expected"),
+    [
+        ("PORT", "8080", "port", 8080),
+        ("PORT", "65535", "port", 65535),
+        ("BOT_RESPONSE_VISIBILITY", "EPHEMERAL", "visibility", Visibility.EPHEMERAL),
+        ("BOT_WORKERS", "1", "workers", 1),
+        ("BOT_WORKERS", "256", "workers", 256),
+        ("BOT_MAX_PENDING", "0", "max_pending", 0),
+        ("BOT_CARD_ALERTS", "20", "card_alerts", 20),
+    ],
+)
+def test_bot_settings_accepted(name: str, value: str, attribute: str, expected: object) -> None:
+    settings = load_slack_settings(SlackMode.HTTP, http_env(**{name: value}), dotenv_path=None)
+    assert getattr(settings, attribute) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("PORT", "0", "a whole number from 1 to 65535"),
+        ("PORT", "65536", "a whole number from 1 to 65535"),
+        ("PORT", "http", "a whole number from 1 to 65535"),
+        ("BOT_WORKERS", "0", "a whole number from 1 to 256"),
+        ("BOT_WORKERS", "2.5", "a whole number from 1 to 256"),
+        ("BOT_MAX_PENDING", "-1", "a whole number from 0 to 10000"),
+        ("BOT_CARD_ALERTS", "21", "a whole number from 1 to 20"),
+        ("BOT_RESPONSE_VISIBILITY", "public", "in_channel | ephemeral"),
+    ],
+)
+def test_bot_settings_refused(name: str, value: str, expected: str) -> None:
+    assert config_error(SlackMode.HTTP, http_env(**{name: value})) == f"{name}: expected {expected}, got {value!r}"
+
+
+@pytest.mark.parametrize(
+    ("env", "mode"),
+    [
+        ({"SLACK_APP_TOKEN": APP_TOKEN}, SlackMode.SOCKET),
+        ({"SLACK_APP_TOKEN": "  "}, SlackMode.HTTP),
+        ({}, SlackMode.HTTP),
+        (http_env(), SlackMode.HTTP),
+    ],
+)
+def test_slack_mode_picks_socket_when_an_app_token_is_set(env: dict[str, str], mode: SlackMode) -> None:
+    assert slack_mode(env, dotenv_path=None) is mode
+
+
+def test_slack_mode_reads_the_dotenv_file(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(f"SLACK_APP_TOKEN={APP_TOKEN}\n")
+    assert slack_mode({}, dotenv_path=dotenv) is SlackMode.SOCKET
+    assert slack_mode({}, dotenv_path=None) is SlackMode.HTTP
