@@ -101,6 +101,7 @@ def _serve(mode: SlackMode, settings: Settings, env: dict[str, str], err: TextIO
         runtime.close()
         return EXIT_DEFENDER
     try:
+        bot.start_background()
         (run_socket_mode if mode is SlackMode.SOCKET else run_http)(bot)
     except SlackApiError as exc:
         print(

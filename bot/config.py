@@ -106,6 +106,8 @@ class Settings:
     calls_per_hour: int
     background_minute_share: float
     background_hour_share: float
+    state_url: str  # where watches live: sqlite:///path (the embedded default)
+    watch_poll_seconds: float
     log_level: str | None  # None when unset: each entry point picks its own default
 
 
@@ -164,6 +166,13 @@ class _Reader:
             return text.rstrip("/")
 
         return self.parse(name, default, convert, "an https:// URL without query (http:// only for localhost)")
+
+
+def _state_url(text: str) -> str:
+    from bot.watch.store import sqlite_path
+
+    sqlite_path(text)  # raises ValueError for anything but sqlite:///…
+    return text
 
 
 def _load_certificate(path_text: str) -> CertificateCredential:
@@ -273,6 +282,8 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv_path: str | Pa
         calls_per_hour=read.integer("DEFENDER_CALLS_PER_HOUR", 1500, minimum=1, maximum=1_000_000),
         background_minute_share=read.number("DEFENDER_BACKGROUND_MINUTE_SHARE", 0.5, minimum=0, maximum=1),
         background_hour_share=read.number("DEFENDER_BACKGROUND_HOUR_SHARE", 0.8, minimum=0, maximum=1),
+        state_url=read.parse("BOT_STATE_URL", "sqlite:///device-alerts.db", _state_url, "sqlite:///path/to/file.db"),
+        watch_poll_seconds=read.number("WATCH_POLL_SECONDS", 60.0, minimum=10, maximum=3600),
         log_level=read.choice("LOG_LEVEL", "", tuple(level.lower() for level in _LOG_LEVELS)).upper() or None,
     )
 

@@ -125,6 +125,21 @@ class AlertService:
             stale_reason=stale_reason,
         )
 
+    def merge_updates(self, machine_id: str, updated: list[Alert], *, covered_since: datetime) -> bool:
+        """Fold alerts updated since `covered_since` into the device's cached list (the watch poller's delta).
+
+        Only when the cached list is at least that recent do the updates complete it; then it becomes as
+        fresh as now and a lookup right after a poll costs no Defender call. Returns whether it merged.
+        """
+        with self._lock:
+            cached = self._alerts.get(machine_id)
+            if cached is None or cached.fetched_at < covered_since:
+                return False
+            merged = {alert.id: alert for alert in cached.alerts}
+            merged.update((alert.id, alert) for alert in updated)
+            self._alerts[machine_id] = _Snapshot(tuple(merged.values()), self._now(), self._clock())
+            return True
+
     # Alerts ---------------------------------------------------------------------------------
 
     def _snapshot(self, machine_id: str, priority: Priority, refresh: bool) -> tuple[_Snapshot, bool, str | None]:

@@ -12,6 +12,7 @@ from bot.slack.blockkit import MAX_BUTTON_VALUE
 REFRESH = "device_alerts.refresh"
 OPEN_DEVICE = "device_alerts.open_device"
 WATCH = "device_alerts.watch"
+UNWATCH = "device_alerts.unwatch"
 
 
 def lookup_value(machine_id: str, filters: AlertFilters) -> str:

@@ -15,7 +15,10 @@ from bot.slack.cards import CardContext
 from bot.slack.listeners import EventDeduper, Listeners
 from bot.slack.outbox import Outbox, web_client
 from bot.slack.replies import Replier
+from bot.slack.watching import SlackWatches
 from bot.slack.work import WorkPool
+from bot.watch.poller import Poller
+from bot.watch.store import SqliteWatchStore, WatchStore
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +29,12 @@ class SlackBot:
     pool: WorkPool
     runtime: Runtime
     settings: SlackSettings
+    store: WatchStore
+    poller: Poller
+
+    def start_background(self) -> None:
+        """Start the watch poller (in `http` and `socket` processes; the store's lease keeps it to one)."""
+        self.poller.start()
 
     def health(self) -> dict[str, Any]:
         """A small status document for `GET /healthz`: no secrets, no alert data."""
@@ -39,10 +48,13 @@ class SlackBot:
             "cached_devices": self.runtime.service.cached_devices,
             "budget": budget,
             "lookups": {"in_use": self.pool.in_use, "capacity": self.pool.capacity},
+            "watches": {"live": len(self.store.live_watches()), "poll_interval_seconds": self.poller.interval},
         }
 
     def close(self) -> None:
+        self.poller.stop()
         self.pool.shutdown(wait=False)
+        self.store.close()
         self.runtime.close()
 
 
@@ -62,6 +74,11 @@ def build_slack_bot(runtime: Runtime, settings: SlackSettings) -> SlackBot:
     def card_context() -> CardContext:
         return CardContext(runtime.settings.portal_url, runtime.link_tenant_id, max_alerts=settings.card_alerts)
 
+    outbox = Outbox(client)
+    store = SqliteWatchStore.from_url(runtime.settings.state_url)
+    watches = SlackWatches(store, runtime.service, outbox, card_context)
+    poller = Poller(store, runtime.service, runtime.client, watches, interval=runtime.settings.watch_poll_seconds)
+    watches.poller = poller
     replier = Replier(runtime.service, card_context, backend=runtime.settings.backend.value)
-    Listeners(replier, pool, Outbox(client), settings.visibility).register(app, EventDeduper())
-    return SlackBot(app, pool, runtime, settings)
+    Listeners(replier, watches, pool, outbox, settings.visibility).register(app, EventDeduper())
+    return SlackBot(app, pool, runtime, settings, store, poller)

@@ -119,8 +119,26 @@ def fallback_text(result: DeviceAlerts) -> str:
     return mrkdwn.text(f"{result.display_name}: {len(result.alerts)} {noun}{tail}", 300)
 
 
-def device_card(result: DeviceAlerts, context: CardContext) -> Message:
-    """The device card: header, context, counts, as many top alerts as fit, then the buttons."""
+@dataclass(frozen=True, slots=True)
+class WatchBadge:
+    """Shown on a watch's root card: who watches, until when, when it was last checked."""
+
+    user: str
+    until: datetime
+    last_checked: datetime | None
+    note: str | None = None
+
+    def line(self) -> str:
+        checked = mrkdwn.date(self.last_checked, "{time}") if self.last_checked else "not yet"
+        text = f":eyes: Watched by {mrkdwn.user(self.user)} until {mrkdwn.date(self.until)} · last checked {checked}"
+        return text + (f" · :hourglass: {mrkdwn.text(self.note, 200)}" if self.note else "")
+
+
+def device_card(result: DeviceAlerts, context: CardContext, watch: WatchBadge | None = None) -> Message:
+    """The device card: header, context, counts, as many top alerts as fit, then the buttons.
+
+    With `watch`, it is a watch's root card: a line says who watches until when, and Unwatch replaces Watch.
+    """
     now = context.now or datetime.now(UTC)
     shown = len(result.alerts)
     title = f"{mrkdwn.plain(result.display_name, NAME_LIMIT)} · {shown} alert{'' if shown == 1 else 's'}"
@@ -133,16 +151,22 @@ def device_card(result: DeviceAlerts, context: CardContext) -> Message:
     blocks: list[Block] = [
         {"type": "header", "text": {"type": "plain_text", "text": title}},
         _context(_machine_facts(result), _freshness(result)),
+        *([_context(watch.line())] if watch else []),
         _section("\n".join(summary)),
     ]
     value = actions.lookup_value(result.machine_id, result.filters)
     portal_url = device_url(context.portal, result.machine_id)
+    watch_button = (
+        _button("Unwatch", actions.UNWATCH, value=result.machine_id)
+        if watch
+        else _button("Watch", actions.WATCH, value=value)
+    )
     buttons = {
         "type": "actions",
         "elements": [
             _button("Refresh", actions.REFRESH, value=value),
             _button("Open in Defender", actions.OPEN_DEVICE, url=portal_url),
-            _button("Watch", actions.WATCH, value=value),
+            watch_button,
         ],
     }
     if result.alerts:

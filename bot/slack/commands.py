@@ -10,11 +10,12 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 
-from bot.alerts.query import DeviceQuery, QueryError, parse_query
+from bot.alerts.query import DeviceQuery, QueryError, parse_query, parse_since
+from bot.watch.model import DEFAULT_DURATION, MAX_DURATION
 
 MAX_MESSAGE_LENGTH = 40_000  # Slack's own cap on message text; the grammar then allows far less
-RESERVED_WORDS = frozenset({"watch", "unwatch", "watches"})
 HELP_WORDS = frozenset({"help", "?", "usage"})
 
 _USER_MENTION = re.compile(r"<@[A-Z0-9]+(?:\|[^>]*)?>")
@@ -33,8 +34,21 @@ class Lookup:
 
 
 @dataclass(frozen=True, slots=True)
-class Reserved:
-    word: str
+class StartWatch:
+    query: DeviceQuery
+    duration: timedelta
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class StopWatch:
+    query: DeviceQuery
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListWatches:
+    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +57,7 @@ class Invalid:
     text: str
 
 
-Command = Help | Lookup | Reserved | Invalid
+Command = Help | Lookup | StartWatch | StopWatch | ListWatches | Invalid
 
 
 def message_text(raw: str) -> str:
@@ -63,9 +77,34 @@ def parse_command(text: str) -> Command:
         words = words[1:]
     if words and words[0].lower() in HELP_WORDS:
         return Help()
-    if words and words[0].lower() in RESERVED_WORDS:
-        return Reserved(words[0].lower())
+    verb = words[0].lower() if words else ""
+    rest = text.split(None, 1)[1] if len(words) > 1 else ""
     try:
+        if verb == "watches":
+            return ListWatches()
+        if verb == "watch":
+            duration, rest = _watch_duration(rest)
+            return StartWatch(parse_query(rest), duration, rest)
+        if verb == "unwatch":
+            return StopWatch(parse_query(rest), rest)
         return Lookup(parse_query(text), text)
     except QueryError as exc:
         return Invalid(exc, text)
+
+
+def _watch_duration(text: str) -> tuple[timedelta, str]:
+    """Take `for:8h` out of a watch request: (duration, the rest of the text)."""
+    words = text.split()
+    spans = [index for index, word in enumerate(words) if word.lower().startswith("for:")]
+    if len(spans) > 1:
+        raise QueryError("'for:' is given twice")
+    if not spans:
+        return DEFAULT_DURATION, text
+    value = words[spans[0]][4:]
+    try:
+        duration = parse_since(value)
+    except QueryError:
+        raise QueryError(f"'for:{value[:20]}' is not a duration like 30m, 8h or 2d") from None
+    if duration > MAX_DURATION:
+        raise QueryError("a watch lasts at most 7d")
+    return duration, " ".join(word for index, word in enumerate(words) if index != spans[0])

@@ -10,6 +10,8 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import cachetools
@@ -19,10 +21,12 @@ from bot.alerts.query import QueryError
 from bot.config import Visibility
 from bot.slack import actions, cards
 from bot.slack.blockkit import Message
-from bot.slack.commands import Lookup, message_text, parse_command
+from bot.slack.commands import Command, Help, Invalid, ListWatches, StartWatch, StopWatch, message_text, parse_command
 from bot.slack.outbox import Outbox
-from bot.slack.replies import BUSY, COMING_SOON, Replier
+from bot.slack.replies import BUSY, Replier
+from bot.slack.watching import SlackWatches
 from bot.slack.work import WorkPool
+from bot.watch.model import DEFAULT_DURATION
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +80,38 @@ def _oops(reference: str) -> Message:
     return cards.notice(f"Something went wrong on the bot's side (reference {reference}).")
 
 
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How to answer a command: at once (`immediate`), or on the pool (`work`) after a short `note`."""
+
+    immediate: Message | None = None
+    work: Callable[[], Message] | None = None
+    note: str = ""
+    card: bool = False  # a device card, which follows BOT_RESPONSE_VISIBILITY; notes stay with the asker
+
+
 class Listeners:
-    def __init__(self, replier: Replier, pool: WorkPool, outbox: Outbox, visibility: Visibility) -> None:
+    def __init__(
+        self, replier: Replier, watches: SlackWatches, pool: WorkPool, outbox: Outbox, visibility: Visibility
+    ) -> None:
         self._replier = replier
+        self._watches = watches
         self._pool = pool
         self._outbox = outbox
         self._in_channel = visibility is Visibility.IN_CHANNEL
+
+    def _plan(self, parsed: Command, channel: str, user: str) -> Plan:
+        if isinstance(parsed, Help | Invalid):
+            return Plan(immediate=self._replier.immediate(parsed))
+        if isinstance(parsed, ListWatches):
+            return Plan(immediate=self._watches.list(channel))
+        if isinstance(parsed, StartWatch):
+            start = partial(self._watches.start, channel, user, parsed.query, parsed.duration)
+            return Plan(work=start, note=f"Setting up a watch on {parsed.text}…")
+        if isinstance(parsed, StopWatch):
+            return Plan(work=partial(self._watches.stop, channel, user, parsed.query), note="Stopping the watch…")
+        lookup = partial(self._replier.lookup, parsed.query, parsed.text)
+        return Plan(work=lookup, note=f"Looking up {parsed.text}…", card=True)
 
     def register(self, app: App, deduper: EventDeduper) -> None:
         app.middleware(deduper.middleware)
@@ -91,25 +121,26 @@ class Listeners:
         app.action(actions.REFRESH)(self.on_refresh)
         app.action(actions.OPEN_DEVICE)(self.on_open_device)
         app.action(actions.WATCH)(self.on_watch)
+        app.action(actions.UNWATCH)(self.on_unwatch)
         app.error(self.on_error)
 
     # Slash command -----------------------------------------------------------------------------
 
     def on_command(self, ack: Ack, command: dict[str, Any]) -> None:
         parsed = parse_command(str(command.get("text", "")))
-        if not isinstance(parsed, Lookup):
-            ack(**self._replier.immediate(parsed).payload())
+        plan = self._plan(parsed, str(command.get("channel_id", "")), str(command.get("user_id", "")))
+        if plan.work is None:
+            ack(**(plan.immediate or cards.notice(BUSY)).payload())
             return
-        url = str(command["response_url"])
+        url, work = str(command["response_url"]), plan.work
+        in_channel = plan.card and self._in_channel
 
         def job() -> None:
-            card = self._replier.lookup(parsed.query, parsed.text)
-            # An ephemeral card replaces the "Looking up" note; a channel card is a new message.
-            self._outbox.respond(url, card, in_channel=self._in_channel, replace_original=not self._in_channel)
+            # A channel card is a new message; anything seen only by the asker replaces the note.
+            self._outbox.respond(url, work(), in_channel=in_channel, replace_original=not in_channel)
 
         submitted = self._submit(command, job, lambda message: self._outbox.respond(url, message))
-        note = f"Looking up {parsed.text}…" if submitted else BUSY
-        ack(**cards.notice(note).payload())
+        ack(**cards.notice(plan.note if submitted else BUSY).payload())
 
     # Mentions and direct messages --------------------------------------------------------------
 
@@ -126,9 +157,12 @@ class Listeners:
     def _answer_message(self, event: dict[str, Any], *, thread_ts: str | None) -> None:
         channel = str(event.get("channel", ""))
         parsed = parse_command(message_text(str(event.get("text", ""))))
+        plan = self._plan(parsed, channel, str(event.get("user", "")))
 
         def job() -> None:
-            self._outbox.post(channel, self._replier.answer(parsed), thread_ts=thread_ts)
+            message = plan.work() if plan.work is not None else plan.immediate
+            if message is not None:
+                self._outbox.post(channel, message, thread_ts=thread_ts)
 
         if not self._submit(
             {"event": event}, job, lambda message: self._outbox.post(channel, message, thread_ts=thread_ts)
@@ -156,9 +190,30 @@ class Listeners:
     def on_open_device(self, ack: Ack) -> None:
         ack()  # a link button: Slack opens the URL itself, but still expects the interaction acknowledged
 
-    def on_watch(self, ack: Ack, body: dict[str, Any]) -> None:
+    def on_watch(self, ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+        """Watch from a card: the device and filters come from the button, the channel from the payload."""
         ack()
-        self._tell(str(body.get("response_url", "")), cards.notice(COMING_SOON))
+        url = str(body.get("response_url", ""))
+        try:
+            query = actions.parse_lookup_value(str(action.get("value", "")))
+        except QueryError:
+            self._tell(url, cards.notice("That button's data is not valid. Run the command again."))
+            return
+        start = partial(self._watches.start, _channel_of(body), _user_of(body), query, DEFAULT_DURATION)
+        if not self._submit(body, lambda: self._outbox.respond(url, start()), lambda m: self._outbox.respond(url, m)):
+            self._tell(url, cards.notice(BUSY))
+
+    def on_unwatch(self, ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+        ack()
+        url = str(body.get("response_url", ""))
+        try:
+            query = actions.parse_lookup_value(str(action.get("value", "")))
+        except QueryError:
+            self._tell(url, cards.notice("That button's data is not valid."))
+            return
+        stop = partial(self._watches.stop, _channel_of(body), _user_of(body), query)
+        if not self._submit(body, lambda: self._outbox.respond(url, stop()), lambda m: self._outbox.respond(url, m)):
+            self._tell(url, cards.notice(BUSY))
 
     def _tell(self, response_url: str, message: Message) -> None:
         """An ephemeral note to the person who pressed a button."""
@@ -184,6 +239,14 @@ class Listeners:
                 deliver(_oops(_report(exc, body, "a background lookup")))
 
         return self._pool.submit(guarded)
+
+
+def _channel_of(body: dict[str, Any]) -> str:
+    return str(_nested(body, "channel", "id") or _nested(body, "container", "channel_id") or "")
+
+
+def _user_of(body: dict[str, Any]) -> str:
+    return str(_nested(body, "user", "id") or "")
 
 
 def _nested(body: dict[str, Any], key: str, inner: str) -> Any:

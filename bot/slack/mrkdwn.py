@@ -7,6 +7,7 @@ through `text()` (or `plain()` for plain_text objects) before it reaches a block
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 from bot.sanitize import clean
@@ -42,6 +43,14 @@ def link(url: str, label: str, limit: int | None = None) -> str:
     """A link whose label is untrusted text; `url` must be one this code built (ids percent-encoded)."""
     label_text = text(label, limit).replace("|", "¦")  # a '|' would end the label early
     return f"<{url}|{label_text}>" if label_text else f"<{url}>"
+
+
+_SLACK_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
+
+
+def user(user_id: str) -> str:
+    """A mention of a Slack user id (from a signed Slack payload); anything else is shown as escaped text."""
+    return f"<@{user_id}>" if _SLACK_ID.fullmatch(user_id) else text(user_id, 40)
 
 
 def date(moment: datetime, fmt: str = "{date_short_pretty} {time}") -> str:

@@ -7,6 +7,8 @@ success as a boolean, so a listener can log a lost answer instead of failing sil
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from slack_sdk import WebClient
@@ -17,6 +19,7 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 from slack_sdk.http_retry.handler import RetryHandler
+from slack_sdk.web import SlackResponse
 from slack_sdk.webhook import WebhookClient
 
 from bot.slack.blockkit import Message
@@ -35,6 +38,21 @@ def retry_handlers() -> list[RetryHandler]:
 
 def web_client(token: str, base_url: str) -> WebClient:
     return WebClient(token=token, base_url=base_url, timeout=15, retry_handlers=retry_handlers())
+
+
+FOLLOWUP_EVENT = "device_alerts_followup"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """How a Web API post went: the message's ts, or Slack's error code."""
+
+    ts: str | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
 
 
 class Outbox:
@@ -61,14 +79,52 @@ class Outbox:
             return False
         return True
 
-    def post(self, channel: str, message: Message, *, thread_ts: str | None = None) -> bool:
-        """`chat.postMessage`, in a thread when `thread_ts` is given."""
+    def post(
+        self, channel: str, message: Message, *, thread_ts: str | None = None, reference: str | None = None
+    ) -> Delivery:
+        """`chat.postMessage`, in a thread when `thread_ts` is given.
+
+        `reference` travels in the message's metadata so `find_reference` can tell later that it was posted.
+        """
+        metadata = {"event_type": FOLLOWUP_EVENT, "event_payload": {"reference": reference}} if reference else None
+        return self._call(
+            "chat.postMessage",
+            channel,
+            lambda: self._client.chat_postMessage(
+                channel=channel, thread_ts=thread_ts, unfurl_links=False, metadata=metadata, **message.payload()
+            ),
+        )
+
+    def update(self, channel: str, ts: str, message: Message) -> Delivery:
+        """`chat.update` of a message the bot posted (a watch's root card)."""
+        return self._call(
+            "chat.update", channel, lambda: self._client.chat_update(channel=channel, ts=ts, **message.payload())
+        )
+
+    def find_reference(self, channel: str, thread_ts: str, reference: str) -> str | None:
+        """The ts of the bot's reply in a thread whose metadata carries `reference`, if there is one."""
         try:
-            self._client.chat_postMessage(channel=channel, thread_ts=thread_ts, unfurl_links=False, **message.payload())
-        except SlackApiError as exc:
-            log.warning("chat.postMessage to %s failed: %s", channel, exc.response.get("error"))
-            return False
+            response = self._client.conversations_replies(
+                channel=channel, ts=thread_ts, include_all_metadata=True, limit=200
+            )
         except (SlackClientError, OSError) as exc:
-            log.warning("chat.postMessage to %s failed: %s", channel, type(exc).__name__)
-            return False
-        return True
+            log.warning("could not read thread %s in %s: %s", thread_ts, channel, type(exc).__name__)
+            return None
+        for reply in response.get("messages") or []:
+            payload = (reply.get("metadata") or {}).get("event_payload") or {}
+            if payload.get("reference") == reference:
+                return str(reply["ts"])
+        return None
+
+    @staticmethod
+    def _call(method: str, channel: str, call: Callable[[], SlackResponse]) -> Delivery:
+        try:
+            response = call()
+        except SlackApiError as exc:
+            error = str(exc.response.get("error") or "unknown_error")
+            log.warning("%s to %s failed: %s", method, channel, error)
+            return Delivery(error=error)
+        except (SlackClientError, OSError) as exc:
+            log.warning("%s to %s failed: %s", method, channel, type(exc).__name__)
+            return Delivery(error=type(exc).__name__)
+        return Delivery(ts=str(response.get("ts") or ""))

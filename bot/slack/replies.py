@@ -12,11 +12,10 @@ from bot.alerts.service import AlertService
 from bot.defender.errors import DefenderError
 from bot.slack import cards
 from bot.slack.blockkit import Message, violations
-from bot.slack.commands import Command, Help, Invalid, Lookup, Reserved
+from bot.slack.commands import Help, Invalid
 
 log = logging.getLogger(__name__)
 
-COMING_SOON = "Watching devices arrives in a later release of device-alerts; look a device up meanwhile."
 BUSY = "The bot is busy with other lookups right now. Try again in a few seconds."
 
 
@@ -30,18 +29,11 @@ class Replier:
         self._card_context = card_context
         self._backend = backend
 
-    def immediate(self, command: Help | Reserved | Invalid) -> Message:
+    def immediate(self, command: Help | Invalid) -> Message:
         """The answer to commands that need no Defender call."""
         if isinstance(command, Help):
             return cards.help_card(backend=self._backend)
-        if isinstance(command, Reserved):
-            return cards.notice(COMING_SOON)
         return cards.problem_card(explain(command.error), command.text)
-
-    def answer(self, command: Command) -> Message:
-        if isinstance(command, Lookup):
-            return self.lookup(command.query, command.text)
-        return self.immediate(command)
 
     def lookup(self, query: DeviceQuery, text: str = "", *, refresh: bool = False) -> Message:
         try:

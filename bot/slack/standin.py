@@ -164,6 +164,22 @@ class SlackStandIn:
             ts = f"{int(time.time())}.{next(self._ts):06d}"
             self._record(Posted(method, str(args.get("channel", "")), {**args, "ts": ts}))
             return 200, {"ok": True, "channel": args.get("channel"), "ts": ts}
+        if method == "chat.update":
+            problems = violations(Message(str(args.get("text", "")), list(args.get("blocks") or [])))
+            if problems:
+                return 200, {"ok": False, "error": "invalid_blocks", "errors": problems}
+            if not any(p.payload.get("ts") == args.get("ts") for p in self.posts):
+                return 200, {"ok": False, "error": "message_not_found"}
+            self._record(Posted(method, str(args.get("channel", "")), dict(args)))
+            return 200, {"ok": True, "channel": args.get("channel"), "ts": args.get("ts")}
+        if method == "conversations.replies":
+            thread = str(args.get("ts", ""))
+            messages = [
+                {"ts": p.payload["ts"], "text": p.payload.get("text", ""), "metadata": p.payload.get("metadata")}
+                for p in self.posts
+                if p.via == "chat.postMessage" and thread in (p.payload.get("ts"), p.payload.get("thread_ts"))
+            ]
+            return 200, {"ok": True, "messages": messages, "has_more": False}
         if method == "apps.connections.open":
             return 200, {"ok": False, "error": "stand_in_has_no_websocket"}
         return 200, {"ok": False, "error": "unknown_method"}

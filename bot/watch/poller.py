@@ -1,0 +1,259 @@
+"""The watch poller: one delta call per interval for every watched device, changes posted exactly once.
+
+Each cycle (run by whichever process holds the store's lease):
+1. deliver replies left pending by an earlier cycle (or a crash), checking Slack first for one that may
+   already have been posted;
+2. end expired watches, with a final reply;
+3. ask Defender once for every alert updated since the watermark (minus an overlap), at background
+   priority, and compare each watched device's alerts with the state remembered;
+4. record state and changes atomically, feed the alert cache, refresh root cards, deliver.
+When the budget is tight the interval stretches and the root cards say so, rather than failing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from bot.alerts.budget import BudgetExhausted, Priority
+from bot.alerts.service import AlertService
+from bot.defender.client import DefenderClient
+from bot.defender.errors import DefenderError
+from bot.defender.models import Alert
+from bot.watch.changes import compare
+from bot.watch.model import Change, ChangeKind, PendingReply, Watch, WatchStatus
+from bot.watch.store import WatchStore
+
+log = logging.getLogger(__name__)
+
+WATERMARK = "watermark"
+OVERLAP = timedelta(minutes=2)  # Defender's lastUpdateTime lags a little; overlapping polls are deduplicated
+DELTA_TOP = 10_000
+MAX_STRETCH = 16
+ROOT_REFRESH = timedelta(minutes=10)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    ts: str | None = None  # set when posted
+    pause_reason: str | None = None  # set when Slack will not take posts for this watch's channel
+
+
+class Publisher(Protocol):
+    """How follow-ups reach people (Slack in production)."""
+
+    def post_reply(self, watch: Watch, reply: PendingReply) -> Delivered:
+        """Post the reply in the watch's thread; `Delivered()` means try again later."""
+        ...
+
+    def find_reply(self, watch: Watch, reply: PendingReply) -> str | None:
+        """The ts of this reply if an earlier attempt did reach the thread."""
+        ...
+
+    def update_root(self, watch: Watch, note: str | None) -> None:
+        """Redraw the watch's root card: current counts, last check, `note` about slowed checks."""
+        ...
+
+
+@dataclass
+class CycleReport:
+    ran: bool = False
+    defender_calls: int = 0
+    changes: int = 0
+    posted: int = 0
+    pending: int = 0
+    note: str | None = None
+    ended: list[int] = field(default_factory=list)
+
+
+class Poller:
+    def __init__(
+        self,
+        store: WatchStore,
+        service: AlertService,
+        client: DefenderClient,
+        publisher: Publisher,
+        *,
+        interval: float = 60.0,
+        clock: Callable[[], float] = time.time,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        holder: str | None = None,
+    ) -> None:
+        self._store = store
+        self._service = service
+        self._client = client
+        self._publisher = publisher
+        self.base_interval = interval
+        self._stretch = 1
+        self._clock = clock
+        self._now = now
+        self._holder = holder or uuid.uuid4().hex
+        self._roots_drawn: dict[int, datetime] = {}
+        self._note: str | None = None
+        self._cycle = threading.Lock()  # one cycle or delivery at a time in this process
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def interval(self) -> float:
+        """The current interval: the configured one, stretched while the budget is tight."""
+        return self.base_interval * self._stretch
+
+    def run_once(self, *, check: bool = True) -> CycleReport:
+        """One cycle; with `check=False` only pending replies are delivered (after an unwatch, say)."""
+        report = CycleReport()
+        with self._cycle:
+            if not self._store.try_lease(self._holder, self._clock(), ttl=self.interval * 2.5):
+                return report  # another process polls this store
+            report.ran = True
+            now = self._now()
+            self._deliver(report)
+            if check:
+                watches = self._end_expired(self._store.live_watches(), now, report)
+                if watches:
+                    self._check(watches, now, report)
+                self._deliver(report)
+            report.pending = len(self._store.pending_replies())
+            report.note = self._note
+        return report
+
+    # Checking ---------------------------------------------------------------------------------
+
+    def _end_expired(self, watches: list[Watch], now: datetime, report: CycleReport) -> list[Watch]:
+        live = []
+        for watch in watches:
+            if watch.expires_at > now:
+                live.append(watch)
+                continue
+            self.end(watch, "expired", now)
+            report.ended.append(watch.id)
+        return live
+
+    def end(self, watch: Watch, reason: str, now: datetime, by: str | None = None) -> None:
+        """End a watch with a final reply in its thread (posted through the same exactly-once path)."""
+        change = Change(ChangeKind.ENDED, alert_id="-", old=by, new=reason, at=now.isoformat())
+        self._store.record_check(watch.id, {}, [change], now)
+        self._store.set_status(watch.id, WatchStatus.ENDED)
+
+    def _check(self, watches: list[Watch], now: datetime, report: CycleReport) -> None:
+        watermark = self._store.get_meta(WATERMARK)
+        since = (datetime.fromisoformat(watermark) if watermark else now - timedelta(seconds=self.interval)) - OVERLAP
+        try:
+            updated = self._client.list_alerts_updated_since(since, top=DELTA_TOP, priority=Priority.BACKGROUND)
+            report.defender_calls += 1
+            by_device = self._by_device(updated, watches, truncated=len(updated) >= DELTA_TOP, report=report)
+        except (BudgetExhausted, DefenderError) as exc:
+            self._slow_down(exc, watches)
+            return
+        self._speed_up(watches)
+        for watch in watches:
+            alerts = by_device.get(watch.machine_id, [])
+            state, changes = compare(self._store.known_state(watch.id), alerts, watch.filters)
+            check_id = self._store.record_check(watch.id, state, changes, now)
+            if alerts:
+                self._service.merge_updates(watch.machine_id, alerts, covered_since=since)
+            if check_id is not None:
+                report.changes += len(changes)
+            drawn = self._roots_drawn.get(watch.id)
+            if check_id is not None or drawn is None or now - drawn >= ROOT_REFRESH:
+                self._draw_root(watch, now)
+        self._store.set_meta(WATERMARK, now.isoformat())
+
+    def _by_device(
+        self, updated: list[Alert], watches: list[Watch], *, truncated: bool, report: CycleReport
+    ) -> dict[str, list[Alert]]:
+        by_device: dict[str, list[Alert]] = defaultdict(list)
+        for alert in updated:
+            if alert.machine_id:
+                by_device[alert.machine_id].append(alert)
+        if truncated:
+            # More updates than one answer holds: ask each watched device directly instead.
+            log.warning("delta poll hit %d alerts; checking watched devices one by one", DELTA_TOP)
+            for machine_id in {w.machine_id for w in watches}:
+                result = self._service.device_alerts(machine_id, priority=Priority.BACKGROUND, refresh=True)
+                by_device[machine_id] = list(result.alerts)
+                report.defender_calls += 1
+        return by_device
+
+    def _draw_root(self, watch: Watch, now: datetime) -> None:
+        if watch.root_ts is None:
+            return
+        self._roots_drawn[watch.id] = now
+        try:
+            self._publisher.update_root(watch, self._note)
+        except Exception:  # a card that cannot be redrawn must not stop the follow-ups
+            log.exception("could not redraw the root card of watch %d", watch.id)
+
+    def _slow_down(self, exc: Exception, watches: list[Watch]) -> None:
+        self._stretch = min(self._stretch * 2, MAX_STRETCH)
+        minutes = max(1, round(self.interval / 60))
+        self._note = f"Checks slowed to every {minutes} min: Defender's call budget is tight."
+        log.warning("watch poll skipped (%s); next in %.0f s", type(exc).__name__, self.interval)
+        now = self._now()
+        for watch in watches:
+            self._draw_root(watch, now)
+
+    def _speed_up(self, watches: list[Watch]) -> None:
+        if self._stretch == 1:
+            return
+        self._stretch, self._note = 1, None
+        self._roots_drawn.clear()  # redraw every root without the note
+
+    # Delivering -------------------------------------------------------------------------------
+
+    def _deliver(self, report: CycleReport) -> None:
+        for reply in self._store.pending_replies():
+            watch = self._store.watch(reply.watch_id)
+            if watch is None or watch.status is WatchStatus.PAUSED or watch.root_ts is None:
+                continue  # kept pending: posted once the watch is resumed
+            ts = self._publisher.find_reply(watch, reply) if reply.attempted_at is not None else None
+            if ts is None:
+                self._store.mark_attempted(reply, self._now())
+                delivered = self._publisher.post_reply(watch, reply)
+                if delivered.pause_reason is not None:
+                    self._store.set_status(watch.id, WatchStatus.PAUSED, delivered.pause_reason)
+                    continue
+                if delivered.ts is None:
+                    return  # Slack is failing: keep order, try again next cycle
+                ts = delivered.ts
+            self._store.mark_posted(reply, ts)
+            report.posted += 1
+
+    # Running ----------------------------------------------------------------------------------
+
+    def deliver_soon(self) -> None:
+        """Post pending replies now rather than at the next check (the background thread does it)."""
+        self._wake.set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, daemon=True, name="watch-poller")
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._store.release_lease(self._holder)
+
+    def _run(self) -> None:
+        """Check every interval, deliver when woken in between; a failing cycle is logged, the next one runs."""
+        next_check = 0.0
+        while not self._stop.is_set():
+            due = self._clock() >= next_check
+            try:
+                self.run_once(check=due)
+            except Exception:
+                log.exception("watch poll failed")
+            if due:
+                next_check = self._clock() + self.interval
+            self._wake.wait(max(0.0, next_check - self._clock()))
+            self._wake.clear()

@@ -1,0 +1,337 @@
+"""Where watches live: a narrow interface, and the embedded SQLite implementation.
+
+Exactly-once rests on `record_check`: the new alert state and the changes found are written in one
+transaction, each change under a unique key (watch, kind, alert, new value). A crash before the commit
+means the next check finds the same changes again; a crash after it leaves them pending, to be posted
+(or found already posted) on restart.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from bot.watch.model import AlertState, Change, PendingReply, Watch, WatchStatus
+
+DEFAULT_STATE_URL = "sqlite:///device-alerts.db"
+
+
+class WatchStore(Protocol):
+    def start_watch(
+        self,
+        *,
+        channel: str,
+        machine_id: str,
+        device_name: str,
+        filter_text: str,
+        user: str,
+        expires_at: datetime,
+        now: datetime,
+    ) -> tuple[Watch, bool]:
+        """Create a watch, or extend the live one for this channel and device; True when created."""  # fmt: skip
+        ...
+
+    def watch(self, watch_id: int) -> Watch | None: ...
+    def find_watch(self, channel: str, machine_id: str) -> Watch | None: ...
+    def live_watches(self, channel: str | None = None) -> list[Watch]: ...
+    def set_root(self, watch_id: int, ts: str) -> None: ...
+    def set_status(self, watch_id: int, status: WatchStatus, reason: str | None = None) -> None: ...
+    def known_state(self, watch_id: int) -> dict[str, AlertState]: ...
+
+    def record_check(
+        self, watch_id: int, state: dict[str, AlertState], changes: list[Change], checked_at: datetime
+    ) -> int | None:
+        """Save state and changes atomically; the check id when new changes were recorded."""
+        ...
+
+    def pending_replies(self) -> list[PendingReply]: ...
+    def mark_attempted(self, reply: PendingReply, at: datetime) -> None: ...
+    def mark_posted(self, reply: PendingReply, ts: str) -> None: ...
+    def get_meta(self, key: str) -> str | None: ...
+    def set_meta(self, key: str, value: str) -> None: ...
+    def try_lease(self, holder: str, now: float, ttl: float) -> bool: ...
+    def release_lease(self, holder: str) -> None: ...
+    def close(self) -> None: ...
+
+
+_MIGRATIONS: tuple[str, ...] = (
+    # 1: watches, per-alert state, changes (the outbox), metadata, and the poller's lease
+    """
+    CREATE TABLE watches (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        channel TEXT NOT NULL,
+        machine_id TEXT NOT NULL,
+        device_name TEXT NOT NULL,
+        filter_text TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        root_ts TEXT,
+        status TEXT NOT NULL,
+        pause_reason TEXT,
+        last_checked_at TEXT
+    );
+    CREATE INDEX watches_live ON watches (status, channel, machine_id);
+    CREATE TABLE alert_state (
+        watch_id INTEGER NOT NULL REFERENCES watches (id),
+        alert_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        assigned_to TEXT,
+        last_update TEXT,
+        PRIMARY KEY (watch_id, alert_id)
+    );
+    CREATE TABLE changes (
+        watch_id INTEGER NOT NULL REFERENCES watches (id),
+        change_key TEXT NOT NULL,
+        check_id INTEGER NOT NULL,
+        payload TEXT NOT NULL,
+        attempted_at TEXT,
+        posted_ts TEXT,
+        PRIMARY KEY (watch_id, change_key)
+    );
+    CREATE INDEX changes_pending ON changes (posted_ts, watch_id, check_id);
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE lease (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires REAL NOT NULL);
+    """,
+)
+
+
+def sqlite_path(state_url: str) -> str:
+    """`sqlite:///relative.db`, `sqlite:////absolute.db` or `sqlite:///:memory:` → a path sqlite3 opens."""
+    parts = urlsplit(state_url)
+    if parts.scheme != "sqlite" or parts.netloc or not parts.path.startswith("/") or len(parts.path) < 2:
+        raise ValueError("expected sqlite:///path/to/file.db")
+    return parts.path[1:]
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).isoformat() if moment is not None else None
+
+
+def _time(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+class SqliteWatchStore:
+    """The embedded store: one SQLite file in WAL mode, safe for the threads of one or more processes."""
+
+    def __init__(self, path: str | Path) -> None:
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    @classmethod
+    def from_url(cls, state_url: str) -> SqliteWatchStore:
+        return cls(sqlite_path(state_url))
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self._transaction() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):
+                for statement in filter(str.strip, script.split(";")):
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version = {number}")
+
+    @property
+    def schema_version(self) -> int:
+        with self._lock:
+            return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    # Watches ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _watch(row: sqlite3.Row) -> Watch:
+        return Watch(
+            id=row["id"],
+            channel=row["channel"],
+            machine_id=row["machine_id"],
+            device_name=row["device_name"],
+            filter_text=row["filter_text"],
+            created_by=row["created_by"],
+            created_at=datetime.fromisoformat(row["created_at"]),
+            expires_at=datetime.fromisoformat(row["expires_at"]),
+            root_ts=row["root_ts"],
+            status=WatchStatus(row["status"]),
+            pause_reason=row["pause_reason"],
+            last_checked_at=_time(row["last_checked_at"]),
+        )
+
+    def start_watch(
+        self, *, channel: str, machine_id: str, device_name: str, filter_text: str, user: str, expires_at: datetime,
+        now: datetime,
+    ) -> tuple[Watch, bool]:  # fmt: skip
+        with self._transaction() as db:
+            existing = self._live_row(db, channel, machine_id)
+            if existing is not None:
+                db.execute(
+                    "UPDATE watches SET expires_at = ?, filter_text = ?, created_by = ?, status = 'active',"
+                    " pause_reason = NULL WHERE id = ?",
+                    (_iso(expires_at), filter_text, user, existing["id"]),
+                )
+                watch_id, created = existing["id"], False
+            else:
+                cursor = db.execute(
+                    "INSERT INTO watches (channel, machine_id, device_name, filter_text, created_by, created_at,"
+                    " expires_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, 'active')",
+                    (channel, machine_id, device_name, filter_text, user, _iso(now), _iso(expires_at)),
+                )
+                watch_id, created = cursor.lastrowid, True
+            row = db.execute("SELECT * FROM watches WHERE id = ?", (watch_id,)).fetchone()
+            return self._watch(row), created
+
+    @staticmethod
+    def _live_row(db: sqlite3.Connection, channel: str, machine_id: str) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = db.execute(
+            "SELECT * FROM watches WHERE channel = ? AND machine_id = ? AND status != 'ended' ORDER BY id DESC",
+            (channel, machine_id),
+        ).fetchone()
+        return row
+
+    def watch(self, watch_id: int) -> Watch | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM watches WHERE id = ?", (watch_id,)).fetchone()
+        return self._watch(row) if row else None
+
+    def find_watch(self, channel: str, machine_id: str) -> Watch | None:
+        with self._lock:
+            row = self._live_row(self._db, channel, machine_id)
+        return self._watch(row) if row else None
+
+    def live_watches(self, channel: str | None = None) -> list[Watch]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM watches WHERE status != 'ended' AND (? IS NULL OR channel = ?) ORDER BY id",
+                (channel, channel),
+            ).fetchall()
+        return [self._watch(row) for row in rows]
+
+    def set_root(self, watch_id: int, ts: str) -> None:
+        with self._transaction() as db:
+            db.execute("UPDATE watches SET root_ts = ? WHERE id = ?", (ts, watch_id))
+
+    def set_status(self, watch_id: int, status: WatchStatus, reason: str | None = None) -> None:
+        with self._transaction() as db:
+            db.execute("UPDATE watches SET status = ?, pause_reason = ? WHERE id = ?", (status.value, reason, watch_id))
+
+    # State and changes ------------------------------------------------------------------------
+
+    def known_state(self, watch_id: int) -> dict[str, AlertState]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM alert_state WHERE watch_id = ?", (watch_id,)).fetchall()
+        return {
+            row["alert_id"]: AlertState(row["status"], row["assigned_to"], _time(row["last_update"])) for row in rows
+        }
+
+    def record_check(
+        self, watch_id: int, state: dict[str, AlertState], changes: list[Change], checked_at: datetime
+    ) -> int | None:
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT INTO alert_state (watch_id, alert_id, status, assigned_to, last_update) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (watch_id, alert_id) DO UPDATE SET status = excluded.status,"
+                " assigned_to = excluded.assigned_to, last_update = excluded.last_update",
+                [(watch_id, alert_id, s.status, s.assigned_to, _iso(s.last_update)) for alert_id, s in state.items()],
+            )
+            db.execute("UPDATE watches SET last_checked_at = ? WHERE id = ?", (_iso(checked_at), watch_id))
+            if not changes:
+                return None
+            check_id = int(db.execute("SELECT COALESCE(MAX(check_id), 0) + 1 FROM changes").fetchone()[0])
+            inserted = 0
+            for change in changes:
+                cursor = db.execute(
+                    "INSERT INTO changes (watch_id, change_key, check_id, payload) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (watch_id, change_key) DO NOTHING",
+                    (watch_id, change.key, check_id, json.dumps(change.to_json())),
+                )
+                inserted += cursor.rowcount
+            return check_id if inserted else None
+
+    def pending_replies(self) -> list[PendingReply]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT watch_id, check_id, payload, attempted_at FROM changes WHERE posted_ts IS NULL"
+                " ORDER BY check_id, rowid"
+            ).fetchall()
+        grouped: dict[tuple[int, int], list[sqlite3.Row]] = {}
+        for row in rows:
+            grouped.setdefault((row["watch_id"], row["check_id"]), []).append(row)
+        return [
+            PendingReply(
+                watch_id,
+                check_id,
+                tuple(Change.from_json(json.loads(r["payload"])) for r in group),
+                _time(group[0]["attempted_at"]),
+            )
+            for (watch_id, check_id), group in grouped.items()
+        ]
+
+    def mark_attempted(self, reply: PendingReply, at: datetime) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE changes SET attempted_at = ? WHERE watch_id = ? AND check_id = ?",
+                (_iso(at), reply.watch_id, reply.check_id),
+            )
+
+    def mark_posted(self, reply: PendingReply, ts: str) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE changes SET posted_ts = ? WHERE watch_id = ? AND check_id = ?",
+                (ts, reply.watch_id, reply.check_id),
+            )
+
+    # Metadata and the poller's lease ----------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return str(row["value"]) if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
+    def try_lease(self, holder: str, now: float, ttl: float) -> bool:
+        """Hold (or renew) the poller lease; another holder's lease counts until it expires."""
+        with self._transaction() as db:
+            row = db.execute("SELECT holder, expires FROM lease WHERE name = 'poller'").fetchone()
+            if row is not None and row["holder"] != holder and row["expires"] > now:
+                return False
+            db.execute(
+                "INSERT INTO lease (name, holder, expires) VALUES ('poller', ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires = excluded.expires",
+                (holder, now + ttl),
+            )
+            return True
+
+    def release_lease(self, holder: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM lease WHERE name = 'poller' AND holder = ?", (holder,))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
