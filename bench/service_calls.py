@@ -20,7 +20,7 @@ from bot.alerts.service import AlertService
 from bot.defender.auth import StaticTokenProvider
 from bot.defender.client import DefenderClient
 from bot.defender.simulator import SIMULATOR_BASE_URL, SimulatedTenant, SimulatorTransport
-from tests.support import FakeClock, machine_id
+from tests.support import FakeClock, machine_id, run_concurrently
 
 
 class CountingDefender:
@@ -103,17 +103,7 @@ def concurrent_same_device(threads: int = 20, latency: float = 0.3) -> int:
     client = DefenderClient(SIMULATOR_BASE_URL, StaticTokenProvider("t"), transport=SimulatorTransport(tenant))
     service = AlertService(client)
     device = tenant.machines[0]["id"]
-    barrier = threading.Barrier(threads)
-
-    def ask() -> None:
-        barrier.wait()
-        service.device_alerts(device)
-
-    workers = [threading.Thread(target=ask) for _ in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
+    run_concurrently(threads, lambda: service.device_alerts(device))
     return sum(path.endswith("/alerts") for _, path in tenant.request_log)
 
 

@@ -30,6 +30,8 @@ from bot.slack.server import HttpServer
 from bot.slack.standin import Posted, SlackRequests, SlackStandIn
 
 SIGNING_SECRET = "test-signing-secret-8f2a"
+# Every bot a test builds keeps its watches in memory: nothing is written into the working directory.
+MEMORY_STATE_URL = "sqlite:///:memory:"
 COMMAND_ACK_BUDGET = 3.0  # Slack's acknowledgement deadline, in seconds
 # Strings that would notify people if they reached Slack unescaped.
 PINGS = ("<!channel>", "<!here>", "<!everyone>", "<@U", "<!subteam")
@@ -61,9 +63,13 @@ def make_bot(
     env: Mapping[str, str] | None = None,
     tenant: SimulatedTenant | None = None,
     clock: Callable[[], float] | None = None,
+    state_url: str = MEMORY_STATE_URL,
 ) -> SlackBot:
-    """A bot on the simulator backend; `clock` gives the alert service a manual clock (cache ages, refresh)."""
-    settings = load_settings({}, dotenv_path=None)
+    """A bot on the simulator backend; `clock` gives the alert service a manual clock (cache ages, refresh).
+
+    `state_url` is where its watches live: in memory unless a test needs a file (`sqlite:///{tmp_path}/…`).
+    """
+    settings = load_settings({"BOT_STATE_URL": state_url}, dotenv_path=None)
     runtime = build_runtime(settings, tenant=tenant or SimulatedTenant())
     if clock is not None:
         service = AlertService(
@@ -131,11 +137,12 @@ def harness(
     env: Mapping[str, str] | None = None,
     tenant: SimulatedTenant | None = None,
     clock: Callable[[], float] | None = None,
+    state_url: str = MEMORY_STATE_URL,
 ) -> Iterator[Harness]:
     """Generator for fixtures: yields a ready `Harness` and tears it down afterwards."""
     standin = SlackStandIn()
     try:
-        bot = make_bot(standin, env=env, tenant=tenant, clock=clock)
+        bot = make_bot(standin, env=env, tenant=tenant, clock=clock, state_url=state_url)
     except BaseException:
         close_soon(standin)
         raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import json
 import re
 import unicodedata
 from collections.abc import Iterator
@@ -40,7 +41,7 @@ from bot.defender.models import (
     parse_machine,
 )
 from bot.defender.refs import DeviceRef, RefKind
-from bot.links import device_url
+from bot.links import alert_url, device_url
 from bot.sanitize import clean
 from bot.slack import actions, mrkdwn
 from bot.slack.blockkit import (
@@ -53,7 +54,16 @@ from bot.slack.blockkit import (
     block_text_length,
     violations,
 )
-from bot.slack.cards import CardContext, device_card, help_card, notice, problem_card
+from bot.slack.cards import MAX_LINKED_URL, CardContext, WatchBadge, device_card, help_card, notice, problem_card
+from bot.slack.watch_cards import (
+    MAX_CHANGE_LINES,
+    MAX_WATCH_LINES,
+    change_line,
+    followup_card,
+    watch_started_card,
+    watches_card,
+)
+from bot.watch.model import Change, ChangeKind, Watch, WatchStatus
 
 PORTAL = "https://security.microsoft.com"
 TENANT = "8f3c2d1e-0000-4000-8000-00000000abcd"
@@ -186,11 +196,14 @@ def buttons(message: Message) -> dict[str, Block]:
 _ALERT_LINK = re.compile(r"<(" + re.escape(PORTAL) + r"/alerts/[^|>]*)[|>]")
 
 
-def listed_ids(message: Message) -> list[str]:
-    ids = []
+def listed_ids(message: Message) -> list[str | None]:
+    """The alert ids the card links to, in order; None for an alert listed without a link (URL too long)."""
+    ids: list[str | None] = []
     for text in alert_sections(message):
         match = _ALERT_LINK.search(text)
-        assert match is not None, text
+        if match is None:
+            ids.append(None)
+            continue
         path = match[1].split("?", 1)[0]
         ids.append(unquote(path.rsplit("/", 1)[1]))
     return ids
@@ -739,6 +752,16 @@ def test_long_alert_id_keeps_the_section_in_limits() -> None:
     assert violations(message) == []
 
 
+def test_an_alert_whose_link_would_be_too_long_is_listed_as_text() -> None:
+    # Hypothesis found this one: 4-byte characters percent-encode to 12 characters each.
+    long_id = "\U00010000" * 40
+    assert len(alert_url(PORTAL, long_id, TENANT)) > MAX_LINKED_URL
+    message = render(result([alert(long_id, title="<!here> t")]))
+    assert_sendable(message)
+    assert listed_ids(message) == [None]
+    assert alert_sections(message)[0].startswith(":large_orange_circle: *Medium* · New · &lt;!here&gt; t\n")
+
+
 # Property: any alerts, any text -----------------------------------------------------------------
 
 _FRAGMENTS = [
@@ -893,7 +916,8 @@ def test_any_alerts_make_a_sendable_safe_card(
     assert safety_problems(message) == []
     listed = len(alert_sections(message))
     assert listed <= min(len(alerts), max_alerts)
-    assert listed_ids(message) == [a.id for a in data.alerts[:listed]]
+    linked = [a.id if len(alert_url(PORTAL, a.id, tenant)) <= MAX_LINKED_URL else None for a in data.alerts]
+    assert listed_ids(message) == linked[:listed]
     tail = [t for t in context_texts(message, -1) if t.startswith("Showing ")]
     if listed < len(alerts):
         more = len(alerts) - listed
@@ -1080,7 +1104,14 @@ def test_help_card(backend: str) -> None:
     simulator = "the built-in Defender simulator (demo data, no real devices)"
     assert (simulator in note) is (backend == "simulator")
     assert ("every device in the Defender tenant" in note) is (backend != "simulator")
-    assert "`watch`, `unwatch` and `watches` are reserved" in context_texts(message)[1]
+    assert "*Watch a device*\n• `/device-alerts watch ws-fin-014 for:8h severity:high` — " in body
+    assert "`for:` defaults to 8h, at most 7d" in body
+    assert "`/device-alerts unwatch ws-fin-014`" in body
+    assert "`/device-alerts watches`" in body
+    assert "*Unwatch*" in body
+    assert "reserved" not in body + "".join(context_texts(message))
+    invite = "To watch a device in a private channel, invite me first: `/invite @device-alerts`."
+    assert context_texts(message)[1] == invite
 
 
 def test_notice_escapes_its_text() -> None:
@@ -1267,3 +1298,173 @@ def test_clean_removes_control_and_format_characters() -> None:
     assert clean("abcdef", 1) == "…"
     assert clean("abcdef", 0) == "…"
     assert clean("abc", 3) == "abc"
+
+
+# Watches: the root card, follow-ups, the list ----------------------------------------------
+
+CONTEXT = CardContext(PORTAL, TENANT, now=NOW)
+# The one mention a watch card writes itself: the person who watches (an id from a signed Slack payload).
+WATCHER = "U0ALICE"
+
+
+def without_watcher(message: Message) -> Message:
+    """The message with the watcher's mention taken out, so the escaping checker sees everything else."""
+    raw = json.dumps({"text": message.text, "blocks": message.blocks}).replace(f"<@{WATCHER}>", "@alice")
+    data = json.loads(raw)
+    return Message(data["text"], data["blocks"])
+
+
+def watch_of(**fields: Any) -> Watch:
+    values: dict[str, Any] = {
+        "id": 1,
+        "channel": "C0INCIDENT",
+        "machine_id": MID,
+        "device_name": HOST,
+        "filter_text": "",
+        "created_by": WATCHER,
+        "created_at": NOW,
+        "expires_at": NOW + timedelta(hours=8),
+        "root_ts": "1.000001",
+        "status": WatchStatus.ACTIVE,
+        "pause_reason": None,
+        "last_checked_at": None,
+        **fields,
+    }
+    return Watch(**values)
+
+
+def change(kind: ChangeKind, n: int = 1, **fields: Any) -> Change:
+    values: dict[str, Any] = {"alert_id": f"da{n}", "title": f"Alert {n}", "severity": "High", **fields}
+    return Change(kind, **values)
+
+
+def test_root_card_has_the_watch_line_and_an_unwatch_button() -> None:
+    badge = WatchBadge(WATCHER, NOW + timedelta(hours=8), NOW - timedelta(minutes=1))
+    message = device_card(result([alert("da1")], filters=parse_query("ws1 severity:high").filters), CONTEXT, badge)
+    assert_sendable(without_watcher(message))
+    assert [b["type"] for b in message.blocks[:4]] == ["header", "context", "context", "section"]
+    assert context_texts(message, 1) == [
+        f":eyes: Watched by <@{WATCHER}> until {mrkdwn.date(NOW + timedelta(hours=8))} · last checked "
+        f"{mrkdwn.date(NOW - timedelta(minutes=1), '{time}')}"
+    ]
+    found = buttons(message)
+    assert list(found) == ["Refresh", "Open in Defender", "Unwatch"]
+    assert (found["Unwatch"]["action_id"], found["Unwatch"]["value"]) == (actions.UNWATCH, MID)
+    assert actions.parse_lookup_value(found["Refresh"]["value"]).filters == parse_query("ws1 severity:high").filters
+
+
+def test_root_card_before_the_first_check_and_with_a_note() -> None:
+    badge = WatchBadge(WATCHER, NOW, None, "Checks slowed to every 2 min: <!here> budget")
+    [line] = context_texts(device_card(result([]), CONTEXT, badge), 1)
+    assert line.endswith(" · last checked not yet · :hourglass: Checks slowed to every 2 min: &lt;!here&gt; budget")
+
+
+def test_a_watcher_that_is_not_a_slack_id_is_shown_as_text() -> None:
+    badge = WatchBadge("<!channel>", NOW, None)
+    message = device_card(result([]), CONTEXT, badge)
+    assert_sendable(message)
+    assert context_texts(message, 1)[0].startswith(":eyes: Watched by &lt;!channel&gt; until ")
+
+
+@pytest.mark.parametrize(
+    ("change_", "line"),
+    [
+        (
+            change(ChangeKind.NEW, category="Ransomware"),
+            f":red_circle: *New alert* · High · <{PORTAL}/alerts/da1?tid={TENANT}|Alert 1> · Ransomware",
+        ),
+        (
+            change(ChangeKind.NEW, severity="Informational"),
+            f":large_blue_circle: *New alert* · Informational · <{PORTAL}/alerts/da1?tid={TENANT}|Alert 1>",
+        ),
+        (
+            change(ChangeKind.STATUS, old="New", new="InProgress"),
+            f":arrows_counterclockwise: <{PORTAL}/alerts/da1?tid={TENANT}|Alert 1>: New → *In progress*",
+        ),
+        (
+            change(ChangeKind.STATUS, old="InProgress", new="Resolved", classification="TruePositive",
+                   determination="Malware"),
+            f":arrows_counterclockwise: <{PORTAL}/alerts/da1?tid={TENANT}|Alert 1>: In progress → *Resolved* "
+            "(TruePositive / Malware)",
+        ),
+        (
+            change(ChangeKind.ASSIGNMENT, old=None, new="secops@contoso.com"),
+            f":bust_in_silhouette: <{PORTAL}/alerts/da1?tid={TENANT}|Alert 1>: assigned to secops@contoso.com "
+            "(was unassigned)",
+        ),
+        (
+            change(ChangeKind.ASSIGNMENT, old="j.doe@contoso.com", new=None),
+            f":bust_in_silhouette: <{PORTAL}/alerts/da1?tid={TENANT}|Alert 1>: assigned to nobody "
+            "(was j.doe@contoso.com)",
+        ),
+        (Change(ChangeKind.ENDED, "-", new="expired"), ":stop_sign: Watch ended: expired."),
+        (Change(ChangeKind.ENDED, "-", old=WATCHER, new="stopped"),
+         f":stop_sign: Watch ended: stopped by <@{WATCHER}>."),
+    ],
+)  # fmt: skip
+def test_change_lines(change_: Change, line: str) -> None:
+    assert change_line(change_, CONTEXT) == line
+
+
+@pytest.mark.parametrize("count", [1, 2, MAX_CHANGE_LINES, MAX_CHANGE_LINES + 1, 200])
+def test_followup_is_one_bounded_reply(count: int) -> None:
+    message = followup_card(HOST, [change(ChangeKind.NEW, n) for n in range(count)], CONTEXT)
+    assert_sendable(message)
+    assert message.text == f"{HOST}: {count} change{'' if count == 1 else 's'}"
+    assert len(section_texts(message)) == min(count, MAX_CHANGE_LINES)
+    more = [e["text"] for b in blocks_of(message, "context") for e in b["elements"]]
+    assert more == ([f"…and {count - MAX_CHANGE_LINES} more changes"] if count > MAX_CHANGE_LINES else [])
+
+
+def test_followup_of_an_ended_watch() -> None:
+    message = followup_card(HOST, [Change(ChangeKind.ENDED, "-", new="expired")], CONTEXT)
+    assert message.text == f"{HOST}: watch ended"
+
+
+@pytest.mark.parametrize("hostile", HOSTILE_TITLES)
+def test_hostile_text_in_every_change_field_is_escaped(hostile: str) -> None:
+    changes = [
+        change(ChangeKind.NEW, title=hostile, category=hostile, severity=hostile),
+        change(ChangeKind.STATUS, title=hostile, old=hostile, new="Resolved", classification=hostile,
+               determination=hostile),
+        change(ChangeKind.ASSIGNMENT, title=hostile, old=hostile, new=hostile),
+        Change(ChangeKind.ENDED, "-", old=hostile, new=hostile),
+    ]  # fmt: skip
+    assert_sendable(followup_card(hostile, changes, CONTEXT))
+    assert_sendable(watch_started_card(watch_of(device_name=hostile, created_by=hostile), hostile))
+
+
+def test_watch_started_note() -> None:
+    message = watch_started_card(watch_of(filter_text="severity:high status:new"), WATCHER)
+    assert message.text == f"Watching {HOST}"
+    assert section_texts(message) == [
+        f":eyes: <@{WATCHER}> is watching *{HOST}* until {mrkdwn.date(NOW + timedelta(hours=8))}. "
+        "Only severity: High · status: New is reported. New alerts and status changes will appear in this thread."
+    ]
+
+
+def test_watches_list() -> None:
+    assert section_texts(watches_card([])) == ["No device is watched in this channel."]
+    watches = [
+        watch_of(),
+        watch_of(id=2, device_name="<!here>", filter_text="severity:high", last_checked_at=NOW,
+                 status=WatchStatus.PAUSED, pause_reason="the channel is archived"),
+    ]  # fmt: skip
+    message = watches_card(watches)
+    assert_sendable(without_watcher(message))
+    assert message.text == "2 watches in this channel"
+    first, second = section_texts(message)[1:]
+    assert first == (
+        f"• *{HOST}* by <@{WATCHER}> since {mrkdwn.date(NOW)}, until {mrkdwn.date(NOW + timedelta(hours=8))}, "
+        "last check not yet"
+    )
+    assert second.startswith("• *&lt;!here&gt;* by ")
+    paused = ":double_vertical_bar: paused: the channel is archived"
+    assert second.endswith(f"last check {mrkdwn.date(NOW, '{time}')} · severity: High · {paused}")
+
+
+def test_watches_list_is_bounded() -> None:
+    message = watches_card([watch_of(id=n) for n in range(MAX_WATCH_LINES + 5)])
+    assert_sendable(without_watcher(message))
+    assert len(section_texts(message)) == 1 + MAX_WATCH_LINES
+    assert context_texts(message, -1) == ["…and 5 more"]

@@ -13,6 +13,7 @@ import secrets
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, TextIO, cast
 from urllib.parse import unquote
 
@@ -24,6 +25,7 @@ from bot.slack.blockkit import Message
 from bot.slack.demo import THREAD_TS, run_demo
 from bot.slack.preview import BUILDER_URL, RULE, builder_url, render_text
 from bot.slack.standin import Posted, SlackStandIn
+from bot.watch.poller import CycleReport, Poller
 
 SECRET = "5ec12e7-signing-secret-never-printed"
 BOT_TOKEN = "xoxb-standin"
@@ -34,6 +36,8 @@ STEP_HEADINGS = (
     "━━ 4. Bad input: explained to the sender only; Defender is not called ",
     "━━ 5. Hostile alert text: pings and disguised links arrive escaped ",
     "━━ 6. Help ",
+    "━━ 7. Watch: a root card in the channel, a note in its thread ",
+    "━━ 8. Defender changes: one reply in the card's thread, and the card redrawn ",
     "━━ Summary ",
 )
 PERSON_LINES = (
@@ -43,7 +47,12 @@ PERSON_LINES = (
     "» @alice in #incident: /device-alerts ws-fin-014 severity:urgent\n",
     "» @alice in #incident: /device-alerts ws-eng-666\n",
     "» @alice in #incident: /device-alerts help\n",
+    "» @alice in #incident: /device-alerts watch ws-fin-014 for:1h\n",
 )
+# What the bot posted, in order: steps 1-3 (lookup card, mention reply, refreshed card), 5 (hostile card),
+# 7 (root card, thread note, confirmation) and 8 (the root card updated, the follow-up in its thread).
+LOOKUP_POSTS = 4
+ROOT, NOTE, CONFIRMATION, UPDATE, FOLLOWUP = range(LOOKUP_POSTS, LOOKUP_POSTS + 5)
 BUILDER_LINK = re.compile(r"Block Kit Builder: (\S+)")
 INVISIBLE = ("\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u202a", "\u202b", "\u202c", "\u202d", "\u202e")
 
@@ -109,8 +118,8 @@ def test_every_step_is_played_and_announced(scripted: Run) -> None:
         assert heading in scripted.out
     for line in PERSON_LINES:
         assert line in scripted.out
-    # The two lookups, the mention and the refresh reached the stand-in; bad input and help did not.
-    assert len(scripted.posts) == 4
+    # The two lookups, the mention, the refresh and the watch reached the stand-in; bad input and help did not.
+    assert len(scripted.posts) == LOOKUP_POSTS + 5
 
 
 def test_slash_command_card_is_posted_to_the_channel(scripted: Run) -> None:
@@ -172,12 +181,80 @@ def test_hostile_text_arrives_escaped_and_is_shown_without_control_characters(sc
 def test_help_is_shown_to_the_sender_only(scripted: Run) -> None:
     step = scripted.step(6)
     assert "Look up a device's Defender alerts" in step
+    assert "Watch a device" in step
     assert "nothing was posted to Slack; Defender calls: 0" in step
+
+
+def test_watch_posts_a_root_card_and_a_thread_note(scripted: Run) -> None:
+    step = scripted.step(7)
+    assert "seen only by @alice: Setting up a watch on ws-fin-014…" in step
+    assert "  ↳ posted in #incident:\n" in step
+    assert re.search(r"┆ :eyes: Watched by @alice until [-\d]+ [:\d]+ UTC · last checked [-\d]+ [:\d]+ UTC\n", step)
+    assert "[ Refresh ] [ Open in Defender ↗ ] [ Unwatch ]" in step
+    assert "[ Watch ]" not in step
+    assert re.search(
+        r"↳ posted in the thread in #incident: :eyes: @alice is watching ws-fin-014\.contoso\.local until "
+        r"[-\d]+ [:\d]+ UTC\. New alerts and status changes will appear in this thread\.\n",
+        step,
+    ), step
+    assert re.search(
+        r"↳ replaced the note seen only by @alice: Watching ws-fin-014\.contoso\.local until [-\d]+ [:\d]+ UTC; "
+        r"changes appear in the card's thread\.\n",
+        step,
+    ), step
+    root, note, confirmation = scripted.posts[ROOT : CONFIRMATION + 1]
+    assert (root.via, root.target, "thread_ts" in root.payload) == ("chat.postMessage", "C0INCIDENT", False)
+    assert (note.via, note.payload["thread_ts"]) == ("chat.postMessage", root.payload["ts"])
+    assert (confirmation.via, confirmation.payload["replace_original"]) == ("response_url", True)
+
+
+def test_defender_changes_get_one_threaded_reply_and_the_root_card_is_updated(scripted: Run) -> None:
+    step = scripted.step(8)
+    assert "» Meanwhile in Defender (the simulator), on ws-fin-014.contoso.local:\n" in step
+    assert "    a new High alert appears: Ransomware behavior detected\n" in step
+    assert "    secops@contoso.com takes Suspicious PowerShell command line: New → In progress\n" in step
+    assert "» The watch poller checks Defender (every 60 s in production)\n" in step
+    assert "  ↳ 1 Defender call for every watched device; 3 changes, grouped in 1 reply\n" in step
+    assert "✗" not in step
+
+    root, update, followup = scripted.posts[ROOT], scripted.posts[UPDATE], scripted.posts[FOLLOWUP]
+    assert (update.via, update.payload["ts"]) == ("chat.update", root.payload["ts"])
+    before = re.match(r"ws-fin-014\.contoso\.local: (\d+) alerts \(", root.payload["text"])
+    assert before, root.payload["text"]
+    assert "↳ updated the card in #incident in place (chat.update):\n" in step
+    assert f"\n      ws-fin-014.contoso.local · {int(before[1]) + 1} alerts\n" in step  # one more than the root had
+    assert re.search(r"^ +Status [^\n]*In progress 1", step, re.MULTILINE), step
+    assert (followup.via, followup.payload["thread_ts"]) == ("chat.postMessage", root.payload["ts"])
+    assert followup.payload["metadata"]["event_type"] == "device_alerts_followup"
+    assert followup.payload["text"] == "ws-fin-014.contoso.local: 3 changes"
+    shown = step[step.index("↳ posted in the thread in #incident:") :]
+    assert "Suspicious PowerShell command line [1]: New → In progress" in shown
+    assert "assigned to secops@contoso.com (was unassigned)" in shown
+    assert "● New alert · High · Ransomware behavior detected [3] · Ransomware" in shown
+
+
+def test_a_watch_that_reports_nothing_fails_the_demo(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Poller, "run_once", lambda self, check=True: CycleReport(ran=True))
+    run = play(monkeypatch)
+    assert run.code == 1
+    assert "✗ expected one reply in the card's thread and the card updated" in run.step(8)
+
+
+def test_the_demo_writes_no_state_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    run = play(
+        monkeypatch, "/device-alerts watch ws-fin-014\n/device-alerts watches\n/device-alerts unwatch ws-fin-014\n"
+    )
+    assert run.code == 0, run.out
+    assert "↳ posted in #incident:" in run.out  # the root card
+    assert "ws-fin-014.contoso.local by @alice since " in run.out  # `watches`, answered in the ack
+    assert "replaced the note seen only by @alice: Stopped watching ws-fin-014.contoso.local." in run.out
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_summary(scripted: Run) -> None:
     summary = scripted.out[scripted.out.index(STEP_HEADINGS[-1]) :]
-    assert "Signed requests sent: 6;" in summary
+    assert "Signed requests sent: 7;" in summary
     slowest = re.search(r"slowest ack (\d+) ms", summary)
     assert slowest, summary
     assert int(slowest[1]) < 3000
@@ -187,12 +264,14 @@ def test_summary(scripted: Run) -> None:
     assert '"Creating the Slack app"' in summary
 
 
-def test_every_card_has_a_block_kit_builder_link_with_its_blocks(scripted: Run) -> None:
+def test_every_lookup_card_has_a_block_kit_builder_link_with_its_blocks(scripted: Run) -> None:
     links = BUILDER_LINK.findall(scripted.out)
-    # The four posted cards, and the bad-input and help cards the bot acknowledged with.
+    # The four posted lookup cards, and the bad-input and help cards the bot acknowledged with. The watch
+    # steps show device cards like those and skip the links (`--json` prints their payloads).
     assert len(links) == 6
-    for post in scripted.posts:
+    for post in scripted.posts[:LOOKUP_POSTS]:
         assert builder_url(post.message) in links
+    assert "Block Kit Builder" not in scripted.out[scripted.out.index(STEP_HEADINGS[6]) :]
     for link in links:
         document = builder_blocks(link)
         assert set(document) == {"blocks"}
@@ -218,13 +297,18 @@ def test_json_option_prints_every_payload(scripted_json: Run) -> None:
     for marker in re.finditer(r"JSON payload:\n", out):
         payload, _ = decoder.raw_decode(out, out.index("{", marker.end()))
         payloads.append(payload)
-    # One per acknowledgement of a slash command (4) and one per message posted (4).
-    assert len(payloads) == 8
+    acks = [m.start() for m in re.finditer(r"↳ ack in \d+ ms, seen only by @alice", out)]
+    shown = [m.start() for m in re.finditer(r"↳ (posted in|replaced the|updated the)", out)]
+    # One per acknowledgement of a slash command (5) and one per message posted (9).
+    assert (len(acks), len(shown), len(payloads)) == (5, 9, 14)
     for payload in payloads:
         assert payload["blocks"]
         assert payload["text"]
-    posted = [p for p in payloads if "thread_ts" in p or "replace_original" in p]
+    # Each message the bot posted is followed by its payload, in the order the stand-in received them.
+    marks = sorted([(a, "ack") for a in acks] + [(s, "post") for s in shown])
+    posted = [payload for payload, (_, kind) in zip(payloads, marks, strict=True) if kind == "post"]
     assert [p["blocks"] for p in posted] == [p.message.blocks for p in scripted_json.posts]
+    assert posted[UPDATE]["ts"] == posted[ROOT]["ts"]  # chat.update names the root card it redraws
 
 
 # -- interactive mode and failures ----------------------------------------------------------------------------
@@ -359,6 +443,12 @@ def test_bare_links_mentions_and_dates() -> None:
     assert render_text(Message("x", [section(text)])) == (
         "https://a.example @U123 @bob #general @here @sec 2023-11-14 22:13 UTC"
     )
+
+
+def test_known_people_are_shown_by_name() -> None:
+    text = "<@U0ALICE> <@U0BOB> <@U0BOB|bob> <#C1|general>"
+    assert render_text(Message("x", [section(text)]), {"U0ALICE": "alice"}) == "@alice @U0BOB @bob #general"
+    assert render_text(Message("x", [section(text)])) == "@U0ALICE @U0BOB @bob #general"
 
 
 def test_entities_are_decoded_once() -> None:

@@ -20,8 +20,21 @@ MANIFEST = ROOT / "manifest.yml"
 SCHEMA = Path(__file__).resolve().parent / "data" / "slack-app-manifest.v1.schema.json"
 
 URL = "https://YOUR-HOST/slack/events"
-USAGE_HINT = "<machineId|hostname> [severity:high,medium] [status:new,inprogress,resolved] [since:7d|24h] | help"
-SCOPES = {"commands", "chat:write", "chat:write.public", "app_mentions:read", "im:history"}
+USAGE_HINT = (
+    "<machineId|hostname> [severity:high,medium] [status:new,inprogress,resolved] [since:7d|24h]"
+    " | watch <device> [for:8h] | unwatch <device> | watches | help"
+)
+# channels:history and groups:history let `conversations.replies` read a watch's thread (public and private
+# channels) to find a follow-up that reached Slack before a restart; im:history is for direct messages.
+SCOPES = {
+    "commands",
+    "chat:write",
+    "chat:write.public",
+    "app_mentions:read",
+    "im:history",
+    "channels:history",
+    "groups:history",
+}
 
 
 def load_manifest() -> dict[str, Any]:

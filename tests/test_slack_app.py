@@ -21,7 +21,7 @@ from bot.config import ConfigError, SlackMode, Visibility, load_slack_settings, 
 from bot.defender.simulator import HOSTILE_HOSTNAME, SimulatedTenant
 from bot.slack import actions, listeners, replies
 from bot.slack.blockkit import violations
-from bot.slack.replies import BUSY, COMING_SOON
+from bot.slack.replies import BUSY
 from tests.slack_support import PINGS, Harness, ack_json, all_text, buttons, foreign_tokens, harness, header
 from tests.support import FakeClock
 
@@ -112,14 +112,65 @@ def test_help_is_answered_in_the_ack_without_defender(rig: Harness, text: str) -
     assert rig.standin.posts == []
 
 
-@pytest.mark.parametrize("text", ["watch ws-fin-014", "unwatch ws-fin-014", "watches", "WATCH"])
-def test_reserved_words_say_later_release(rig: Harness, text: str) -> None:
+@pytest.mark.parametrize("text", ["watches", "WATCHES", "  watches  ", "alerts watches"])
+def test_watches_is_answered_in_the_ack_without_defender(rig: Harness, text: str) -> None:
     ack = ack_json(rig.command(text))
-    assert ack["text"] == COMING_SOON
-    assert "later release" in ack["text"]
+    assert "response_type" not in ack  # seen only by the person who asked
+    assert ack["text"] == "No watches in this channel"
+    assert all_text(ack).endswith("No device is watched in this channel.")
     quiet(rig, 0.1)
     assert rig.tenant.calls == 0
     assert rig.standin.posts == []
+
+
+@pytest.mark.parametrize(
+    ("text", "note"),
+    [
+        ("watch ws-fin-014", "Setting up a watch on ws-fin-014…"),
+        ("WATCH ws-fin-014 for:2h", "Setting up a watch on ws-fin-014…"),
+        ("watch for:30m ws-fin-014 severity:high", "Setting up a watch on ws-fin-014 severity:high…"),
+    ],
+)
+def test_watch_is_a_command_that_posts_a_root_card(rig: Harness, text: str, note: str) -> None:
+    ack = ack_json(rig.command(text, "w1"))
+    assert ack["text"] == note
+    root, thread_note, confirmation = rig.standin.wait_for_posts(3)
+    assert (root.via, root.target) == ("chat.postMessage", "C0INCIDENT")
+    assert header(root).startswith(f"{FIN_014} · ")
+    assert actions.UNWATCH in buttons(root)
+    assert thread_note.payload["thread_ts"] == root.payload["ts"]
+    assert (confirmation.via, confirmation.target) == ("response_url", "w1")
+    assert confirmation.payload["text"].startswith(f"Watching {FIN_014} until ")
+    [watch] = rig.bot.store.live_watches("C0INCIDENT")
+    assert watch.machine_id == machine(rig, FIN_014)["id"]
+
+
+def test_unwatch_without_a_watch_says_so(rig: Harness) -> None:
+    assert ack_json(rig.command("unwatch ws-fin-014", "u1"))["text"] == "Stopping the watch…"
+    [note] = rig.standin.wait_for_posts(1)
+    assert (note.target, note.payload["text"]) == ("u1", "No watch on ws-fin-014 in this channel.")
+    assert note.payload["replace_original"] is True  # replaces the ephemeral "Stopping…" note
+    assert rig.tenant.calls == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("watch", "name a device: a machine id or a hostname"),
+        ("unwatch", "name a device: a machine id or a hostname"),
+        ("watch ws-fin-014 for:8d", "a watch lasts at most 7d"),
+        ("watch ws-fin-014 for:soon", "'for:soon' is not a duration like 30m, 8h or 2d"),
+        ("unwatch ../etc", "'../etc': not a machine id"),
+    ],
+)
+def test_bad_watch_commands_are_explained_without_defender(rig: Harness, text: str, problem: str) -> None:
+    ack = ack_json(rig.command(text))
+    assert "response_type" not in ack
+    assert problem in ack["blocks"][0]["text"]["text"]
+    quiet(rig, 0.1)
+    assert rig.tenant.calls == 0
+    assert rig.standin.posts == []
+    assert rig.bot.store.live_watches() == []
 
 
 @pytest.mark.parametrize(
@@ -338,13 +389,34 @@ def test_tampered_refresh_value_is_refused_without_defender(rig: Harness, value:
     assert rig.tenant.calls == 0
 
 
-def test_watch_button_says_later_release(rig: Harness) -> None:
-    response = rig.press(actions.WATCH, "c7663fe2de4691490a39131d227c25d9dc2bc9d6", "b2")
+def test_watch_button_starts_a_watch_in_the_cards_channel(rig: Harness) -> None:
+    rig.command("ws-fin-014 severity:high", "cmd")
+    [card] = rig.standin.wait_for_posts(1)
+    value = buttons(card)[actions.WATCH]["value"]
+    response = rig.press(actions.WATCH, value, "b2")
     assert (response.status, response.body) == (200, "")
+    root, thread_note, note = rig.standin.wait_for_posts(4)[1:]
+    assert (root.via, root.target) == ("chat.postMessage", "C0INCIDENT")
+    assert "*Filters*  severity: High" in all_text(root.payload)
+    assert buttons(root)[actions.UNWATCH]["value"] == value.split()[0]
+    assert actions.WATCH not in buttons(root)
+    assert thread_note.payload["thread_ts"] == root.payload["ts"]
+    assert (note.via, note.target, note.payload["response_type"]) == ("response_url", "b2", "ephemeral")
+    assert note.payload["text"].startswith(f"Watching {FIN_014} until ")
+    [watch] = rig.bot.store.live_watches("C0INCIDENT")
+    assert (watch.machine_id, watch.filter_text, watch.created_by) == (value.split()[0], "severity:high", "U0ALICE")
+
+
+@pytest.mark.parametrize("action_id", [actions.WATCH, actions.UNWATCH])
+@pytest.mark.parametrize("value", [FIN_014, "../etc", "", "c7663fe2de4691490a39131d227c25d9dc2bc9d6 color:red"])
+def test_tampered_watch_buttons_are_refused_without_defender(rig: Harness, action_id: str, value: str) -> None:
+    assert rig.press(action_id, value, "b4").status == 200
     [note] = rig.standin.wait_for_posts(1)
-    assert note.payload["text"] == COMING_SOON
+    assert note.payload["text"].startswith("That button's data is not valid.")
     assert note.payload["response_type"] == "ephemeral"
+    quiet(rig, 0.1)
     assert rig.tenant.calls == 0
+    assert rig.bot.store.live_watches() == []
 
 
 def test_open_in_defender_is_acked_and_nothing_is_posted(rig: Harness) -> None:

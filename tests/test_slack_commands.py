@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import re
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -15,7 +16,17 @@ from bot.defender.models import AlertStatus, Severity
 from bot.defender.refs import DeviceRef, RefKind
 from bot.slack import actions
 from bot.slack.blockkit import MAX_BUTTON_VALUE
-from bot.slack.commands import Help, Invalid, Lookup, Reserved, message_text, parse_command
+from bot.slack.commands import (
+    Help,
+    Invalid,
+    ListWatches,
+    Lookup,
+    StartWatch,
+    StopWatch,
+    message_text,
+    parse_command,
+)
+from bot.watch.model import DEFAULT_DURATION, MAX_DURATION
 
 MID = "1e5bc9d7e413ddd7902c2932e418702b84d0cc07"
 HOST = "ws-fin-014.contoso.local"
@@ -38,25 +49,71 @@ def test_help(text: str) -> None:
     assert parse_command(text) == Help()
 
 
+def query(device: DeviceRef, **filters: Any) -> DeviceQuery:
+    return DeviceQuery(device, AlertFilters(**filters))
+
+
 @pytest.mark.parametrize(
-    ("text", "word"),
+    ("text", "command"),
     [
-        ("watch", "watch"),
-        ("watch ws-fin-014", "watch"),
-        ("WATCH ws-fin-014 severity:high", "watch"),
-        ("Unwatch ws-fin-014", "unwatch"),
-        ("unWATCH", "unwatch"),
-        ("watches", "watches"),
-        ("  WATCHES  ", "watches"),
+        ("watch ws-fin-014", StartWatch(query(host("ws-fin-014")), DEFAULT_DURATION, "ws-fin-014")),
+        ("WATCH ws-fin-014 for:2h", StartWatch(query(host("ws-fin-014")), timedelta(hours=2), "ws-fin-014")),
+        ("watch for:30m ws-fin-014", StartWatch(query(host("ws-fin-014")), timedelta(minutes=30), "ws-fin-014")),
+        ("Watch ws-fin-014 FOR:7d", StartWatch(query(host("ws-fin-014")), MAX_DURATION, "ws-fin-014")),
+        ("watch ws-fin-014 for:1w", StartWatch(query(host("ws-fin-014")), timedelta(weeks=1), "ws-fin-014")),
+        (
+            f"watch {MID} severity:high status:new for:90m",
+            StartWatch(
+                query(machine(), severities=frozenset({Severity.HIGH}), statuses=frozenset({AlertStatus.NEW})),
+                timedelta(minutes=90),
+                f"{MID} severity:high status:new",
+            ),
+        ),
+        ("alerts watch ws1", StartWatch(query(host("ws1")), DEFAULT_DURATION, "ws1")),
+        ("Unwatch ws-fin-014", StopWatch(query(host("ws-fin-014")), "ws-fin-014")),
+        (f"unWATCH {HOST}", StopWatch(query(host(HOST)), HOST)),
+        (f"unwatch {MID.upper()}", StopWatch(query(machine()), MID.upper())),
+        ("watches", ListWatches()),
+        ("  WATCHES  ", ListWatches()),
+        ("watches ws-fin-014", ListWatches()),
     ],
 )
-def test_reserved_words(text: str, word: str) -> None:
-    assert parse_command(text) == Reserved(word)
+def test_watch_commands(text: str, command: object) -> None:
+    assert parse_command(text) == command
 
 
-@pytest.mark.parametrize("text", ["watching ws1", "watchers", "ws1 watch"])
-def test_reserved_only_as_the_first_whole_word(text: str) -> None:
-    assert not isinstance(parse_command(text), Reserved)
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("watch", "name a device: a machine id or a hostname"),
+        ("watch for:2h", "name a device: a machine id or a hostname"),
+        ("unwatch", "name a device: a machine id or a hostname"),
+        ("watch ws1 for:0", "'for:0' is not a duration like 30m, 8h or 2d"),
+        ("watch ws1 for:", "'for:' is not a duration like 30m, 8h or 2d"),
+        ("watch ws1 for:soon", "'for:soon' is not a duration like 30m, 8h or 2d"),
+        ("watch ws1 for:2h30m", "'for:2h30m' is not a duration like 30m, 8h or 2d"),
+        ("watch ws1 for:0m", "'for:' must be longer than zero"),
+        ("watch ws1 for:8d", "a watch lasts at most 7d"),
+        ("watch ws1 for:169h", "a watch lasts at most 7d"),
+        ("watch ws1 for:2w", "a watch lasts at most 7d"),
+        ("watch ws1 for:365d", "a watch lasts at most 7d"),
+        ("watch ws1 for:1h for:2h", "'for:' is given twice"),
+        ("watch ws1 ws2", "one device per lookup: got 'ws1' and 'ws2'"),
+        ("watch ws1 colour:red", "unknown filter 'colour:' (use severity:, status: or since:)"),
+        ("unwatch ws1 for:2h", "unknown filter 'for:' (use severity:, status: or since:)"),
+        ("watch <!channel>", "'<!channel>': " + NOT_A_DEVICE),
+    ],
+)
+def test_invalid_watch_commands_name_the_problem(text: str, message: str) -> None:
+    command = parse_command(text)
+    assert isinstance(command, Invalid)
+    assert str(command.error) == message
+    assert command.text == text
+
+
+@pytest.mark.parametrize("text", ["watching ws1", "watchers", "ws1 watch", "unwatched ws1"])
+def test_watch_words_only_as_the_first_whole_word(text: str) -> None:
+    assert not isinstance(parse_command(text), StartWatch | StopWatch | ListWatches)
 
 
 @pytest.mark.parametrize(
@@ -167,7 +224,12 @@ def test_message_text_undoes_slack_formatting(raw: str, text: str) -> None:
         ),
         ("<@U0DEVALERTS>", Help()),
         ("<@U0DEVALERTS> help", Help()),
-        ("<@U0DEVALERTS> Watch <http://ws1.contoso.local>", Reserved("watch")),
+        (
+            "<@U0DEVALERTS> Watch <http://ws1.contoso.local> for:1h",
+            StartWatch(query(host("ws1.contoso.local")), timedelta(hours=1), "ws1.contoso.local"),
+        ),
+        ("<@U0DEVALERTS|device-alerts> unwatch ws1", StopWatch(query(host("ws1")), "ws1")),
+        ("<@U0DEVALERTS> watches", ListWatches()),
     ],
 )
 def test_mentions_become_commands(raw: str, command: object) -> None:
@@ -224,6 +286,11 @@ _SLACK_FRAGMENTS = [
     "alerts",
     "help",
     "watch",
+    "unwatch",
+    "watches",
+    "for:",
+    "for:8h",
+    "for:8d",
     "?",
     "é",
     "🙂",
@@ -241,7 +308,10 @@ _slack_text = st.one_of(
 @given(_slack_text)
 def test_parse_command_never_raises_on_any_message(raw: str) -> None:
     command = parse_command(message_text(raw))
-    assert isinstance(command, Help | Lookup | Reserved | Invalid)
+    assert isinstance(command, Help | Lookup | StartWatch | StopWatch | ListWatches | Invalid)
+    if isinstance(command, StartWatch):
+        assert timedelta(0) < command.duration <= MAX_DURATION
+        assert parse_query(command.text) == command.query
     if isinstance(command, Lookup):
         assert len(command.text) <= MAX_QUERY_LENGTH
         assert parse_query(command.text) == command.query

@@ -54,6 +54,11 @@ _STALE_REASONS: dict[type[Exception], str] = {
 }
 
 
+def _newer(one: Alert, other: Alert) -> bool:
+    """Whether `one` is a later version of the alert than `other` (by lastUpdateTime)."""
+    return one.last_update is not None and other.last_update is not None and one.last_update > other.last_update
+
+
 @dataclass(frozen=True, slots=True)
 class _Snapshot:
     alerts: tuple[Alert, ...]
@@ -136,7 +141,11 @@ class AlertService:
             if cached is None or cached.fetched_at < covered_since:
                 return False
             merged = {alert.id: alert for alert in cached.alerts}
-            merged.update((alert.id, alert) for alert in updated)
+            for alert in updated:
+                known = merged.get(alert.id)
+                # A lookup that ran while the poll was in flight may have cached a newer version: keep it.
+                if known is None or not _newer(known, alert):
+                    merged[alert.id] = alert
             self._alerts[machine_id] = _Snapshot(tuple(merged.values()), self._now(), self._clock())
             return True
 

@@ -225,6 +225,13 @@ def help_card(*, backend: str) -> Message:
         "",
         "*Filters*  `severity:` high, medium, low, informational, unspecified · `status:` new, inprogress, "
         "resolved · `since:` 30m, 24h, 7d, 2w (up to 180d)",
+        "",
+        "*Watch a device*",
+        "• `/device-alerts watch ws-fin-014 for:8h severity:high` — I post its card in this channel and reply in the "
+        "card's thread when an alert appears, changes status or is reassigned. `for:` defaults to 8h, at most 7d; "
+        "`severity:` and `status:` choose what is reported",
+        "• `/device-alerts unwatch ws-fin-014` — stop watching; `/device-alerts watches` — this channel's watches",
+        "• The *Watch* button on a card does the same as `watch`; *Unwatch* on the watched card stops it",
     ]
     seen = (
         "the built-in Defender simulator (demo data, no real devices)"
@@ -232,12 +239,12 @@ def help_card(*, backend: str) -> Message:
         else "every device in the Defender tenant, with the app's read-only permissions"
     )
     notes = [f"I can see {seen}. Results are cached for a minute and I keep under Defender's rate limits."]
-    notes.append("`watch`, `unwatch` and `watches` are reserved for device watches, coming in a later release.")
+    notes.append("To watch a device in a private channel, invite me first: `/invite @device-alerts`.")
     return Message("How to use /device-alerts", [_section("\n".join(lines)), _context(*notes)])
 
 
 def notice(text: str) -> Message:
-    """A short message from the bot itself (looking up, busy, coming soon); `text` is escaped like any other."""
+    """A short message from the bot itself (looking up, busy, watching); `text` is escaped like any other."""
     return Message(mrkdwn.text(text, 300), [_section(mrkdwn.text(text))])
 
 

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 
-from bot.alerts.query import DeviceQuery, QueryError, parse_query, parse_since
+from bot.alerts.query import DeviceQuery, QueryError, parse_query
 from bot.watch.model import DEFAULT_DURATION, MAX_DURATION
 
 MAX_MESSAGE_LENGTH = 40_000  # Slack's own cap on message text; the grammar then allows far less
@@ -20,6 +20,9 @@ HELP_WORDS = frozenset({"help", "?", "usage"})
 
 _USER_MENTION = re.compile(r"<@[A-Z0-9]+(?:\|[^>]*)?>")
 _LINK = re.compile(r"<(?:https?://|mailto:)([^>|]*)(?:\|([^>]*))?>")
+# `for:` reads like `since:` (30m, 8h, 2d, 1w) but is checked against a watch's own limit, not since:'s 180 days.
+_DURATION = re.compile(r"([0-9]{1,4})([mhdw])")
+_DURATION_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +71,7 @@ def message_text(raw: str) -> str:
 
 
 def parse_command(text: str) -> Command:
-    """Help, a reserved word, a lookup, or an explanation of what is wrong with the text."""
+    """Help, a watch command, a lookup, or an explanation of what is wrong with the text."""
     words = text.split()
     if not words:
         return Help()
@@ -101,10 +104,12 @@ def _watch_duration(text: str) -> tuple[timedelta, str]:
     if not spans:
         return DEFAULT_DURATION, text
     value = words[spans[0]][4:]
-    try:
-        duration = parse_since(value)
-    except QueryError:
-        raise QueryError(f"'for:{value[:20]}' is not a duration like 30m, 8h or 2d") from None
+    match = _DURATION.fullmatch(value.strip().lower())
+    if match is None:
+        raise QueryError(f"'for:{value[:20]}' is not a duration like 30m, 8h or 2d")
+    duration = timedelta(**{_DURATION_UNITS[match[2]]: int(match[1])})
+    if duration <= timedelta(0):
+        raise QueryError("'for:' must be longer than zero")
     if duration > MAX_DURATION:
         raise QueryError("a watch lasts at most 7d")
     return duration, " ".join(word for index, word in enumerate(words) if index != spans[0])

@@ -3,7 +3,8 @@
 The bot runs as in production (HTTP mode, signature checks, Web API and response_url posts) against the
 Defender simulator. `SlackStandIn` plays Slack's Web API and response_urls, `SlackRequests` signs what a
 person does, and every message the bot sends is printed with `bot.slack.preview`. Nothing secret is
-printed: the signing secret is random and the tokens are the stand-in's.
+printed: the signing secret is random and the tokens are the stand-in's. Watches live in an in-memory
+store, so the demo leaves no file behind, and the watch poller runs only when the script asks it to.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import secrets
 import sys
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from textwrap import indent
 from typing import Any, TextIO
@@ -29,17 +31,21 @@ from bot.sanitize import clean
 from bot.slack import actions
 from bot.slack.app import build_slack_bot
 from bot.slack.blockkit import Message
-from bot.slack.commands import Lookup, parse_command
+from bot.slack.commands import Lookup, StartWatch, StopWatch, parse_command
 from bot.slack.preview import builder_url, render_text
 from bot.slack.server import EVENTS_PATH, HttpServer, wsgi_app
 from bot.slack.standin import Posted, Request, SlackRequests, SlackStandIn
+from bot.watch.poller import Poller
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 COMMAND, MENTION = "/device-alerts", "@device-alerts"
 USER, CHANNEL = "@alice", "#incident"  # who SlackRequests plays, and where
+PEOPLE = {"U0ALICE": USER.removeprefix("@")}  # SlackRequests' user id, shown by name as Slack would
 POST_TIMEOUT = 10.0  # seconds to wait for an answer the bot should post
 QUIET_WAIT = 0.3  # seconds to watch a step that should post nothing
 THREAD_TS = "1700000000.000100"  # the message the scripted mention replies to
+WATCHED = "ws-fin-014"  # the device the scripted watch follows
+MEMORY_STATE = "sqlite:///:memory:"  # the demo's watches: gone when it ends, nothing written to disk
 CARD_INDENT, NOTE_INDENT = " " * 6, " " * 4
 INTRO = """\
 device-alerts demo: the real Slack app and the built-in Defender simulator, on
@@ -57,9 +63,13 @@ def _refresh_value(message: Message) -> str | None:
 
 def _where(posted: Posted) -> str:
     """Where Slack would show a message the bot sent, and to whom."""
+    if posted.via == "chat.update":
+        return f"updated the card in {CHANNEL} in place (chat.update)"
     if posted.via == "chat.postMessage":
         return f"posted in the thread in {CHANNEL}" if posted.payload.get("thread_ts") else f"posted in {CHANNEL}"
     if posted.payload.get("replace_original"):
+        if posted.target.startswith("command-"):  # a command's answer replaces its ephemeral "…" note
+            return f"replaced the note seen only by {USER}"
         return f"replaced the card in {CHANNEL}"
     everyone = posted.payload.get("response_type") == "in_channel"
     return f"posted in {CHANNEL} ({'visible to everyone' if everyone else f'visible only to {USER}'})"
@@ -75,15 +85,24 @@ class _Session:
     """Plays a person in Slack: sends signed requests, waits for what the bot posts, prints both."""
 
     def __init__(
-        self, out: TextIO, as_json: bool, standin: SlackStandIn, runtime: Runtime, port: int, secret: str
+        self,
+        out: TextIO,
+        as_json: bool,
+        standin: SlackStandIn,
+        runtime: Runtime,
+        poller: Poller,
+        port: int,
+        secret: str,
     ) -> None:
         self._out, self._as_json, self._standin, self._runtime = out, as_json, standin, runtime
+        self._poller = poller
         self.events_url = f"http://127.0.0.1:{port}{EVENTS_PATH}"
         self._requests = SlackRequests(secret)
         self._http = httpx.Client(timeout=POST_TIMEOUT, trust_env=False)  # loopback: never via a proxy
         self._names = itertools.count(1)
         self.sent, self.slowest_ack_ms, self.failed = 0, 0.0, False
         self.last_card: Posted | None = None  # the newest message with a Refresh button
+        self.builder_links = True  # print a Block Kit Builder link under each card
 
     def close(self) -> None:
         self._http.close()
@@ -106,15 +125,24 @@ class _Session:
 
     def command(self, text: str) -> list[Posted]:
         self.print(f"» {USER} in {CHANNEL}: {clean(f'{COMMAND} {text}')}")
-        url = self._standin.response_url(f"command-{next(self._names)}")
-        expected = 1 if isinstance(parse_command(text), Lookup) else 0
-        return self._exchange(self._requests.command(text, response_url=url), expected)
+        name = f"command-{next(self._names)}"
+        url = self._standin.response_url(name)
+        # Work the bot does after the ack ends with a message to the command's response_url; the rest is in the ack.
+        later = isinstance(parse_command(text), Lookup | StartWatch | StopWatch)
+        answered = _reached(name) if later else None
+        return self._exchange(self._requests.command(text, response_url=url), answered)
 
     def mention(self, text: str, *, thread_ts: str | None = None) -> list[Posted]:
         place = f"a thread in {CHANNEL}" if thread_ts else CHANNEL
         self.print(f"» {USER} in {place}: {clean(f'{MENTION} {text}')}")
         extra = {"thread_ts": thread_ts} if thread_ts else {}
-        return self._exchange(self._requests.event(self._requests.mention(text, **extra)), 1)
+        event = self._requests.mention(text, **extra)
+        thread = str(thread_ts or event["ts"])  # the bot answers a mention in its thread
+
+        def answered(new: list[Posted]) -> bool:
+            return any(p.via == "chat.postMessage" and p.payload.get("thread_ts") == thread for p in new)
+
+        return self._exchange(self._requests.event(event), answered)
 
     def refresh(self, card: Posted | None) -> list[Posted]:
         value = _refresh_value(card.message) if card else None
@@ -123,13 +151,50 @@ class _Session:
             return []
         title = next((b["text"]["text"] for b in card.message.blocks if b.get("type") == "header"), "the card")
         self.print(f"» {USER} presses [ Refresh ] on {clean(title)}")
-        url = self._standin.response_url(f"action-{next(self._names)}")
-        return self._exchange(self._requests.block_action(actions.REFRESH, value, response_url=url), 1)
+        name = f"action-{next(self._names)}"
+        url = self._standin.response_url(name)
+        return self._exchange(self._requests.block_action(actions.REFRESH, value, response_url=url), _reached(name))
+
+    def change_in_defender(self, hostname: str) -> None:
+        """What happens in Defender meanwhile: a new High alert, and an analyst taking an existing one."""
+        tenant = self._runtime.tenant
+        if tenant is None:  # cannot happen: run_demo always builds the simulator
+            raise RuntimeError("the demo needs the Defender simulator")
+        device = next(m for m in tenant.machines if str(m["computerDnsName"]).split(".")[0] == hostname)
+        taken = next(a for a in tenant.alerts if a["machineId"] == device["id"] and a["status"] == "New")
+        added = tenant.add_alert(
+            device["id"], title="Ransomware behavior detected", severity="High", category="Ransomware"
+        )
+        tenant.set_alert_status(taken["id"], "InProgress", assignedTo="secops@contoso.com")
+        self.print(f"» Meanwhile in Defender (the simulator), on {clean(str(device['computerDnsName']))}:")
+        self.print(f"    a new {added['severity']} alert appears: {clean(added['title'])}")
+        self.print(f"    secops@contoso.com takes {clean(taken['title'])}: New → In progress")
+
+    def check(self) -> list[Posted]:
+        """One cycle of the watch poller, as its background thread runs every WATCH_POLL_SECONDS."""
+        self.print(f"» The watch poller checks Defender (every {self._poller.base_interval:.0f} s in production)")
+        before, calls = len(self._standin.posts), self.defender_calls
+        report = self._poller.run_once()
+        self.print(
+            f"  ↳ {self.defender_calls - calls} Defender call{'' if self.defender_calls - calls == 1 else 's'} "
+            f"for every watched device; {report.changes} changes, grouped in {report.posted} "
+            f"repl{'y' if report.posted == 1 else 'ies'}"
+        )
+        new = self._standin.posts[before:]
+        for posted in new:
+            self._show(posted.message, posted.payload, _where(posted))
+        if report.posted != 1 or not any(p.via == "chat.update" for p in new):
+            self.print("  ✗ expected one reply in the card's thread and the card updated (the bot's log is on stderr)")
+            self.failed = True
+        return new
 
     # What the bot does -----------------------------------------------------------------------------------
 
-    def _exchange(self, request: Request, expected: int) -> list[Posted]:
-        """Send one signed request, show the acknowledgement, then whatever the bot posts because of it."""
+    def _exchange(self, request: Request, answered: Callable[[list[Posted]], bool] | None) -> list[Posted]:
+        """Send one signed request, show the acknowledgement, then whatever the bot posts because of it.
+
+        `answered` tells from the new posts that the bot is done; None means it should post nothing.
+        """
         before, calls = len(self._standin.posts), self.defender_calls
         body, headers = request
         started = time.perf_counter()
@@ -146,14 +211,10 @@ class _Session:
             self._show(message, ack, f"ack in {elapsed:.0f} ms, seen only by {USER}")
         else:
             self.print(f"  ↳ ack in {elapsed:.0f} ms, empty: Slack shows nothing")
-        try:
-            posts = self._standin.wait_for_posts(before + max(expected, 1), POST_TIMEOUT if expected else QUIET_WAIT)
-        except TimeoutError:
-            posts = self._standin.posts
-            if expected:
-                self.print(f"  ✗ no message from the bot within {POST_TIMEOUT:.0f} s (its log is on stderr)")
-                self.failed = True
-        new = posts[before:]
+        new = self._wait(before, answered)
+        if answered is not None and not answered(new):
+            self.print(f"  ✗ no message from the bot within {POST_TIMEOUT:.0f} s (its log is on stderr)")
+            self.failed = True
         if not new:
             called = self.defender_calls - calls
             self.print(f"  ↳ nothing was posted to Slack; Defender calls: {called}")
@@ -163,12 +224,26 @@ class _Session:
                 self.last_card = posted
         return new
 
+    def _wait(self, before: int, answered: Callable[[list[Posted]], bool] | None) -> list[Posted]:
+        """The posts since `before`, once `answered` holds (or the time is up)."""
+        deadline = time.monotonic() + (POST_TIMEOUT if answered else QUIET_WAIT)
+        while True:
+            new = self._standin.posts[before:]
+            remaining = deadline - time.monotonic()
+            if (answered is not None and answered(new)) or remaining <= 0:
+                return new
+            try:
+                self._standin.wait_for_posts(before + len(new) + 1, remaining)
+            except TimeoutError:
+                return self._standin.posts[before:]
+
     def _show(self, message: Message, payload: dict[str, Any], where: str) -> None:
-        text = render_text(message)
+        text = render_text(message, PEOPLE)
         if "\n" in text:  # a card: drawn in full, with a link to see it as Slack would
             self.print(f"  ↳ {where}:\n")
             self.print(indent(text, CARD_INDENT))
-            self.print(f"\n{NOTE_INDENT}Block Kit Builder: {builder_url(message)}")
+            if self.builder_links:
+                self.print(f"\n{NOTE_INDENT}Block Kit Builder: {builder_url(message)}")
         else:
             self.print(f"  ↳ {where}: {text}")
         if self._as_json:
@@ -190,6 +265,11 @@ class _Session:
         self.print('  Next: "Creating the Slack app" in the README puts the bot in your workspace.')
 
 
+def _reached(target: str) -> Callable[[list[Posted]], bool]:
+    """Done once something was posted to the response_url named `target`."""
+    return lambda new: any(p.via == "response_url" and p.target == target for p in new)
+
+
 def _script(session: _Session) -> None:
     session.print(INTRO.format(url=session.events_url))
     session.step("1. A slash command: the card is posted to the channel")
@@ -204,6 +284,12 @@ def _script(session: _Session) -> None:
     session.point_out_escaping(session.command(HOSTILE_HOSTNAME.split(".")[0]))
     session.step("6. Help")
     session.command("help")
+    session.builder_links = False  # the watch cards are device cards like those above; --json prints them
+    session.step("7. Watch: a root card in the channel, a note in its thread")
+    session.command(f"watch {WATCHED} for:1h")
+    session.step("8. Defender changes: one reply in the card's thread, and the card redrawn")
+    session.change_in_defender(WATCHED)
+    session.check()
 
 
 def _interactive(session: _Session, stdin: TextIO) -> None:
@@ -237,7 +323,9 @@ def run_demo(
             standin = stack.enter_context(SlackStandIn())
             env = {"SLACK_BOT_TOKEN": standin.bot_token, "SLACK_SIGNING_SECRET": secret}
             env["SLACK_API_URL"] = standin.api_url
-            runtime = build_runtime(dataclasses.replace(settings, backend=Backend.SIMULATOR))  # never a real tenant
+            # Never a real tenant, and never a state file in the person's working directory.
+            demo_settings = dataclasses.replace(settings, backend=Backend.SIMULATOR, state_url=MEMORY_STATE)
+            runtime = build_runtime(demo_settings)
             stack.callback(runtime.close)  # in case the bot fails to build; closing twice is harmless
             try:  # auth.test, the bot's first call to the stand-in
                 bot = build_slack_bot(runtime, load_slack_settings(SlackMode.HTTP, env, dotenv_path=None))
@@ -248,7 +336,7 @@ def run_demo(
             stack.callback(bot.close)
             server = HttpServer(wsgi_app(bot.health, SlackRequestHandler(bot.app)), "127.0.0.1", 0).start()
             stack.callback(server.close)
-            session = _Session(out, as_json, standin, runtime, server.port, secret)
+            session = _Session(out, as_json, standin, runtime, bot.poller, server.port, secret)
             stack.callback(session.close)
             if interactive:
                 _interactive(session, stdin or sys.stdin)

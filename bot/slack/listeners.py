@@ -181,8 +181,12 @@ class Listeners:
             self._tell(url, cards.notice("That button's data is not valid. Run the command again."))
             return
 
+        message_ts = str(_nested(body, "container", "message_ts") or "")
+
         def job() -> None:
-            self._outbox.respond(url, self._replier.lookup(query, refresh=True), replace_original=True)
+            # A watch's root card stays a root card: same watch line, same Unwatch button.
+            card = self._watches.root_card_for(_channel_of(body), message_ts) if message_ts else None
+            self._outbox.respond(url, card or self._replier.lookup(query, refresh=True), replace_original=True)
 
         if not self._submit(body, job, lambda message: self._outbox.respond(url, message)):
             self._tell(url, cards.notice(BUSY))

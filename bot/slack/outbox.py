@@ -41,6 +41,12 @@ def web_client(token: str, base_url: str) -> WebClient:
 
 
 FOLLOWUP_EVENT = "device_alerts_followup"
+MAX_THREAD_PAGES = 20
+TRANSIENT_ERRORS = frozenset({"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"})
+
+
+class ThreadUnreadable(Exception):
+    """Slack could not list a thread's replies right now."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,19 +107,40 @@ class Outbox:
             "chat.update", channel, lambda: self._client.chat_update(channel=channel, ts=ts, **message.payload())
         )
 
-    def find_reference(self, channel: str, thread_ts: str, reference: str) -> str | None:
-        """The ts of the bot's reply in a thread whose metadata carries `reference`, if there is one."""
-        try:
-            response = self._client.conversations_replies(
-                channel=channel, ts=thread_ts, include_all_metadata=True, limit=200
-            )
-        except (SlackClientError, OSError) as exc:
-            log.warning("could not read thread %s in %s: %s", thread_ts, channel, type(exc).__name__)
-            return None
-        for reply in response.get("messages") or []:
-            payload = (reply.get("metadata") or {}).get("event_payload") or {}
-            if payload.get("reference") == reference:
-                return str(reply["ts"])
+    def find_reference(self, channel: str, thread_ts: str, reference: str, *, oldest: float = 0.0) -> str | None:
+        """The ts of the bot's reply in a thread whose metadata carries `reference`, or None if there is none.
+
+        Raises `ThreadUnreadable` when Slack cannot answer now (rate limit, 5xx, network): the caller must not
+        conclude "not posted" from that. A permanent refusal (a missing scope, a deleted thread) reads as
+        None, so follow-ups are still delivered, at least once, where the thread cannot be checked.
+        """
+        cursor: str | None = None
+        for _ in range(MAX_THREAD_PAGES):
+            try:
+                response = self._client.conversations_replies(
+                    channel=channel,
+                    ts=thread_ts,
+                    oldest=str(oldest),
+                    include_all_metadata=True,
+                    limit=15,
+                    cursor=cursor,
+                )
+            except SlackApiError as exc:
+                error = str(exc.response.get("error") or "")
+                if exc.response.status_code == 429 or exc.response.status_code >= 500 or error in TRANSIENT_ERRORS:
+                    raise ThreadUnreadable(error or str(exc.response.status_code)) from None
+                log.warning("cannot check thread %s in %s for earlier posts: %s", thread_ts, channel, error)
+                return None
+            except (SlackClientError, OSError) as exc:
+                raise ThreadUnreadable(type(exc).__name__) from None
+            for message in response.get("messages") or []:
+                payload = (message.get("metadata") or {}).get("event_payload") or {}
+                if payload.get("reference") == reference:
+                    return str(message["ts"])
+            cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
+            if cursor is None:
+                return None
+        log.warning("thread %s in %s is longer than the bot reads back; assuming not posted", thread_ts, channel)
         return None
 
     @staticmethod

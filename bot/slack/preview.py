@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -44,7 +45,8 @@ def _decode(text: str) -> str:
 
 
 class _Renderer:
-    def __init__(self) -> None:
+    def __init__(self, people: Mapping[str, str]) -> None:
+        self.people = people  # user id → display name, for `<@U…>` mentions
         self.links: list[str] = []  # footnote URLs, numbered from 1
         self.buttons: list[tuple[str, str]] = []  # (label, url) of link buttons
 
@@ -54,6 +56,8 @@ class _Renderer:
             return label or "(a date)"
         if target.startswith("!"):  # <!here>, <!channel>, <!subteam^S…|@team>
             return label or "@" + target[1:].split("^")[0]
+        if target[:1] == "@" and not label and target[1:] in self.people:
+            return "@" + self.people[target[1:]]
         if target[:1] in ("@", "#"):
             return target[0] + (label.lstrip(target[0]) if label else target[1:])
         if not label or label == target:
@@ -108,9 +112,12 @@ class _Renderer:
         return ["", *notes] if notes else []
 
 
-def render_text(message: Message) -> str:
-    """The message as terminal text: one paragraph per block, then the URLs its links and buttons point to."""
-    renderer = _Renderer()
+def render_text(message: Message, people: Mapping[str, str] | None = None) -> str:
+    """The message as terminal text: one paragraph per block, then the URLs its links and buttons point to.
+
+    `people` names user ids, as Slack shows `<@U0ALICE>` as `@alice`; an unknown id is shown as it is.
+    """
+    renderer = _Renderer(people or {})
     if not message.blocks:
         return "\n".join(renderer.mrkdwn(message.text) + renderer.footnotes())
     lines: list[str] = []

@@ -321,15 +321,24 @@ class SlackRequests:
                 "ts": ts, "event_ts": ts, **extra}  # fmt: skip
 
     def block_action(
-        self, action_id: str, value: str, *, response_url: str, channel: str = "C0INCIDENT", user_id: str = "U0ALICE"
+        self,
+        action_id: str,
+        value: str,
+        *,
+        response_url: str,
+        channel: str = "C0INCIDENT",
+        user_id: str = "U0ALICE",
+        message_ts: str | None = None,
     ) -> Request:
+        """A button press; `message_ts` is the ts of the message that carries the button, when it has one."""
         payload = {
             "type": "block_actions",
             "team": {"id": self.team_id, "domain": "standin"},
             "user": {"id": user_id, "username": "alice", "team_id": self.team_id},
             "api_app_id": "A0DEVALERTS",
             "channel": {"id": channel, "name": "incident"},
-            "container": {"type": "message", "channel_id": channel, "is_ephemeral": False},
+            "container": {"type": "message", "channel_id": channel, "is_ephemeral": False}
+            | ({"message_ts": message_ts} if message_ts else {}),
             "trigger_id": f"trigger.{next(self._ids)}",
             "response_url": response_url,
             "actions": [

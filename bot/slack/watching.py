@@ -8,6 +8,7 @@ again instead of being posted twice.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -19,11 +20,11 @@ from bot.alerts.service import AlertService
 from bot.defender.errors import DefenderError
 from bot.slack import cards
 from bot.slack.blockkit import Message
-from bot.slack.outbox import Outbox
+from bot.slack.outbox import Outbox, ThreadUnreadable
 from bot.slack.watch_cards import followup_card, watch_started_card, watches_card
 from bot.watch.changes import baseline
-from bot.watch.model import PendingReply, Watch
-from bot.watch.poller import Delivered, Poller
+from bot.watch.model import PendingReply, Watch, WatchStatus
+from bot.watch.poller import Delivered, DeliveryUnknown, Poller
 from bot.watch.store import WatchStore
 
 log = logging.getLogger(__name__)
@@ -53,11 +54,17 @@ class SlackWatches:
         self._card_context = card_context
         self._now = now
         self.poller: Poller | None = None  # set once the poller exists; ending a watch goes through it
+        # Two Watch presses at once must not post two root cards for one watch.
+        self._starting = threading.Lock()
 
     # Commands ---------------------------------------------------------------------------------
 
     def start(self, channel: str, user: str, query: DeviceQuery, duration: timedelta) -> Message:
         """Start (or extend) a watch; post or redraw its root card. Returns the note for the person who asked."""
+        with self._starting:
+            return self._start(channel, user, query, duration)
+
+    def _start(self, channel: str, user: str, query: DeviceQuery, duration: timedelta) -> Message:
         try:
             everything = self._service.device_alerts(query.device)
         except (DefenderError, BudgetExhausted) as exc:
@@ -74,18 +81,23 @@ class SlackWatches:
         )
         if created:
             self._store.record_check(watch.id, baseline(everything.alerts), [], now)
+            watch = self._store.watch(watch.id) or watch  # the baseline is its first check: the card says when
         root = self._root_card(watch, everything, query.filters, None)
         if watch.root_ts is None:
             delivery = self._outbox.post(channel, root)
             if not delivery.ok or not delivery.ts:
-                self._store.set_status(watch.id, watch.status.ENDED)
+                self._store.set_status(watch.id, WatchStatus.ENDED)
                 reason = _PAUSE_REASONS.get(delivery.error or "", f"Slack answered {delivery.error}")
                 return cards.notice(f"Could not post the watch card here: {reason}.")
             self._store.set_root(watch.id, delivery.ts)
             watch = self._store.watch(watch.id) or watch
         else:
             self._outbox.update(channel, watch.root_ts, root)
-        self._outbox.post(channel, watch_started_card(watch, user), thread_ts=watch.root_ts)
+        started = self._outbox.post(channel, watch_started_card(watch, user), thread_ts=watch.root_ts)
+        if started.error in PAUSING_ERRORS:  # e.g. resumed before the bot was invited back: still cannot post
+            reason = _PAUSE_REASONS[started.error or ""]
+            self._store.set_status(watch.id, WatchStatus.PAUSED, reason)
+            return cards.notice(f"The watch on {everything.display_name} is paused: {reason}.")
         until = watch.expires_at.strftime("%Y-%m-%d %H:%M UTC")
         return cards.notice(f"Watching {everything.display_name} until {until}; changes appear in the card's thread.")
 
@@ -96,6 +108,17 @@ class SlackWatches:
         self.poller.end(watch, "stopped", self._now(), by=user)
         self.poller.deliver_soon()
         return cards.notice(f"Stopped watching {watch.device_name}.")
+
+    def root_card_for(self, channel: str, message_ts: str) -> Message | None:
+        """A fresh root card when `message_ts` is a live watch's root (Refresh must keep the watch line)."""
+        for watch in self._store.live_watches(channel):
+            if watch.root_ts == message_ts:
+                try:
+                    result = self._service.device_alerts(watch.machine_id, watch.filters, refresh=True)
+                except (DefenderError, BudgetExhausted):
+                    return None  # the plain lookup path explains the problem
+                return self._root_card(watch, result, watch.filters, None)
+        return None
 
     def list(self, channel: str) -> Message:
         return watches_card(self._store.live_watches(channel))
@@ -123,7 +146,12 @@ class SlackWatches:
     def find_reply(self, watch: Watch, reply: PendingReply) -> str | None:
         if watch.root_ts is None:
             return None
-        return self._outbox.find_reference(watch.channel, watch.root_ts, reply.reference)
+        # Only replies posted since the first attempt can be it (a minute's margin for clock skew).
+        oldest = reply.attempted_at.timestamp() - 60 if reply.attempted_at else 0.0
+        try:
+            return self._outbox.find_reference(watch.channel, watch.root_ts, reply.reference, oldest=oldest)
+        except ThreadUnreadable as exc:
+            raise DeliveryUnknown(str(exc)) from None
 
     def update_root(self, watch: Watch, note: str | None) -> None:
         if watch.root_ts is None:
@@ -137,5 +165,7 @@ class SlackWatches:
 
     def _root_card(self, watch: Watch, result: DeviceAlerts, filters: AlertFilters, note: str | None) -> Message:
         shown = result if result.filters == filters else self._service.device_alerts(watch.machine_id, filters)
+        if watch.status is WatchStatus.ENDED:
+            return cards.device_card(shown, self._card_context())
         badge = cards.WatchBadge(watch.created_by, watch.expires_at, watch.last_checked_at, note)
         return cards.device_card(shown, self._card_context(), badge)

@@ -72,6 +72,8 @@ class Change:
 
     @property
     def key(self) -> str:
+        if self.kind is ChangeKind.ENDED:
+            return ChangeKind.ENDED.value  # a watch ends once, however often (and by whom) it is ended
         return f"{self.kind.value}|{self.alert_id}|{self.new or ''}|{self.at or ''}"
 
     def to_json(self) -> dict[str, Any]:

@@ -3,10 +3,10 @@
 Each cycle (run by whichever process holds the store's lease):
 1. deliver replies left pending by an earlier cycle (or a crash), checking Slack first for one that may
    already have been posted;
-2. end expired watches, with a final reply;
-3. ask Defender once for every alert updated since the watermark (minus an overlap), at background
+2. ask Defender once for every alert updated since the watermark (minus an overlap), at background
    priority, and compare each watched device's alerts with the state remembered;
-4. record state and changes atomically, feed the alert cache, refresh root cards, deliver.
+3. record state and changes atomically, feed the alert cache, refresh root cards;
+4. end expired watches (after their last check), with a final reply; deliver.
 When the budget is tight the interval stretches and the root cards say so, rather than failing.
 """
 
@@ -46,6 +46,10 @@ class Delivered:
     pause_reason: str | None = None  # set when Slack will not take posts for this watch's channel
 
 
+class DeliveryUnknown(Exception):
+    """Slack could not say (for now) whether an earlier post reached the thread: ask again later."""
+
+
 class Publisher(Protocol):
     """How follow-ups reach people (Slack in production)."""
 
@@ -54,7 +58,10 @@ class Publisher(Protocol):
         ...
 
     def find_reply(self, watch: Watch, reply: PendingReply) -> str | None:
-        """The ts of this reply if an earlier attempt did reach the thread."""
+        """The ts of this reply if an earlier attempt did reach the thread, None if it did not.
+
+        Raises `DeliveryUnknown` when the thread cannot be read right now: posting then could duplicate.
+        """
         ...
 
     def update_root(self, watch: Watch, note: str | None) -> None:
@@ -117,9 +124,10 @@ class Poller:
             now = self._now()
             self._deliver(report)
             if check:
-                watches = self._end_expired(self._store.live_watches(), now, report)
-                if watches:
+                watches = self._store.live_watches()
+                if watches:  # expired ones too: a change made before the end is reported before "watch ended"
                     self._check(watches, now, report)
+                self._end_expired(watches, now, report)
                 self._deliver(report)
             report.pending = len(self._store.pending_replies())
             report.note = self._note
@@ -127,21 +135,18 @@ class Poller:
 
     # Checking ---------------------------------------------------------------------------------
 
-    def _end_expired(self, watches: list[Watch], now: datetime, report: CycleReport) -> list[Watch]:
-        live = []
+    def _end_expired(self, watches: list[Watch], now: datetime, report: CycleReport) -> None:
         for watch in watches:
-            if watch.expires_at > now:
-                live.append(watch)
-                continue
-            self.end(watch, "expired", now)
-            report.ended.append(watch.id)
-        return live
+            if watch.expires_at <= now:
+                self.end(watch, "expired", now)
+                report.ended.append(watch.id)
 
     def end(self, watch: Watch, reason: str, now: datetime, by: str | None = None) -> None:
         """End a watch with a final reply in its thread (posted through the same exactly-once path)."""
         change = Change(ChangeKind.ENDED, alert_id="-", old=by, new=reason, at=now.isoformat())
         self._store.record_check(watch.id, {}, [change], now)
         self._store.set_status(watch.id, WatchStatus.ENDED)
+        self._draw_root(self._store.watch(watch.id) or watch, now)  # back to a plain card with a Watch button
 
     def _check(self, watches: list[Watch], now: datetime, report: CycleReport) -> None:
         watermark = self._store.get_meta(WATERMARK)
@@ -158,8 +163,8 @@ class Poller:
             alerts = by_device.get(watch.machine_id, [])
             state, changes = compare(self._store.known_state(watch.id), alerts, watch.filters)
             check_id = self._store.record_check(watch.id, state, changes, now)
-            if alerts:
-                self._service.merge_updates(watch.machine_id, alerts, covered_since=since)
+            # Even with no updates: the poll covered this device, so its cached list is complete and fresh.
+            self._service.merge_updates(watch.machine_id, alerts, covered_since=since)
             if check_id is not None:
                 report.changes += len(changes)
             drawn = self._roots_drawn.get(watch.id)
@@ -195,11 +200,14 @@ class Poller:
     def _slow_down(self, exc: Exception, watches: list[Watch]) -> None:
         self._stretch = min(self._stretch * 2, MAX_STRETCH)
         minutes = max(1, round(self.interval / 60))
-        self._note = f"Checks slowed to every {minutes} min: Defender's call budget is tight."
+        note = f"Checks slowed to every {minutes} min: Defender's call budget is tight."
+        changed, self._note = note != self._note, note
         log.warning("watch poll skipped (%s); next in %.0f s", type(exc).__name__, self.interval)
         now = self._now()
         for watch in watches:
-            self._draw_root(watch, now)
+            # Redrawing a card may cost a Defender call for its counts: only when the note is news to it.
+            if changed or watch.id not in self._roots_drawn:
+                self._draw_root(watch, now)
 
     def _speed_up(self, watches: list[Watch]) -> None:
         if self._stretch == 1:
@@ -214,12 +222,19 @@ class Poller:
             watch = self._store.watch(reply.watch_id)
             if watch is None or watch.status is WatchStatus.PAUSED or watch.root_ts is None:
                 continue  # kept pending: posted once the watch is resumed
-            ts = self._publisher.find_reply(watch, reply) if reply.attempted_at is not None else None
+            if watch.status is WatchStatus.ENDED and watch.pause_reason is not None:
+                continue  # Slack refused this ended watch's thread; nothing can resume it, so do not retry
+            try:
+                ts = self._publisher.find_reply(watch, reply) if reply.attempted_at is not None else None
+            except DeliveryUnknown:
+                return  # keep order; the next cycle asks Slack again
             if ts is None:
                 self._store.mark_attempted(reply, self._now())
                 delivered = self._publisher.post_reply(watch, reply)
                 if delivered.pause_reason is not None:
-                    self._store.set_status(watch.id, WatchStatus.PAUSED, delivered.pause_reason)
+                    # An ended watch stays ended: pausing it would bring it back to life (checked, listed).
+                    status = WatchStatus.ENDED if watch.status is WatchStatus.ENDED else WatchStatus.PAUSED
+                    self._store.set_status(watch.id, status, delivered.pause_reason)
                     continue
                 if delivered.ts is None:
                     return  # Slack is failing: keep order, try again next cycle
