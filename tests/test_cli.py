@@ -365,18 +365,17 @@ def test_demo_uses_the_simulator_even_when_the_api_is_configured(monkeypatch: py
     assert "ws-fin-014.contoso.local · " in out
 
 
+def run_bot_clean(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m bot …` as a new user runs it: a clean environment, stdout a pipe, no .env nearby."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)}
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
 def test_python_dash_m_bot_demo_in_a_clean_environment(tmp_path: Path) -> None:
     """The README's first command, with stdout a pipe rather than a terminal."""
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)}
-    completed = subprocess.run(
-        [sys.executable, "-m", "bot", "demo"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    completed = run_bot_clean(tmp_path, "demo")
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.startswith("device-alerts demo: ")
     assert "━━ Summary " in completed.stdout
@@ -386,16 +385,7 @@ def test_python_dash_m_bot_demo_in_a_clean_environment(tmp_path: Path) -> None:
 
 
 def test_python_dash_m_bot_in_a_clean_environment(tmp_path: Path) -> None:
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)}
-    completed = subprocess.run(
-        [sys.executable, "-m", "bot", "alerts", "ws-fin-014"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    completed = run_bot_clean(tmp_path, "alerts", "ws-fin-014")
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.startswith("ws-fin-014.contoso.local: ")
     assert "https://security.microsoft.com/alerts/" in completed.stdout
