@@ -215,6 +215,7 @@ def test_bad_for_is_explained_to_the_sender_only(rig: Harness, text: str, proble
     assert "response_type" not in ack
     assert ack["blocks"][0]["text"]["text"] == f":warning: {problem}"
     assert f"You asked: `{text}`" in all_text(ack)
+    assert "Usage: `/device-alerts watch &lt;machineId|hostname&gt; [for:8h]" in all_text(ack)
     time.sleep(0.2)
     rig.wait_idle()
     assert rig.standin.posts == []

@@ -191,7 +191,7 @@ def device_card(result: DeviceAlerts, context: CardContext, watch: WatchBadge | 
     return Message(fallback_text(result), blocks)
 
 
-def problem_card(problem: Problem, query_text: str = "") -> Message:
+def problem_card(problem: Problem, query_text: str = "", usage: str = USAGE) -> Message:
     """A short, actionable error card; never includes operator-only detail."""
     lines = [f":warning: {mrkdwn.text(problem.summary, 500)}"]
     if problem.suggestions:
@@ -205,7 +205,7 @@ def problem_card(problem: Problem, query_text: str = "") -> Message:
     if problem.tracking_id:
         notes.append(f"Defender tracking id `{mrkdwn.text(problem.tracking_id, 80)}`")
     if problem.kind is ProblemKind.BAD_INPUT:
-        notes.append(f"Usage: `/device-alerts {mrkdwn.text(USAGE)}`")
+        notes.append(f"Usage: `/device-alerts {mrkdwn.text(usage)}`")
     if notes:
         blocks.append(_context(*notes))
     return Message(mrkdwn.text(problem.summary, 300), blocks)

@@ -12,10 +12,13 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 
-from bot.alerts.query import DeviceQuery, QueryError, parse_query
+from bot.alerts.query import USAGE, DeviceQuery, QueryError, parse_query
 from bot.watch.model import DEFAULT_DURATION, MAX_DURATION
 
 MAX_MESSAGE_LENGTH = 40_000  # Slack's own cap on message text; the grammar then allows far less
+WATCH_USAGE = "watch <machineId|hostname> [for:8h] [severity:high,medium] [status:new,inprogress,resolved]"
+UNWATCH_USAGE = "unwatch <machineId|hostname>"
+_USAGES = {"watch": WATCH_USAGE, "unwatch": UNWATCH_USAGE}
 HELP_WORDS = frozenset({"help", "?", "usage"})
 
 _USER_MENTION = re.compile(r"<@[A-Z0-9]+(?:\|[^>]*)?>")
@@ -58,6 +61,7 @@ class ListWatches:
 class Invalid:
     error: QueryError
     text: str
+    usage: str = USAGE  # the grammar the text was meant to follow
 
 
 Command = Help | Lookup | StartWatch | StopWatch | ListWatches | Invalid
@@ -92,7 +96,7 @@ def parse_command(text: str) -> Command:
             return StopWatch(parse_query(rest), rest)
         return Lookup(parse_query(text), text)
     except QueryError as exc:
-        return Invalid(exc, text)
+        return Invalid(exc, text, _USAGES.get(verb, USAGE))
 
 
 def _watch_duration(text: str) -> tuple[timedelta, str]:

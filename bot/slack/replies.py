@@ -33,7 +33,7 @@ class Replier:
         """The answer to commands that need no Defender call."""
         if isinstance(command, Help):
             return cards.help_card(backend=self._backend)
-        return cards.problem_card(explain(command.error), command.text)
+        return cards.problem_card(explain(command.error), command.text, command.usage)
 
     def lookup(self, query: DeviceQuery, text: str = "", *, refresh: bool = False) -> Message:
         try:
