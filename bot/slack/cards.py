@@ -47,12 +47,14 @@ class CardContext:
     now: datetime | None = None
 
 
-def _section(text: str) -> Block:
-    # The clip is a safety net: renderers size their parts to fit, so it should never cut.
+def section_block(text: str) -> Block:
+    """A mrkdwn section; `text` must already be escaped. The clip is a safety net: renderers size their
+    parts to fit, so it should never cut."""
     return {"type": "section", "text": {"type": "mrkdwn", "text": mrkdwn.clip(text, MAX_SECTION_TEXT)}}
 
 
-def _context(*texts: str) -> Block:
+def context_block(*texts: str) -> Block:
+    """A context block of escaped mrkdwn elements (empty ones left out)."""
     return {
         "type": "context",
         "elements": [{"type": "mrkdwn", "text": mrkdwn.clip(t, MAX_SECTION_TEXT)} for t in texts if t],
@@ -109,7 +111,7 @@ def _alert_section(alert: Alert, context: CardContext, now: datetime) -> Block:
         f"last activity {mrkdwn.date(alert.last_activity)}" if alert.last_activity else "",
     ]
     first = f"{SEVERITY_EMOJI[alert.severity]} *{alert.severity.label}* · {status} · {title}"
-    return _section(first + "\n" + " · ".join(d for d in details if d))
+    return section_block(first + "\n" + " · ".join(d for d in details if d))
 
 
 def fallback_text(result: DeviceAlerts) -> str:
@@ -150,9 +152,9 @@ def device_card(result: DeviceAlerts, context: CardContext, watch: WatchBadge | 
         summary.append(f"*Filters*  {mrkdwn.text(result.filters.describe())} ({result.total} alerts in all)")
     blocks: list[Block] = [
         {"type": "header", "text": {"type": "plain_text", "text": title}},
-        _context(_machine_facts(result), _freshness(result)),
-        *([_context(watch.line())] if watch else []),
-        _section("\n".join(summary)),
+        context_block(_machine_facts(result), _freshness(result)),
+        *([context_block(watch.line())] if watch else []),
+        section_block("\n".join(summary)),
     ]
     value = actions.lookup_value(result.machine_id, result.filters)
     portal_url = device_url(context.portal, result.machine_id)
@@ -174,19 +176,19 @@ def device_card(result: DeviceAlerts, context: CardContext, watch: WatchBadge | 
     used = block_text_length([*blocks, buttons])
     listed = 0
     for alert in result.alerts[: context.max_alerts]:
-        section = _alert_section(alert, context, now)
-        size = len(section["text"]["text"])
+        alert_block = _alert_section(alert, context, now)
+        size = len(alert_block["text"]["text"])
         if used + size > MAX_TOTAL_TEXT - _TAIL_RESERVE or len(blocks) + 3 > MAX_BLOCKS:
             break
-        blocks.append(section)
+        blocks.append(alert_block)
         used += size
         listed += 1
     if listed < shown:
         link = mrkdwn.link(portal_url, "see them all in Defender")
-        blocks.append(_context(f"Showing {listed} of {shown} · …and {shown - listed} more: {link}"))
+        blocks.append(context_block(f"Showing {listed} of {shown} · …and {shown - listed} more: {link}"))
     elif not result.alerts:
         empty = "No alerts match these filters." if not result.filters.is_empty else "No alerts for this device."
-        blocks.append(_section(empty))
+        blocks.append(section_block(empty))
     blocks.append(buttons)
     return Message(fallback_text(result), blocks)
 
@@ -198,7 +200,7 @@ def problem_card(problem: Problem, query_text: str = "", usage: str = USAGE) -> 
         lines.append("Did you mean: " + ", ".join(f"`{mrkdwn.text(s, 80)}`" for s in problem.suggestions) + "?")
     if problem.hint:
         lines.append(mrkdwn.text(problem.hint))
-    blocks: list[Block] = [_section("\n".join(lines))]
+    blocks: list[Block] = [section_block("\n".join(lines))]
     notes = []
     if query_text:
         notes.append(f"You asked: `{mrkdwn.text(query_text, 200)}`")
@@ -207,7 +209,7 @@ def problem_card(problem: Problem, query_text: str = "", usage: str = USAGE) -> 
     if problem.kind is ProblemKind.BAD_INPUT:
         notes.append(f"Usage: `/device-alerts {mrkdwn.text(usage)}`")
     if notes:
-        blocks.append(_context(*notes))
+        blocks.append(context_block(*notes))
     return Message(mrkdwn.text(problem.summary, 300), blocks)
 
 
@@ -240,14 +242,14 @@ def help_card(*, backend: str) -> Message:
     )
     notes = [f"I can see {seen}. Results are cached for a minute and I keep under Defender's rate limits."]
     notes.append("To watch a device in a private channel, invite me first: `/invite @device-alerts`.")
-    return Message("How to use /device-alerts", [_section("\n".join(lines)), _context(*notes)])
+    return Message("How to use /device-alerts", [section_block("\n".join(lines)), context_block(*notes)])
 
 
 def notice(text: str) -> Message:
     """A short message from the bot itself (looking up, busy, watching); `text` is escaped like any other."""
-    return Message(mrkdwn.text(text, 300), [_section(mrkdwn.text(text))])
+    return Message(mrkdwn.text(text, 300), [section_block(mrkdwn.text(text))])
 
 
 def text_only(message: Message) -> Message:
     """The message's fallback text as its only block: what is left when a card cannot be sent."""
-    return Message(message.text, [_section(message.text)])
+    return Message(message.text, [section_block(message.text)])

@@ -17,7 +17,7 @@ from typing import Any
 import cachetools
 from slack_bolt import Ack, App, BoltResponse
 
-from bot.alerts.query import QueryError
+from bot.alerts.query import DeviceQuery, QueryError
 from bot.config import Visibility
 from bot.slack import actions, cards
 from bot.slack.blockkit import Message
@@ -31,6 +31,7 @@ from bot.watch.model import DEFAULT_DURATION
 log = logging.getLogger(__name__)
 
 COMMAND = "/device-alerts"
+INVALID_BUTTON = "That button's data is not valid. Run the command again."
 
 
 class EventDeduper:
@@ -172,51 +173,49 @@ class Listeners:
     # Buttons -----------------------------------------------------------------------------------
 
     def on_refresh(self, ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
-        ack()
-        url = str(body.get("response_url", ""))
-        try:
-            query = actions.parse_lookup_value(str(action.get("value", "")))
-        except QueryError:
-            log.warning("refused a Refresh button with a payload this bot did not write")
-            self._tell(url, cards.notice("That button's data is not valid. Run the command again."))
-            return
-
         message_ts = str(_nested(body, "container", "message_ts") or "")
 
-        def job() -> None:
+        def answer(query: DeviceQuery) -> Message:
             # A watch's root card stays a root card: same watch line, same Unwatch button.
             card = self._watches.root_card_for(_channel_of(body), message_ts) if message_ts else None
-            self._outbox.respond(url, card or self._replier.lookup(query, refresh=True), replace_original=True)
+            return card or self._replier.lookup(query, refresh=True)
 
-        if not self._submit(body, job, lambda message: self._outbox.respond(url, message)):
-            self._tell(url, cards.notice(BUSY))
+        self._on_button(ack, body, action, answer, replace_original=True)
 
     def on_open_device(self, ack: Ack) -> None:
         ack()  # a link button: Slack opens the URL itself, but still expects the interaction acknowledged
 
     def on_watch(self, ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
         """Watch from a card: the device and filters come from the button, the channel from the payload."""
-        ack()
-        url = str(body.get("response_url", ""))
-        try:
-            query = actions.parse_lookup_value(str(action.get("value", "")))
-        except QueryError:
-            self._tell(url, cards.notice("That button's data is not valid. Run the command again."))
-            return
-        start = partial(self._watches.start, _channel_of(body), _user_of(body), query, DEFAULT_DURATION)
-        if not self._submit(body, lambda: self._outbox.respond(url, start()), lambda m: self._outbox.respond(url, m)):
-            self._tell(url, cards.notice(BUSY))
+        start = partial(self._watches.start, _channel_of(body), _user_of(body), duration=DEFAULT_DURATION)
+        self._on_button(ack, body, action, start)
 
     def on_unwatch(self, ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+        self._on_button(ack, body, action, partial(self._watches.stop, _channel_of(body), _user_of(body)))
+
+    def _on_button(
+        self,
+        ack: Ack,
+        body: dict[str, Any],
+        action: dict[str, Any],
+        answer: Callable[[DeviceQuery], Message],
+        *,
+        replace_original: bool = False,
+    ) -> None:
+        """Acknowledge, read the button's payload strictly, and answer at its response_url from the pool."""
         ack()
         url = str(body.get("response_url", ""))
         try:
             query = actions.parse_lookup_value(str(action.get("value", "")))
         except QueryError:
-            self._tell(url, cards.notice("That button's data is not valid."))
+            log.warning("refused a button with a payload this bot did not write")
+            self._tell(url, cards.notice(INVALID_BUTTON))
             return
-        stop = partial(self._watches.stop, _channel_of(body), _user_of(body), query)
-        if not self._submit(body, lambda: self._outbox.respond(url, stop()), lambda m: self._outbox.respond(url, m)):
+
+        def job() -> None:
+            self._outbox.respond(url, answer(query), replace_original=replace_original)
+
+        if not self._submit(body, job, lambda message: self._outbox.respond(url, message)):
             self._tell(url, cards.notice(BUSY))
 
     def _tell(self, response_url: str, message: Message) -> None:

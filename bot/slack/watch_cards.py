@@ -8,16 +8,12 @@ from bot.defender.models import AlertStatus, Severity
 from bot.links import alert_url
 from bot.slack import mrkdwn
 from bot.slack.blockkit import Block, Message
-from bot.slack.cards import SEVERITY_EMOJI, CardContext
+from bot.slack.cards import SEVERITY_EMOJI, CardContext, context_block, section_block
 from bot.watch.model import Change, ChangeKind, Watch, WatchStatus
 
 MAX_CHANGE_LINES = 8
 MAX_WATCH_LINES = 10
 TITLE_LIMIT = 100
-
-
-def _section(text: str) -> Block:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
 
 
 def _title(change: Change, context: CardContext) -> str:
@@ -48,10 +44,10 @@ def change_line(change: Change, context: CardContext) -> str:
 
 def followup_card(device_name: str, changes: Sequence[Change], context: CardContext) -> Message:
     """One reply for everything one check found, bounded: "…and N more"."""
-    blocks = [_section(change_line(change, context)) for change in changes[:MAX_CHANGE_LINES]]
+    blocks = [section_block(change_line(change, context)) for change in changes[:MAX_CHANGE_LINES]]
     if len(changes) > MAX_CHANGE_LINES:
         more = len(changes) - MAX_CHANGE_LINES
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"…and {more} more changes"}]})
+        blocks.append(context_block(f"…and {more} more changes"))
     ended = all(change.kind is ChangeKind.ENDED for change in changes)
     what = "watch ended" if ended else f"{len(changes)} change{'' if len(changes) == 1 else 's'}"
     return Message(mrkdwn.text(f"{device_name}: {what}", 300), blocks)
@@ -62,14 +58,14 @@ def watch_started_card(watch: Watch, user: str) -> Message:
     text = f":eyes: {mrkdwn.user(user)} is watching *{device}* until {mrkdwn.date(watch.expires_at)}."
     filters = f" Only {mrkdwn.text(watch.filters.describe())} is reported." if watch.filter_text else ""
     note = " New alerts and status changes will appear in this thread."
-    return Message(mrkdwn.text(f"Watching {watch.device_name}", 300), [_section(text + filters + note)])
+    return Message(mrkdwn.text(f"Watching {watch.device_name}", 300), [section_block(text + filters + note)])
 
 
 def watches_card(watches: Sequence[Watch]) -> Message:
     """This channel's watches: device, who, since, until, last check, and why one is paused."""
     if not watches:
-        return Message("No watches in this channel", [_section("No device is watched in this channel.")])
-    blocks: list[Block] = [_section("*Watches in this channel*")]
+        return Message("No watches in this channel", [section_block("No device is watched in this channel.")])
+    blocks: list[Block] = [section_block("*Watches in this channel*")]
     for watch in watches[:MAX_WATCH_LINES]:
         checked = mrkdwn.date(watch.last_checked_at, "{time}") if watch.last_checked_at else "not yet"
         line = (
@@ -80,8 +76,8 @@ def watches_card(watches: Sequence[Watch]) -> Message:
             line += f" · {mrkdwn.text(watch.filters.describe())}"
         if watch.status is WatchStatus.PAUSED:
             line += f" · :double_vertical_bar: paused: {mrkdwn.text(watch.pause_reason or 'unknown', 100)}"
-        blocks.append(_section(line))
+        blocks.append(section_block(line))
     if len(watches) > MAX_WATCH_LINES:
         more = len(watches) - MAX_WATCH_LINES
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"…and {more} more"}]})
+        blocks.append(context_block(f"…and {more} more"))
     return Message(f"{len(watches)} watch{'' if len(watches) == 1 else 'es'} in this channel", blocks)
