@@ -13,7 +13,7 @@ from bot.alerts.result import DeviceAlerts
 from bot.defender.models import Alert
 from bot.links import alert_url, device_url
 from bot.sanitize import clean
-from bot.timefmt import ago, since
+from bot.timefmt import ago, counts, since
 
 TITLE_LIMIT = 110
 
@@ -22,10 +22,6 @@ TITLE_LIMIT = 110
 class PortalContext:
     portal: str
     tenant_id: str | None
-
-
-def _counts(pairs: dict[str, int]) -> str:
-    return " · ".join(f"{label} {count}" for label, count in pairs.items()) or "none"
 
 
 def _alert_lines(alert: Alert, links: PortalContext, now: datetime) -> list[str]:
@@ -69,8 +65,8 @@ def render(result: DeviceAlerts, links: PortalContext, *, limit: int = 10, now: 
     if not result.filters.is_empty:
         lines.append(f"  filters: {result.filters.describe()}")
     lines.append("")
-    lines.append("  Severity  " + _counts({s.label: n for s, n in result.severity_counts().items()}))
-    lines.append("  Status    " + _counts({s.label: n for s, n in result.status_counts().items()}))
+    lines.append("  Severity  " + counts((s.label, n) for s, n in result.severity_counts().items()))
+    lines.append("  Status    " + counts((s.label, n) for s, n in result.status_counts().items()))
     if result.alerts:
         lines += ["", "  Top alerts"]
         for alert in result.alerts[:limit]:

@@ -1,7 +1,8 @@
-"""Human wording for ages and moments, shared by every renderer."""
+"""Human wording shared by every renderer: ages, moments and count lines."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 
@@ -19,3 +20,8 @@ def ago(span: timedelta) -> str:
 
 def since(moment: datetime | None, now: datetime) -> str:
     return "unknown time" if moment is None else f"{ago(now - moment)} ago"
+
+
+def counts(pairs: Iterable[tuple[str, int]]) -> str:
+    """`High 2 · Medium 3`, or `none`."""
+    return " · ".join(f"{label} {count}" for label, count in pairs) or "none"

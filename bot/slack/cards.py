@@ -7,7 +7,6 @@ they fit and the rest are summarised as "…and N more". Every untrusted string 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,7 +18,7 @@ from bot.defender.models import Alert, AlertStatus, Severity
 from bot.links import alert_url, device_url
 from bot.slack import actions, mrkdwn
 from bot.slack.blockkit import MAX_BLOCKS, MAX_SECTION_TEXT, MAX_TOTAL_TEXT, Block, Message, block_text_length
-from bot.timefmt import ago
+from bot.timefmt import ago, counts
 
 SEVERITY_EMOJI = {
     Severity.HIGH: ":red_circle:",
@@ -63,10 +62,6 @@ def context_block(*texts: str) -> Block:
 
 def _button(label: str, action_id: str, **extra: Any) -> Block:
     return {"type": "button", "text": {"type": "plain_text", "text": label}, "action_id": action_id, **extra}
-
-
-def _counts(pairs: Iterable[tuple[str, int]]) -> str:
-    return " · ".join(f"{label} {count}" for label, count in pairs) or "none"
 
 
 def _machine_facts(result: DeviceAlerts) -> str:
@@ -115,9 +110,9 @@ def _alert_section(alert: Alert, context: CardContext, now: datetime) -> Block:
 
 
 def fallback_text(result: DeviceAlerts) -> str:
-    counts = ", ".join(f"{s.label} {n}" for s, n in result.severity_counts().items())
+    tally = ", ".join(f"{s.label} {n}" for s, n in result.severity_counts().items())
     noun = "alert" if len(result.alerts) == 1 else "alerts"
-    tail = f" ({counts})" if counts else ""
+    tail = f" ({tally})" if tally else ""
     return mrkdwn.text(f"{result.display_name}: {len(result.alerts)} {noun}{tail}", 300)
 
 
@@ -145,8 +140,8 @@ def device_card(result: DeviceAlerts, context: CardContext, watch: WatchBadge | 
     shown = len(result.alerts)
     title = f"{mrkdwn.plain(result.display_name, NAME_LIMIT)} · {shown} alert{'' if shown == 1 else 's'}"
     summary = [
-        "*Severity*  " + _counts((f"{SEVERITY_EMOJI[s]} {s.label}", n) for s, n in result.severity_counts().items()),
-        "*Status*  " + _counts((s.label, n) for s, n in result.status_counts().items()),
+        "*Severity*  " + counts((f"{SEVERITY_EMOJI[s]} {s.label}", n) for s, n in result.severity_counts().items()),
+        "*Status*  " + counts((s.label, n) for s, n in result.status_counts().items()),
     ]
     if not result.filters.is_empty:
         summary.append(f"*Filters*  {mrkdwn.text(result.filters.describe())} ({result.total} alerts in all)")

@@ -22,9 +22,7 @@ BUSY = "The bot is busy with other lookups right now. Try again in a few seconds
 class Replier:
     """Looks devices up through the alert service and renders the answer (or the problem) as a card."""
 
-    def __init__(
-        self, service: AlertService, card_context: Callable[[], cards.CardContext], *, backend: str
-    ) -> None:
+    def __init__(self, service: AlertService, card_context: Callable[[], cards.CardContext], *, backend: str) -> None:
         self._service = service
         self._card_context = card_context
         self._backend = backend
