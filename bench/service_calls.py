@@ -1,19 +1,27 @@
-"""How many Defender calls the alert service makes in typical and hostile scenarios.
+"""How many Defender calls the alert service makes in typical and hostile scenarios, against the naive baseline.
 
-Run: `.venv/bin/python -m bench.service_calls` (no network; a fake clock compresses the hour).
+Run: `.venv/bin/python -m bench.service_calls` (no network; a fake clock compresses the hour); `--quick` is the
+CI smoke size. The hour runs drive the bot's own `AlertService`, `DefenderClient` and `RateBudget` (what decides
+every Defender call) directly, not through Slack; the baseline's lookup is `bench.baseline.app.lookup_text`, one
+call per lookup. Both ask the same Defender double, which enforces Defender's limits (100 calls per minute and
+1,500 per hour per API, sliding) by answering 429.
 The figures go into docs/benchmarks.md; tests/test_service.py asserts the invariants on the same runs.
 """
 
 from __future__ import annotations
 
+import argparse
 import random
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import httpx
 
+from bench.baseline.app import lookup_text
+from bench.rig import ratio, table
 from bot.alerts.budget import BudgetExhausted, RateBudget
 from bot.alerts.query import parse_query
 from bot.alerts.service import AlertService
@@ -41,6 +49,33 @@ class CountingDefender:
         return httpx.Response(200, json={"id": mid, "computerDnsName": f"host-{mid[-6:]}"})
 
 
+class ThrottlingDefender(CountingDefender):
+    """The same double, answering 429 where Defender's per-API limits would (a minute and an hour, sliding)."""
+
+    def __init__(self, clock: FakeClock, per_minute: int = 100, per_hour: int = 1500) -> None:
+        super().__init__(clock)
+        self.limits = ((60.0, per_minute), (3600.0, per_hour))
+        self.refused_alert_calls: list[float] = []  # alerts calls answered 429
+        self.refused_other = 0
+        self._admitted: dict[str, deque[float]] = {}
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        alerts = request.url.path.endswith("/alerts")
+        now = self.clock()
+        with self._lock:
+            admitted = self._admitted.setdefault("alerts" if alerts else "machine", deque())
+            while admitted and admitted[0] <= now - 3600.0:
+                admitted.popleft()
+            if any(sum(t > now - length for t in admitted) >= limit for length, limit in self.limits):
+                if alerts:
+                    self.refused_alert_calls.append(now)
+                else:
+                    self.refused_other += 1
+                return httpx.Response(429, headers={"Retry-After": "60"}, json={"error": {"code": "TooManyRequests"}})
+            admitted.append(now)
+        return super().__call__(request)
+
+
 def max_in_window(times: list[float], window: float) -> int:
     """The largest number of calls inside any sliding window of `window` seconds."""
     ordered = sorted(times)
@@ -61,39 +96,78 @@ class StormReport:
     outcomes: Counter[str] = field(default_factory=Counter)
     alert_calls: list[float] = field(default_factory=list)
 
+    refused_calls: list[float] = field(default_factory=list)  # alerts calls Defender answered with 429
+
     @property
     def busiest_minute(self) -> int:
         return max_in_window(self.alert_calls, 60)
 
+    @property
+    def calls_made(self) -> list[float]:
+        """Every alerts call that reached Defender, answered or refused."""
+        return sorted(self.alert_calls + self.refused_calls)
+
+
+def storm_schedule(
+    lookups: int, devices: int, seed: int, *, storm_share: float = 0.5, storm: tuple[float, float] = (600, 780)
+) -> list[tuple[float, str]]:
+    """(second of the hour, machine id) per lookup: `storm_share` of them inside `storm`, the rest spread out."""
+    rng = random.Random(seed)
+    fleet = [machine_id(n) for n in range(devices)]
+    in_storm = int(lookups * storm_share)
+    moments = sorted(
+        [rng.uniform(*storm) for _ in range(in_storm)] + [rng.uniform(0, 3600) for _ in range(lookups - in_storm)]
+    )
+    return [(moment, rng.choice(fleet)) for moment in moments]
+
 
 def run_storm(
-    per_minute: int = 100, per_hour: int = 1500, *, lookups: int = 1000, devices: int = 300, seed: int = 7
+    per_minute: int = 100,
+    per_hour: int = 1500,
+    *,
+    lookups: int = 1000,
+    devices: int = 300,
+    seed: int = 7,
+    storm_share: float = 0.5,
 ) -> StormReport:
-    """An hour of lookups (half of them in a 3-minute incident storm) against a budgeted service."""
+    """An hour of lookups (by default half of them in a 3-minute incident storm) against a budgeted service."""
     clock = FakeClock()
-    defender = CountingDefender(clock)
+    defender = ThrottlingDefender(clock)
     budget = RateBudget(per_minute, per_hour, clock=clock)
     client = DefenderClient(
         "https://api.test", StaticTokenProvider("t"), gate=budget, transport=httpx.MockTransport(defender), clock=clock
     )
     service = AlertService(client, ttl=60, max_stale=900, clock=clock, now=clock.wall)
-    rng = random.Random(seed)
-    fleet = [machine_id(n) for n in range(devices)]
-    storm = lookups // 2
-    moments = sorted(
-        [rng.uniform(600, 780) for _ in range(storm)] + [rng.uniform(0, 3600) for _ in range(lookups - storm)]
-    )
     report = StormReport(per_minute, per_hour, lookups, devices)
     start = clock()
-    for moment in moments:
+    for moment, device in storm_schedule(lookups, devices, seed, storm_share=storm_share):
         clock.advance(start + moment - clock())
         try:
-            result = service.device_alerts(rng.choice(fleet))
+            result = service.device_alerts(device)
         except BudgetExhausted:
             report.outcomes["budget message"] += 1
             continue
         report.outcomes["stale" if result.stale else "cached" if result.from_cache else "fresh"] += 1
     report.alert_calls = defender.alert_calls
+    report.refused_calls = defender.refused_alert_calls
+    return report
+
+
+def run_storm_baseline(
+    *, lookups: int = 1000, devices: int = 300, seed: int = 7, storm_share: float = 0.5
+) -> StormReport:
+    """The same hour of lookups answered by the naive baseline: one Defender call per lookup, whatever happens."""
+    clock = FakeClock()
+    defender = ThrottlingDefender(clock)
+    client = httpx.Client(base_url="https://api.test", transport=httpx.MockTransport(defender))
+    report = StormReport(0, 0, lookups, devices)
+    start = clock()
+    for moment, device in storm_schedule(lookups, devices, seed, storm_share=storm_share):
+        clock.advance(start + moment - clock())
+        answer = lookup_text(client, device)
+        report.outcomes["Defender error" if answer.startswith("Defender answered") else "fresh"] += 1
+    report.alert_calls = defender.alert_calls
+    report.refused_calls = defender.refused_alert_calls
     return report
 
 
@@ -119,25 +193,63 @@ def filter_variants() -> tuple[int, int]:
     return len(texts), sum(path.split("?")[0].endswith("/alerts") for _, path in tenant.request_log)
 
 
-def main() -> None:
+# (label, lookups, devices, share of the lookups inside the 3-minute storm at minutes 10-13)
+SCENARIOS = (
+    ("incident hour: 1,000 lookups over 300 devices, 500 of them in 3 minutes", 1000, 300, 0.5),
+    ("all-hour storm: 3,000 lookups over 500 devices, evenly over the hour", 3000, 500, 0.0),
+)
+QUICK_SCENARIOS = (("incident hour (quick): 200 lookups over 60 devices, 100 in 3 minutes", 200, 60, 0.5),)
+
+
+def compare(ours: StormReport, base: StormReport) -> str:
+    """Ours (at Defender's limits) against the baseline on the same hour of lookups."""
+    o, b = ours.outcomes, base.outcomes
+    figures = [
+        ("alert-list calls made", len(ours.calls_made), len(base.calls_made), True),
+        ("busiest 60 s (calls made)", max_in_window(ours.calls_made, 60), max_in_window(base.calls_made, 60), True),
+        ("calls Defender refused (429)", len(ours.refused_calls), len(base.refused_calls), True),
+        ("answered with fresh data", o["fresh"], b["fresh"], False),
+        ("answered from cache (within TTL)", o["cached"], b["cached"], False),
+        ("answered with stale data, marked", o["stale"], b["stale"], False),
+        ("budget message (ours) / Defender error (baseline)", o["budget message"], b["Defender error"], True),
+    ]
+    rows = [[name, mine, theirs, ratio(theirs, mine) if compared else ""] for name, mine, theirs, compared in figures]
+    return table(["figure", "ours", "baseline", "baseline / ours"], rows)
+
+
+def budgets(lookups: int, devices: int, storm_share: float) -> str:
+    """Ours under tighter budgets than Defender's, on the same hour."""
+    rows = []
+    for per_minute, per_hour in ((100, 1500), (100, 400), (20, 1500)):
+        report = run_storm(per_minute, per_hour, lookups=lookups, devices=devices, storm_share=storm_share)
+        o = report.outcomes
+        rows.append(
+            [f"{per_minute}/min, {per_hour:,}/h", len(report.alert_calls), report.busiest_minute,
+             max_in_window(report.alert_calls, 3600), o["fresh"], o["cached"], o["stale"], o["budget message"]]
+        )  # fmt: skip
+    headers = ["budget", "alerts calls", "busiest 60 s", "busiest hour", "fresh", "cached", "stale", "budget message"]
+    return table(headers, rows)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, tuple[StormReport, StormReport]]:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="CI smoke size: one small hour")
+    args = parser.parse_args(argv)
     started = time.perf_counter()
     print(f"20 concurrent lookups of one device -> {concurrent_same_device()} Defender alerts call(s)")
     lookups, calls = filter_variants()
     print(f"{lookups} filter variants of one device   -> {calls} Defender alerts call(s)")
-    print()
-    print("One simulated hour: 1,000 lookups over 300 devices, 500 of them in a 3-minute storm (cache TTL 60 s)")
-    print(
-        f"{'budget':>14} | {'alerts calls':>12} | {'busiest 60 s':>12} | {'fresh':>5} | {'cached':>6} | "
-        f"{'stale':>5} | {'budget msg':>10}"
-    )
-    for per_minute, per_hour in ((100, 1500), (100, 400), (20, 1500)):
-        report = run_storm(per_minute, per_hour)
-        o = report.outcomes
-        print(
-            f"{per_minute:>5}/min {per_hour:>4}/h | {len(report.alert_calls):>12} | {report.busiest_minute:>12} | "
-            f"{o['fresh']:>5} | {o['cached']:>6} | {o['stale']:>5} | {o['budget message']:>10}"
-        )
+    results = {}
+    for label, lookups, devices, share in QUICK_SCENARIOS if args.quick else SCENARIOS:
+        ours = run_storm(lookups=lookups, devices=devices, storm_share=share)
+        base = run_storm_baseline(lookups=lookups, devices=devices, storm_share=share)
+        results[label] = (ours, base)
+        print(f"\nOne simulated hour, {label} (cache TTL 60 s, stale kept 15 min; ours budgets 100/min, 1,500/h)")
+        print(compare(ours, base))
+        print("\nOurs with other budgets, same hour:")
+        print(budgets(lookups, devices, share))
     print(f"\n(ran in {time.perf_counter() - started:.1f} s)")
+    return results
 
 
 if __name__ == "__main__":

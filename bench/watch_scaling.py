@@ -2,14 +2,15 @@
 
 Run: `.venv/bin/python -m bench.watch_scaling` (no network: the simulator plays Defender with extra devices
 appended, a stub Web API client plays Slack, a fake clock compresses the minutes; the store is a real SQLite
-file). The figures go into docs/benchmarks.md; tests/test_watch_poller.py asserts the invariant on the same run:
-delta polling makes one Defender call per interval however many devices are watched.
+file); `--quick` is the CI smoke size. The naive baseline polls each watched device's alerts once per interval
+(one call per device per interval: the "per-device polling" column). The figures go into docs/benchmarks.md;
+tests/test_watch_poller.py asserts the invariant on the same run: delta polling makes one Defender call per
+interval however many devices are watched.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import itertools
 import random
 import statistics
@@ -21,12 +22,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from bench.rig import add_devices, ratio, table
 from bot.alerts.budget import Api, Priority, RateBudget
 from bot.alerts.query import parse_query
 from bot.alerts.service import AlertService
 from bot.defender.auth import StaticTokenProvider
 from bot.defender.client import DefenderClient
 from bot.defender.simulator import AAD_TENANT_ID, SIMULATOR_BASE_URL, SimulatedTenant, SimulatorTransport
+from bot.slack.actions import ButtonSeal
 from bot.slack.cards import CardContext
 from bot.slack.outbox import Outbox
 from bot.slack.watching import SlackWatches
@@ -108,27 +111,12 @@ def _api_of(path: str) -> str:
     return "/api/machines/{id}/alerts" if route.endswith("/alerts") else "/api/machines"
 
 
-def _device_id(n: int) -> str:
-    return hashlib.sha1(f"bench-device-{n}".encode(), usedforsecurity=False).hexdigest()
-
-
-def _add_devices(tenant: SimulatedTenant, count: int) -> list[str]:
-    """Append `count` devices (copies of the first record under new ids and names) and return their ids."""
-    template = tenant.machines[0]
-    ids = []
-    for n in range(count):
-        machine_id = _device_id(n)
-        tenant.machines.append({**template, "id": machine_id, "computerDnsName": f"bench-{n:04d}.contoso.local"})
-        ids.append(machine_id)
-    return ids
-
-
 def run_scaling(devices: int, intervals: int = 30, *, updates_per_interval: int = 3, seed: int = 11) -> ScalingRun:
     """Watch `devices` devices, then run `intervals` poll cycles with a few alert changes in each."""
     rng = random.Random(seed)
     clock = FakeClock()
     tenant = SimulatedTenant(now=clock.wall, clock=clock, calls_per_minute=10**9)
-    watched = _add_devices(tenant, devices)
+    watched = add_devices(tenant, devices)
     budget = RateBudget(PER_MINUTE, PER_HOUR, clock=clock)
     gate = SetupGate(budget)
     client = DefenderClient(
@@ -144,7 +132,7 @@ def run_scaling(devices: int, intervals: int = 30, *, updates_per_interval: int 
     run = ScalingRun(devices, intervals)
     with tempfile.TemporaryDirectory() as folder:
         store = SqliteWatchStore(Path(folder) / "watches.db")
-        context = CardContext("https://security.microsoft.com", AAD_TENANT_ID)
+        context = CardContext("https://security.microsoft.com", AAD_TENANT_ID, seal=ButtonSeal(bytes(32)))
         watches = SlackWatches(store, service, Outbox(slack), lambda: context, now=clock.wall)  # type: ignore[arg-type]
         poller = Poller(store, service, client, watches, interval=INTERVAL, clock=clock, now=clock.wall)
         watches.poller = poller
@@ -181,38 +169,48 @@ def run_scaling(devices: int, intervals: int = 30, *, updates_per_interval: int 
     return run
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[ScalingRun]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--intervals", type=int, default=30)
-    parser.add_argument("--devices", type=int, nargs="*", default=[1, 10, 200, 1000])
-    args = parser.parse_args()
+    parser.add_argument("--devices", type=int, nargs="*", default=[1, 10, 100, 1000])
+    parser.add_argument("--quick", action="store_true", help="CI smoke size: 1 and 10 devices, 3 intervals")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.intervals, args.devices = 3, [1, 10]
     started = time.perf_counter()
     print(
         f"{args.intervals} poll intervals of {INTERVAL:.0f} s; 3 alert changes per interval on random watched devices"
     )
     print(f"Defender budget {PER_MINUTE}/min, {PER_HOUR}/h per API; background share {BACKGROUND_MINUTE}/min")
     print()
-    print(
-        f"{'watched':>7} | {'Defender calls/interval':>23} | {'per-device polling':>18} | "
-        f"{'per-device min interval':>23} | {'Slack posts':>11} | {'chat.update max':>15} | "
-        f"{'cycle ms mean/max':>17}"
-    )
+    rows, notes, runs = [], [], []
     for devices in args.devices:
         run = run_scaling(devices, args.intervals)
-        calls = f"{min(run.defender_calls)}-{max(run.defender_calls)} (total {sum(run.defender_calls)})"
+        runs.append(run)
+        low, high = min(run.defender_calls), max(run.defender_calls)
+        calls = f"{low}" if low == high else f"{low}-{high}"
         wait = run.per_device_min_interval
         shortest = f"{wait:.0f} s" if wait < 60 else f"{wait / 60:.0f} min"
         cycle = f"{statistics.mean(run.cycle_seconds) * 1000:.0f} / {max(run.cycle_seconds) * 1000:.0f}"
-        print(
-            f"{devices:>7} | {calls:>23} | {run.per_device_calls:>12}/interval | "
-            f"{shortest:>23} | {sum(run.slack_posts):>11} | {max(run.slack_updates):>15} | {cycle:>17}"
-        )
+        rows.append(
+            [f"{devices:,}", calls, f"{run.per_device_calls:,}", ratio(run.per_device_calls, high), shortest,
+             sum(run.defender_calls), sum(run.slack_posts), max(run.slack_updates), cycle]
+        )  # fmt: skip
         apis = ", ".join(f"{api} {n}" for api, n in sorted(run.defender_by_api.items()))
-        print(
-            f"{'':>7}   setup (starting the watches): {run.setup_calls} calls; during polling: {apis}; "
+        notes.append(
+            f"{devices:>5} watched: setup (starting the watches) {run.setup_calls} calls; during polling: {apis}; "
             f"{run.changes} changes in {run.replies} replies"
         )
+    headers = [
+        "watched devices", "ours: calls per interval", "baseline: calls per interval", "baseline / ours",
+        "baseline: shortest interval within the background budget", f"ours: calls in {args.intervals} intervals",
+        "Slack posts", "chat.update max", "cycle ms mean / max",
+    ]  # fmt: skip
+    print(table(headers, rows))
+    print()
+    print("\n".join(notes))
     print(f"\n(ran in {time.perf_counter() - started:.1f} s)")
+    return runs
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from typing import TextIO
 from slack_bolt.error import BoltError
 from slack_sdk.errors import SlackApiError, SlackClientError
 
+from bot import logs
 from bot.alerts.budget import BudgetExhausted
 from bot.alerts.problems import ProblemKind, explain
 from bot.alerts.query import USAGE, QueryError, parse_query
@@ -127,11 +128,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO = sys.stdout, err: Te
         print(f"configuration error: {exc}", file=err)
         return EXIT_BAD_INPUT
     terminal = command in ("alerts", "demo")
-    logging.basicConfig(
-        level=settings.log_level or ("WARNING" if terminal else "INFO"),
-        stream=err,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(settings.log_level or ("WARNING" if terminal else "INFO"), settings.log_format, err)
     if settings.log_level != "DEBUG":
         # One line per HTTP request is noise at INFO; the client logs what matters (errors, tracking ids).
         logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
+from bot.access.policy import DEFAULT_CONTACT, AccessPolicy, GroupPolicy, PolicyError, parse_group_policy, parse_id_list
 from bot.defender.clouds import Cloud, is_well_known_authority
 
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -106,9 +107,12 @@ class Settings:
     calls_per_hour: int
     background_minute_share: float
     background_hour_share: float
-    state_url: str  # where watches live: sqlite:///path (the embedded default)
+    state_url: str  # where watches live: sqlite:///path (the embedded default), or redis[s]://… for every shared state
     watch_poll_seconds: float
+    processes: int  # BOT_PROCESSES: processes sharing the tenant; each takes 1/N of the budget while Redis is away
+    simulator_url: str | None  # DEFENDER_SIMULATOR_URL: the simulator served over HTTP (multi-process tests)
     log_level: str | None  # None when unset: each entry point picks its own default
+    log_format: str  # "text" or "json"
 
 
 class _Reader:
@@ -169,8 +173,15 @@ class _Reader:
 
 
 def _state_url(text: str) -> str:
+    from bot.shared.urls import RedactedUrl, is_redis_url, parse_redis_url
     from bot.watch.store import sqlite_path
 
+    if is_redis_url(text):
+        try:
+            parse_redis_url(text)
+        except ValueError as exc:  # said without the value: it may hold a password
+            raise ConfigError(f"BOT_STATE_URL: {exc} (expected redis[s]://[:password@]host[:port][/db])") from None
+        return RedactedUrl(text)  # its repr (in Settings) hides the password
     sqlite_path(text)  # raises ValueError for anything but sqlite:///…
     return text
 
@@ -282,9 +293,16 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv_path: str | Pa
         calls_per_hour=read.integer("DEFENDER_CALLS_PER_HOUR", 1500, minimum=1, maximum=1_000_000),
         background_minute_share=read.number("DEFENDER_BACKGROUND_MINUTE_SHARE", 0.5, minimum=0, maximum=1),
         background_hour_share=read.number("DEFENDER_BACKGROUND_HOUR_SHARE", 0.8, minimum=0, maximum=1),
-        state_url=read.parse("BOT_STATE_URL", "sqlite:///device-alerts.db", _state_url, "sqlite:///path/to/file.db"),
-        watch_poll_seconds=read.number("WATCH_POLL_SECONDS", 60.0, minimum=10, maximum=3600),
+        state_url=read.parse(
+            "BOT_STATE_URL", "sqlite:///device-alerts.db", _state_url, "sqlite:///path.db or redis://…"
+        ),
+        # BOT_TEST_WATCH_POLL_SECONDS is for tests only (below WATCH_POLL_SECONDS's minimum of 10 s).
+        watch_poll_seconds=read.number("BOT_TEST_WATCH_POLL_SECONDS", 0.0, minimum=0.5, maximum=3600)
+        or read.number("WATCH_POLL_SECONDS", 60.0, minimum=10, maximum=3600),
+        processes=read.integer("BOT_PROCESSES", 1, minimum=1, maximum=100),
+        simulator_url=read.url("DEFENDER_SIMULATOR_URL", "") or None,
         log_level=read.choice("LOG_LEVEL", "", tuple(level.lower() for level in _LOG_LEVELS)).upper() or None,
+        log_format=read.choice("LOG_FORMAT", "text", ("text", "json")),
     )
 
 
@@ -310,6 +328,18 @@ class SlackSettings:
     workers: int
     max_pending: int
     card_alerts: int
+    access: AccessPolicy
+    user_rate_per_minute: int  # 0: no limit
+    channel_rate_per_minute: int
+    audit_log: str  # "stderr", "off" or a file path
+
+    @property
+    def button_secret(self) -> Secret:
+        """What button values are sealed with: the signing secret, or the app token in Socket Mode without one."""
+        secret = self.signing_secret or self.app_token
+        if secret is None:  # load_slack_settings requires one of them for each mode
+            raise ConfigError("SLACK_SIGNING_SECRET: required to seal button values")
+        return secret
 
     @property
     def http_port(self) -> int:
@@ -348,4 +378,43 @@ def load_slack_settings(
         workers=read.integer("BOT_WORKERS", 8, minimum=1, maximum=256),
         max_pending=read.integer("BOT_MAX_PENDING", 32, minimum=0, maximum=10_000),
         card_alerts=read.integer("BOT_CARD_ALERTS", 10, minimum=1, maximum=20),
+        access=_access_policy(read),
+        user_rate_per_minute=read.integer("BOT_USER_RATE_PER_MINUTE", 20, minimum=0, maximum=100_000),
+        channel_rate_per_minute=read.integer("BOT_CHANNEL_RATE_PER_MINUTE", 60, minimum=0, maximum=100_000),
+        audit_log=read.parse("BOT_AUDIT_LOG", "stderr", _audit_target, "stderr, off or a path to a file"),
     )
+
+
+def _access_policy(read: _Reader) -> AccessPolicy:
+    """The allow-lists and device-group policy; each unset variable allows everything it covers."""
+
+    def ids(name: str, kind: str) -> frozenset[str] | None:
+        text = read.raw(name)
+        if text is None:
+            return None
+        try:
+            return parse_id_list(text, kind)
+        except PolicyError as exc:
+            raise ConfigError(f"{name}: {exc} (expected comma-separated {kind} ids)") from None
+
+    policy_text = read.raw("BOT_DEVICE_GROUP_POLICY")
+    try:
+        groups = parse_group_policy(policy_text) if policy_text else GroupPolicy()
+    except PolicyError as exc:
+        raise ConfigError(f"BOT_DEVICE_GROUP_POLICY: {exc}") from None
+    return AccessPolicy(
+        channels=ids("BOT_ALLOWED_CHANNELS", "channel"),
+        users=ids("BOT_ALLOWED_USERS", "user"),
+        usergroups=ids("BOT_ALLOWED_USERGROUPS", "usergroup"),
+        groups=groups,
+        allow_external=read.choice("BOT_ALLOW_EXTERNAL", "false", ("true", "false")) == "true",
+        contact=read.raw("BOT_ACCESS_CONTACT") or DEFAULT_CONTACT,
+    )
+
+
+def _audit_target(text: str) -> str:
+    if text.lower() in ("stderr", "off"):
+        return text.lower()
+    if not Path(text).parent.is_dir() or Path(text).is_dir():
+        raise ValueError
+    return text

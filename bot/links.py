@@ -5,10 +5,15 @@ from __future__ import annotations
 from urllib.parse import quote, urlencode
 
 
+def _segment(value: str) -> str:
+    # Ids come from Defender's JSON, which can carry lone surrogates: they become "?", never an exception.
+    return quote(value, safe="", errors="replace")
+
+
 def alert_url(portal: str, alert_id: str, tenant_id: str | None = None) -> str:
     query = f"?{urlencode({'tid': tenant_id})}" if tenant_id else ""
-    return f"{portal}/alerts/{quote(alert_id, safe='')}{query}"
+    return f"{portal}/alerts/{_segment(alert_id)}{query}"
 
 
 def device_url(portal: str, machine_id: str) -> str:
-    return f"{portal}/machines/v2/{quote(machine_id, safe='')}/overview"
+    return f"{portal}/machines/v2/{_segment(machine_id)}/overview"

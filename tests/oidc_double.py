@@ -32,6 +32,8 @@ from urllib.parse import parse_qs, unquote_plus, urlsplit
 
 import trustme
 
+from tests import fake_secrets
+
 CLIENT_CREDENTIALS = "client_credentials"
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
@@ -204,7 +206,7 @@ class OidcDouble:
             refusal = self._refusal(form, authorization)
             if refusal is not None:
                 return refusal
-            token = f"double-token-{len(self.issued_tokens) + 1}-{secrets.token_urlsafe(16)}"
+            token = f"{fake_secrets.ACCESS_TOKEN_PREFIX}-{len(self.issued_tokens) + 1}-{secrets.token_urlsafe(16)}"
             self.issued_tokens.append(token)
             expires_in = self.expires_in
         # ext_expires_in is what Entra sends too; MSAL would otherwise default it to expires_in.

@@ -28,8 +28,9 @@ from bot.runtime import build_runtime
 from bot.slack.app import SlackBot, build_slack_bot
 from bot.slack.server import HttpServer
 from bot.slack.standin import Posted, SlackRequests, SlackStandIn
+from tests import fake_secrets
 
-SIGNING_SECRET = "test-signing-secret-8f2a"
+SIGNING_SECRET = fake_secrets.SIGNING_SECRET
 # Every bot a test builds keeps its watches in memory: nothing is written into the working directory.
 MEMORY_STATE_URL = "sqlite:///:memory:"
 COMMAND_ACK_BUDGET = 3.0  # Slack's acknowledgement deadline, in seconds

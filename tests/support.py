@@ -7,8 +7,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
+from bot.slack.actions import ButtonSeal
+
 T = TypeVar("T")
 START = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+# The seal for cards rendered outside a bot (a bot seals with its own signing secret).
+TEST_SEAL = ButtonSeal(bytes(range(32)))
 
 
 class FakeClock:

@@ -34,11 +34,12 @@ from cryptography.x509.oid import NameOID
 from bot.defender.auth import _DEFAULT_HINT, MsalTokenProvider, auth_error_from_result
 from bot.defender.client import DefenderClient
 from bot.defender.errors import AuthError, DefenderUnavailable
+from tests import fake_secrets
 from tests.oidc_double import JWT_BEARER, OidcDouble
 from tests.support import run_concurrently
 
 CLIENT_ID = "6731de76-14a6-49ae-97bc-6eba6914391e"
-SECRET = "s3cret"
+SECRET = fake_secrets.DEFENDER_CLIENT_SECRET
 SCOPE = "https://api.securitycenter.microsoft.com/.default"
 API = "https://api.securitycenter.microsoft.com"
 MACHINE_ID = "1e5bc9d7e413ddd7902c2932e418702b84d0cc07"
@@ -245,7 +246,7 @@ def test_a_refusal_does_not_stick_to_the_provider(oidc: OidcDouble) -> None:
 
 
 def test_wrong_secret_is_refused_by_the_double_like_entra(monkeypatch: pytest.MonkeyPatch) -> None:
-    with OidcDouble(client_secret="the-real-one") as idp:
+    with OidcDouble(client_secret=fake_secrets.OTHER_CLIENT_SECRET) as idp:
         trust(monkeypatch, idp.ca_bundle_path)
         with pytest.raises(AuthError) as caught:
             provider_for(idp.authority, credential=SECRET).token()

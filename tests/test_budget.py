@@ -1,16 +1,41 @@
-"""The sliding-window rate budget: limits per API, the interactive reserve, and the waits it reports."""
+"""The sliding-window rate budget: limits per API, the interactive reserve, and the waits it reports.
+
+Each behavioural test runs against the in-process `RateBudget` and the Redis one shared by processes
+(`RedisRateBudget`, on `REDIS_URL`; see tests/redis_support.py), both on the test's manual clock.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from typing import Any
+
 import pytest
 
-from bot.alerts.budget import Api, BudgetExhausted, Priority, RateBudget
+from bot.alerts.budget import Api, Budget, BudgetExhausted, Priority, RateBudget
+from bot.shared.redis_budget import RedisRateBudget
+from tests.redis_support import shared_state
 from tests.support import FakeClock, run_concurrently
 
+MakeBudget = Callable[..., Budget]
 
-def test_minute_window_allows_exactly_the_limit_then_reports_the_wait() -> None:
+
+@pytest.fixture(params=["in-process", "redis"])
+def make_budget(request: pytest.FixtureRequest) -> Iterator[MakeBudget]:
+    """Builds a budget with `RateBudget`'s arguments, in the process or in Redis."""
+    if request.param == "in-process":
+        yield RateBudget
+        return
+    with shared_state() as state:
+
+        def build(*args: Any, **kwargs: Any) -> Budget:
+            return RedisRateBudget(state, *args, **kwargs)
+
+        yield build
+
+
+def test_minute_window_allows_exactly_the_limit_then_reports_the_wait(make_budget: MakeBudget) -> None:
     clock = FakeClock()
-    budget = RateBudget(per_minute=5, per_hour=100, clock=clock)
+    budget = make_budget(per_minute=5, per_hour=100, clock=clock)
     for _ in range(5):
         budget.acquire(Api.MACHINE_ALERTS)
         clock.advance(1)
@@ -23,9 +48,9 @@ def test_minute_window_allows_exactly_the_limit_then_reports_the_wait() -> None:
     budget.acquire(Api.MACHINE_ALERTS)
 
 
-def test_window_slides_rather_than_resetting_on_a_boundary() -> None:
+def test_window_slides_rather_than_resetting_on_a_boundary(make_budget: MakeBudget) -> None:
     clock = FakeClock()
-    budget = RateBudget(per_minute=10, per_hour=1000, clock=clock)
+    budget = make_budget(per_minute=10, per_hour=1000, clock=clock)
     clock.advance(50)
     for _ in range(10):
         budget.acquire(Api.ALERTS)
@@ -34,9 +59,9 @@ def test_window_slides_rather_than_resetting_on_a_boundary() -> None:
         budget.acquire(Api.ALERTS)
 
 
-def test_hour_window_is_enforced_independently_of_the_minute() -> None:
+def test_hour_window_is_enforced_independently_of_the_minute(make_budget: MakeBudget) -> None:
     clock = FakeClock()
-    budget = RateBudget(per_minute=100, per_hour=150, clock=clock)
+    budget = make_budget(per_minute=100, per_hour=150, clock=clock)
     made = 0
     for _ in range(60):  # one call every 20 s for 20 minutes, then keep trying
         try:
@@ -60,8 +85,8 @@ def test_hour_window_is_enforced_independently_of_the_minute() -> None:
     assert budget.usage(Api.MACHINE).hour_left == 0
 
 
-def test_each_api_has_its_own_counter() -> None:
-    budget = RateBudget(per_minute=2, per_hour=10, clock=FakeClock())
+def test_each_api_has_its_own_counter(make_budget: MakeBudget) -> None:
+    budget = make_budget(per_minute=2, per_hour=10, clock=FakeClock())
     for api in Api:
         budget.acquire(api)
         budget.acquire(api)
@@ -71,9 +96,9 @@ def test_each_api_has_its_own_counter() -> None:
         assert budget.usage(api).used_last_minute == 2
 
 
-def test_background_stops_at_its_share_and_leaves_the_rest_to_people() -> None:
+def test_background_stops_at_its_share_and_leaves_the_rest_to_people(make_budget: MakeBudget) -> None:
     clock = FakeClock()
-    budget = RateBudget(per_minute=100, per_hour=1500, clock=clock)
+    budget = make_budget(per_minute=100, per_hour=1500, clock=clock)
     background = 0
     for _ in range(100):
         try:
@@ -88,17 +113,17 @@ def test_background_stops_at_its_share_and_leaves_the_rest_to_people() -> None:
         budget.acquire(Api.ALERTS, Priority.INTERACTIVE)
 
 
-def test_background_cannot_start_once_people_used_its_share() -> None:
-    budget = RateBudget(per_minute=100, per_hour=1500, clock=FakeClock())
+def test_background_cannot_start_once_people_used_its_share(make_budget: MakeBudget) -> None:
+    budget = make_budget(per_minute=100, per_hour=1500, clock=FakeClock())
     for _ in range(50):
         budget.acquire(Api.MACHINE_ALERTS, Priority.INTERACTIVE)
     with pytest.raises(BudgetExhausted):
         budget.acquire(Api.MACHINE_ALERTS, Priority.BACKGROUND)
 
 
-def test_background_stops_at_eighty_percent_of_the_hour() -> None:
+def test_background_stops_at_eighty_percent_of_the_hour(make_budget: MakeBudget) -> None:
     clock = FakeClock()
-    budget = RateBudget(per_minute=100, per_hour=1500, clock=clock)
+    budget = make_budget(per_minute=100, per_hour=1500, clock=clock)
     made = 0
     for _ in range(3600 // 2):
         try:
@@ -111,8 +136,8 @@ def test_background_stops_at_eighty_percent_of_the_hour() -> None:
     assert made == 1200
 
 
-def test_zero_background_share_means_no_background_calls() -> None:
-    budget = RateBudget(background_minute_share=0.0, clock=FakeClock())
+def test_zero_background_share_means_no_background_calls(make_budget: MakeBudget) -> None:
+    budget = make_budget(background_minute_share=0.0, clock=FakeClock())
     with pytest.raises(BudgetExhausted):
         budget.acquire(Api.ALERTS, Priority.BACKGROUND)
     budget.acquire(Api.ALERTS, Priority.INTERACTIVE)
@@ -132,8 +157,8 @@ def test_invalid_limits_are_refused(kwargs: dict[str, float], message: str) -> N
         RateBudget(**kwargs)  # type: ignore[arg-type]
 
 
-def test_concurrent_acquires_never_overshoot() -> None:
-    budget = RateBudget(per_minute=100, per_hour=1500, clock=FakeClock())
+def test_concurrent_acquires_never_overshoot(make_budget: MakeBudget) -> None:
+    budget = make_budget(per_minute=100, per_hour=1500, clock=FakeClock())
 
     def grab() -> int:
         granted = 0

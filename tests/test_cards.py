@@ -64,6 +64,7 @@ from bot.slack.watch_cards import (
     watches_card,
 )
 from bot.watch.model import Change, ChangeKind, Watch, WatchStatus
+from tests.support import TEST_SEAL
 
 PORTAL = "https://security.microsoft.com"
 TENANT = "8f3c2d1e-0000-4000-8000-00000000abcd"
@@ -146,7 +147,7 @@ def result(
 
 
 def render(data: DeviceAlerts, *, tenant: str | None = TENANT, max_alerts: int = 10) -> Message:
-    return device_card(data, CardContext(PORTAL, tenant, max_alerts=max_alerts, now=NOW))
+    return device_card(data, CardContext(PORTAL, tenant, max_alerts=max_alerts, now=NOW, seal=TEST_SEAL))
 
 
 # Reading cards -----------------------------------------------------------------------------
@@ -557,8 +558,8 @@ def test_buttons_refresh_open_watch(query: str) -> None:
     assert found["Open in Defender"]["action_id"] == actions.OPEN_DEVICE
     assert found["Watch"]["action_id"] == actions.WATCH
     expected = DeviceQuery(DeviceRef(RefKind.MACHINE_ID, MID), filters)
-    assert actions.parse_lookup_value(found["Refresh"]["value"]) == expected
-    assert actions.parse_lookup_value(found["Watch"]["value"]) == expected
+    assert actions.parse_lookup_value(TEST_SEAL.open(found["Refresh"]["value"])) == expected
+    assert actions.parse_lookup_value(TEST_SEAL.open(found["Watch"]["value"])) == expected
     assert found["Open in Defender"]["url"] == DEVICE_URL == device_url(PORTAL, MID)
     assert "value" not in found["Open in Defender"]
 
@@ -911,7 +912,7 @@ def test_any_alerts_make_a_sendable_safe_card(
         from_cache=from_cache,
         stale_reason=stale_reason,
     )
-    message = device_card(data, CardContext(PORTAL, tenant, max_alerts=max_alerts, now=NOW))
+    message = device_card(data, CardContext(PORTAL, tenant, max_alerts=max_alerts, now=NOW, seal=TEST_SEAL))
     assert violations(message) == []
     assert safety_problems(message) == []
     listed = len(alert_sections(message))
@@ -927,7 +928,9 @@ def test_any_alerts_make_a_sendable_safe_card(
     else:
         assert tail == []
     refresh = buttons(message)["Refresh"]["value"]
-    assert actions.parse_lookup_value(refresh) == DeviceQuery(DeviceRef(RefKind.MACHINE_ID, MID), filters)
+    assert actions.parse_lookup_value(TEST_SEAL.open(refresh)) == DeviceQuery(
+        DeviceRef(RefKind.MACHINE_ID, MID), filters
+    )
 
 
 # Problem cards ---------------------------------------------------------------------------------
@@ -1302,7 +1305,7 @@ def test_clean_removes_control_and_format_characters() -> None:
 
 # Watches: the root card, follow-ups, the list ----------------------------------------------
 
-CONTEXT = CardContext(PORTAL, TENANT, now=NOW)
+CONTEXT = CardContext(PORTAL, TENANT, now=NOW, seal=TEST_SEAL)
 # The one mention a watch card writes itself: the person who watches (an id from a signed Slack payload).
 WATCHER = "U0ALICE"
 
@@ -1349,8 +1352,11 @@ def test_root_card_has_the_watch_line_and_an_unwatch_button() -> None:
     ]
     found = buttons(message)
     assert list(found) == ["Refresh", "Open in Defender", "Unwatch"]
-    assert (found["Unwatch"]["action_id"], found["Unwatch"]["value"]) == (actions.UNWATCH, MID)
-    assert actions.parse_lookup_value(found["Refresh"]["value"]).filters == parse_query("ws1 severity:high").filters
+    assert (found["Unwatch"]["action_id"], TEST_SEAL.open(found["Unwatch"]["value"])) == (actions.UNWATCH, MID)
+    assert (
+        actions.parse_lookup_value(TEST_SEAL.open(found["Refresh"]["value"])).filters
+        == parse_query("ws1 severity:high").filters
+    )
 
 
 def test_root_card_before_the_first_check_and_with_a_note() -> None:

@@ -21,8 +21,9 @@ import pytest
 from bot.alerts.query import USAGE
 from bot.cli import main
 from bot.defender.simulator import HOSTILE_HOSTNAME, QUIET_HOSTNAME
+from tests import fake_secrets
 
-SECRET = "sEcReT-value-123"
+SECRET = fake_secrets.DEFENDER_CLIENT_SECRET
 SIMULATOR_NOTICE = "using the built-in Defender simulator"
 ALERT_LINK = re.compile(r"^\s+(https://\S+)$", re.MULTILINE)
 # `  [High         ] In progress Title…`: the severity in brackets, then the status label.

@@ -19,10 +19,11 @@ from cryptography.x509.oid import NameOID
 
 from bot.config import Backend, CertificateCredential, ConfigError, Secret, Settings, load_settings
 from bot.defender.clouds import Cloud
+from tests import fake_secrets
 
 TENANT = "11111111-2222-3333-4444-555555555555"
 CLIENT = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
-SECRET = "sEcReT-value-123"
+SECRET = fake_secrets.DEFENDER_CLIENT_SECRET
 API_ENV = {"DEFENDER_TENANT_ID": TENANT, "DEFENDER_CLIENT_ID": CLIENT, "DEFENDER_CLIENT_SECRET": SECRET}
 CERT_VAR = "DEFENDER_CLIENT_CERTIFICATE_PATH"
 

@@ -26,9 +26,10 @@ from bot.slack.demo import THREAD_TS, run_demo
 from bot.slack.preview import BUILDER_URL, RULE, builder_url, render_text
 from bot.slack.standin import Posted, SlackStandIn
 from bot.watch.poller import CycleReport, Poller
+from tests import fake_secrets
 
-SECRET = "5ec12e7-signing-secret-never-printed"
-BOT_TOKEN = "xoxb-standin"
+SECRET = fake_secrets.DEMO_SIGNING_SECRET
+BOT_TOKEN = fake_secrets.STANDIN_BOT_TOKEN
 STEP_HEADINGS = (
     "━━ 1. A slash command: the card is posted to the channel ",
     "━━ 2. A mention: the bot answers in the thread ",

@@ -30,6 +30,7 @@ SCOPES = {
     "commands",
     "chat:write",
     "chat:write.public",
+    "usergroups:read",
     "app_mentions:read",
     "im:history",
     "channels:history",

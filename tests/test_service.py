@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from bench.service_calls import CountingDefender, concurrent_same_device, filter_variants, run_storm
+from bot.access.policy import DeviceScope
 from bot.alerts.budget import Api, BudgetExhausted, Priority, RateBudget
 from bot.alerts.query import AlertFilters
 from bot.alerts.result import DeviceAlerts
@@ -311,3 +312,37 @@ def _tries(call: Callable[[str], object], devices: list[str]) -> list[int]:
         except BudgetExhausted:
             made.append(0)
     return made
+
+
+# Device-group scope -------------------------------------------------------------------------------------------
+
+WORKSTATIONS = DeviceScope(frozenset({"workstations"}))
+
+
+def test_a_scoped_lookup_sees_devices_in_its_groups_only(world: World) -> None:
+    assert world.service.device_alerts("ws-fin-014", scope=WORKSTATIONS).display_name == FIN
+    for ref in ("srv-dc-01", world.machine_id("srv-sql-02.contoso.local")):
+        with pytest.raises(DeviceNotFound) as caught:
+            world.service.device_alerts(ref, scope=WORKSTATIONS)
+        assert (caught.value.reference, caught.value.suggestions) == (ref, ())
+    assert world.calls("alerts") == 1  # out-of-scope devices cost no alerts call
+
+
+def test_a_scoped_lookup_cannot_be_answered_without_device_details(world: World) -> None:
+    """Transient failures say so (not "not found"); a missing Machine.Read.All says which permission is needed."""
+    mid = world.machine_id(FIN)
+    world.tenant.fail_next(500, times=3)
+    with pytest.raises(DefenderUnavailable):
+        world.service.device_alerts(mid, scope=WORKSTATIONS)
+    assert world.service.device_alerts(mid, scope=WORKSTATIONS).display_name == FIN  # a failure is not remembered
+    other = world.machine_id("ws-fin-015.contoso.local")
+    world.tenant.fail_next(403)
+    with pytest.raises(PermissionDenied, match="cannot check device groups"):
+        world.service.device_alerts(other, scope=WORKSTATIONS)
+
+
+def test_device_group_comes_from_the_details_cache(world: World) -> None:
+    mid = world.machine_id("srv-dc-01.contoso.local")
+    assert world.service.device_group(mid) == "Servers"
+    assert world.service.device_group(mid) == "Servers"
+    assert world.calls("machine") == 1

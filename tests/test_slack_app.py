@@ -22,6 +22,7 @@ from bot.defender.simulator import HOSTILE_HOSTNAME, SimulatedTenant
 from bot.slack import actions, listeners, replies
 from bot.slack.blockkit import violations
 from bot.slack.replies import BUSY
+from tests import fake_secrets
 from tests.slack_support import PINGS, Harness, ack_json, all_text, buttons, foreign_tokens, harness, header
 from tests.support import FakeClock
 
@@ -75,7 +76,7 @@ def test_command_acks_at_once_then_posts_the_card_in_channel(rig: Harness) -> No
     assert posted.payload["text"].startswith(f"{FIN_014}: {total} alerts (")
     assert f"High {counts['High']}" in posted.payload["text"]
     assert f"Low {counts['Low']}" in posted.payload["text"]
-    assert buttons(posted)[actions.REFRESH]["value"] == record["id"]
+    assert rig.bot.seal.open(buttons(posted)[actions.REFRESH]["value"]) == record["id"]
     assert violations(posted.message) == []
 
 
@@ -87,7 +88,7 @@ def test_command_with_filters_shows_them_on_the_card(rig: Harness) -> None:
     shown = counts["High"] + counts["Low"]
     assert header(posted) == f"{FIN_014} · {shown} alert{'' if shown == 1 else 's'}"
     assert "*Filters*  severity: High, Low" in all_text(posted.payload)
-    assert buttons(posted)[actions.REFRESH]["value"].endswith(" severity:high,low")
+    assert rig.bot.seal.open(buttons(posted)[actions.REFRESH]["value"]).endswith(" severity:high,low")
 
 
 def test_ephemeral_visibility_replaces_the_looking_up_note() -> None:
@@ -330,7 +331,8 @@ def test_refresh_replaces_the_card_and_asks_defender_only_after_the_interval(
     rig.command("ws-fin-014", "cmd")
     [card] = rig.standin.wait_for_posts(1)
     value = buttons(card)[actions.REFRESH]["value"]
-    assert value == machine(rig, FIN_014)["id"]
+    device = machine(rig, FIN_014)["id"]
+    assert rig.bot.seal.open(value) == device
     assert len(rig.alerts_requests()) == 1
     calls_before = rig.tenant.calls
 
@@ -351,7 +353,7 @@ def test_refresh_replaces_the_card_and_asks_defender_only_after_the_interval(
     refreshed = rig.standin.wait_for_posts(3)[2]
     assert refreshed.payload["replace_original"] is True
     assert "fresh from Defender" in all_text(refreshed.payload)
-    assert rig.alerts_requests() == [f"/api/machines/{value}/alerts"] * 2
+    assert rig.alerts_requests() == [f"/api/machines/{device}/alerts"] * 2
 
 
 def test_refresh_keeps_the_filters_of_the_card(clocked: Harness, clock: FakeClock) -> None:
@@ -398,19 +400,24 @@ def test_watch_button_starts_a_watch_in_the_cards_channel(rig: Harness) -> None:
     root, thread_note, note = rig.standin.wait_for_posts(4)[1:]
     assert (root.via, root.target) == ("chat.postMessage", "C0INCIDENT")
     assert "*Filters*  severity: High" in all_text(root.payload)
-    assert buttons(root)[actions.UNWATCH]["value"] == value.split()[0]
+    machine_id = rig.bot.seal.open(value).split()[0]
+    assert rig.bot.seal.open(buttons(root)[actions.UNWATCH]["value"]) == machine_id
     assert actions.WATCH not in buttons(root)
     assert thread_note.payload["thread_ts"] == root.payload["ts"]
     assert (note.via, note.target, note.payload["response_type"]) == ("response_url", "b2", "ephemeral")
     assert note.payload["text"].startswith(f"Watching {FIN_014} until ")
     [watch] = rig.bot.store.live_watches("C0INCIDENT")
-    assert (watch.machine_id, watch.filter_text, watch.created_by) == (value.split()[0], "severity:high", "U0ALICE")
+    assert (watch.machine_id, watch.filter_text, watch.created_by) == (machine_id, "severity:high", "U0ALICE")
 
 
+@pytest.mark.parametrize("sealed", [True, False], ids=["sealed", "unsealed"])
 @pytest.mark.parametrize("action_id", [actions.WATCH, actions.UNWATCH])
 @pytest.mark.parametrize("value", [FIN_014, "../etc", "", "c7663fe2de4691490a39131d227c25d9dc2bc9d6 color:red"])
-def test_tampered_watch_buttons_are_refused_without_defender(rig: Harness, action_id: str, value: str) -> None:
-    assert rig.press(action_id, value, "b4").status == 200
+def test_tampered_watch_buttons_are_refused_without_defender(
+    rig: Harness, action_id: str, value: str, sealed: bool
+) -> None:
+    """Unsealed values fail the seal; sealed ones (a leaked key, a bug) still meet the strict parser."""
+    assert rig.press(action_id, rig.bot.seal.seal(value) if sealed else value, "b4").status == 200
     [note] = rig.standin.wait_for_posts(1)
     assert note.payload["text"].startswith("That button's data is not valid.")
     assert note.payload["response_type"] == "ephemeral"
@@ -612,7 +619,7 @@ def test_expired_response_url_is_logged_not_raised(rig: Harness, caplog: pytest.
 
 # -- unexpected errors -----------------------------------------------------------------------------------------
 
-REFERENCE = re.compile(r"Something went wrong on the bot's side \(reference ([0-9a-f]{8})\)\.")
+REFERENCE = re.compile(r"Something went wrong on the bot's side \(reference ([0-9a-f]{12})\)\.")
 
 
 def _boom(*_: object, **__: object) -> Any:
@@ -623,7 +630,7 @@ def _error_references(caplog: pytest.LogCaptureFixture) -> list[str]:
     found = []
     for record in caplog.records:
         if record.name == "bot.slack.listeners" and record.levelno == logging.ERROR:
-            match = re.match(r"unhandled error ([0-9a-f]{8}) in a ", record.getMessage())
+            match = re.match(r"unhandled error ([0-9a-f]{12}) in a ", record.getMessage())
             assert match, record.getMessage()
             assert record.exc_info and isinstance(record.exc_info[1], RuntimeError)
             found.append(match[1])
@@ -656,7 +663,7 @@ def test_button_listener_error_gets_a_reference_note(
 ) -> None:
     caplog.set_level(logging.ERROR, logger="bot.slack.listeners")
     monkeypatch.setattr(actions, "parse_lookup_value", _boom)
-    rig.press(actions.REFRESH, "c7663fe2de4691490a39131d227c25d9dc2bc9d6", "btn")
+    rig.press(actions.REFRESH, rig.bot.seal.seal("c7663fe2de4691490a39131d227c25d9dc2bc9d6"), "btn")
     [note] = rig.standin.wait_for_posts(1)
     match = REFERENCE.fullmatch(note.payload["text"])
     assert match, note.payload["text"]
@@ -689,9 +696,9 @@ def test_error_inside_a_lookup_job_still_tells_the_user(rig: Harness, monkeypatc
 
 # -- Slack settings --------------------------------------------------------------------------------------------
 
-BOT_TOKEN = "xoxb-111-222-SeCrEtBoT"
-APP_TOKEN = "xapp-1-A0-SeCrEtApP"
-SIGNING = "SeCrEtSiGnInG"
+BOT_TOKEN = fake_secrets.BOT_TOKEN
+APP_TOKEN = fake_secrets.APP_TOKEN
+SIGNING = fake_secrets.SIGNING_SECRET
 
 
 def http_env(**extra: str) -> dict[str, str]:
@@ -702,7 +709,7 @@ def config_error(mode: SlackMode, env: dict[str, str]) -> str:
     with pytest.raises(ConfigError) as caught:
         load_slack_settings(mode, env, dotenv_path=None)
     message = str(caught.value)
-    for secret in ("SeCrEtBoT", "SeCrEtApP", "SeCrEtSiGnInG"):
+    for secret in (fake_secrets.MARKER, BOT_TOKEN, APP_TOKEN, SIGNING):
         assert secret not in message
     return message
 
@@ -722,7 +729,7 @@ def test_settings_defaults_for_http() -> None:
 def test_settings_never_show_secrets() -> None:
     settings = load_slack_settings(SlackMode.SOCKET, http_env(SLACK_APP_TOKEN=APP_TOKEN), dotenv_path=None)
     for shown in (repr(settings), str(settings), f"{settings}"):
-        for secret in ("SeCrEtBoT", "SeCrEtApP", "SeCrEtSiGnInG"):
+        for secret in (fake_secrets.MARKER, BOT_TOKEN, APP_TOKEN, SIGNING):
             assert secret not in shown
     assert "Secret('***')" in repr(settings)
 
@@ -752,10 +759,13 @@ def test_socket_mode_does_not_need_a_signing_secret() -> None:
 @pytest.mark.parametrize(
     ("env", "variable"),
     [
-        (http_env(SLACK_BOT_TOKEN="xoxp-user-SeCrEtBoT"), "SLACK_BOT_TOKEN: expected a bot token starting with xoxb-"),
-        (http_env(SLACK_BOT_TOKEN="xapp-1-SeCrEtBoT"), "SLACK_BOT_TOKEN: expected a bot token"),
         (
-            http_env(SLACK_APP_TOKEN="xoxb-SeCrEtApP"),
+            http_env(SLACK_BOT_TOKEN=f"xoxp-user-{fake_secrets.MARKER}"),
+            "SLACK_BOT_TOKEN: expected a bot token starting with xoxb-",
+        ),
+        (http_env(SLACK_BOT_TOKEN=f"xapp-1-{fake_secrets.MARKER}"), "SLACK_BOT_TOKEN: expected a bot token"),
+        (
+            http_env(SLACK_APP_TOKEN=f"xoxb-{fake_secrets.MARKER}"),
             "SLACK_APP_TOKEN: expected an app-level token starting with xapp-",
         ),
     ],

@@ -145,7 +145,7 @@ def test_watch_posts_a_root_card_a_thread_note_and_an_ephemeral_confirmation(rig
     assert near(until, asked + timedelta(hours=8))  # the default length
     found = buttons(root)
     assert list(found) == [actions.REFRESH, actions.OPEN_DEVICE, actions.UNWATCH]
-    assert found[actions.UNWATCH]["value"] == device
+    assert rig.bot.seal.open(found[actions.UNWATCH]["value"]) == device
     assert found[actions.UNWATCH]["text"]["text"] == "Unwatch"
 
     assert (note.via, note.target, note.payload["thread_ts"]) == ("chat.postMessage", CHANNEL, ts(root))
@@ -365,15 +365,15 @@ def test_hostile_alert_text_in_follow_ups_is_escaped(rig: Harness) -> None:
     assert violations(update.message) == []
 
 
-def test_a_tight_budget_slows_checks_and_the_root_card_says_so(rig: Harness) -> None:
+def test_a_throttle_slows_checks_and_the_root_card_says_so(rig: Harness) -> None:
     root, _, _ = start(rig)
     rig.tenant.fail_next(429, retry_after=30)  # the delta call is throttled
     report = rig.bot.poller.run_once()
-    assert report.note == "Checks slowed to every 2 min: Defender's call budget is tight."
+    assert report.note == "Checks slowed to every 2 min: Defender is throttling the bot."
     assert rig.bot.poller.interval == 120
     [update] = updates(rig, root)
     [badge] = [line for line in context_lines(update) if line.startswith(":eyes: ")]
-    assert badge.endswith(" · :hourglass: Checks slowed to every 2 min: Defender's call budget is tight.")
+    assert badge.endswith(" · :hourglass: Checks slowed to every 2 min: Defender is throttling the bot.")
     assert thread(rig, root)[1:] == []
 
 
@@ -522,7 +522,7 @@ def test_watch_button_then_unwatch_button(rig: Harness) -> None:
 
     # A second press finds nothing to stop.
     rig.dispatch(rig.requests.block_action(actions.UNWATCH, unwatch, response_url=rig.standin.response_url("again")))
-    assert wait_for_target(rig, "again").payload["text"] == f"No watch on {unwatch} in this channel."
+    assert wait_for_target(rig, "again").payload["text"] == f"No watch on {rig.bot.seal.open(unwatch)} in this channel."
 
 
 def test_mentions_start_list_and_stop_watches(rig: Harness) -> None:

@@ -287,6 +287,7 @@ PROCESS = textwrap.dedent(
     from bot.defender.client import DefenderClient
     from bot.defender.simulator import SIMULATOR_BASE_URL, SimulatedTenant, SimulatorTransport
     from bot.slack.cards import CardContext
+    from tests.support import TEST_SEAL
     from bot.slack.outbox import Outbox, web_client
     from bot.slack.watching import SlackWatches
     from bot.watch.poller import Poller
@@ -301,7 +302,8 @@ PROCESS = textwrap.dedent(
     service = AlertService(client, now=lambda: wall[0])
     store = SqliteWatchStore(os.environ["DB"])
     outbox = Outbox(web_client(os.environ["TOKEN"], os.environ["API_URL"]))
-    watches = SlackWatches(store, service, outbox, lambda: CardContext("https://security.microsoft.com", None),
+    portal = "https://security.microsoft.com"
+    watches = SlackWatches(store, service, outbox, lambda: CardContext(portal, None, seal=TEST_SEAL),
                            now=lambda: wall[0])
 
 

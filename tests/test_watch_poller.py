@@ -42,7 +42,8 @@ from bot.watch import poller as poller_module
 from bot.watch.model import Watch
 from bot.watch.poller import CycleReport, Poller, Publisher
 from bot.watch.store import SqliteWatchStore
-from tests.support import FakeClock
+from tests import fake_secrets
+from tests.support import TEST_SEAL, FakeClock
 
 CHANNEL = "C0INCIDENT"
 FIN_014 = "ws-fin-014.contoso.local"
@@ -98,7 +99,9 @@ class Rig:
         service = AlertService(client, clock=clock, now=clock.wall)
         store = SqliteWatchStore(path)
         outbox = Outbox(web_client(standin.bot_token, standin.api_url))
-        watches = SlackWatches(store, service, outbox, lambda: CardContext(PORTAL, AAD_TENANT_ID), now=clock.wall)
+        watches = SlackWatches(
+            store, service, outbox, lambda: CardContext(PORTAL, AAD_TENANT_ID, seal=TEST_SEAL), now=clock.wall
+        )
         wrapped: Publisher = publisher(watches) if publisher is not None else watches
         poller = Poller(store, service, client, wrapped, interval=INTERVAL, clock=clock, now=clock.wall, holder=holder)
         watches.poller = poller
@@ -172,6 +175,9 @@ def wait_for(found: Callable[[], list[Posted]], timeout: float = 5.0) -> list[Po
 
 
 def reference(posted: Posted) -> str | None:
+    """The follow-up reference of a reply in a watch's thread (root cards carry one too, but are not replies)."""
+    if not posted.payload.get("thread_ts"):
+        return None
     metadata = posted.payload.get("metadata") or {}
     payload = metadata.get("event_payload") or {}
     value = payload.get("reference")
@@ -359,13 +365,13 @@ def test_a_change_just_before_expiry_is_reported_before_the_watch_ends(rig: Rig)
 def test_stopping_a_watch_ends_it_with_one_reply(rig: Rig) -> None:
     watch = rig.watch()
     note = rig.watches.stop(CHANNEL, "U0BOB", parse_query("ws-fin-014"))
-    assert note.text == f"Stopped watching {FIN_014}."
+    assert note.message.text == f"Stopped watching {FIN_014}."
     rig.poller.run_once(check=False)  # what deliver_soon() wakes the background thread for
     [ended] = rig.followups()
     assert ":stop_sign: Watch ended: stopped by <@U0BOB>." in text_of(ended)
     assert rig.store.live_watches() == []
     again = rig.watches.stop(CHANNEL, "U0BOB", parse_query("ws-fin-014"))
-    assert again.text == "No watch on ws-fin-014 in this channel."
+    assert again.message.text == "No watch on ws-fin-014 in this channel."
     for _ in range(3):
         rig.check(3600)  # long past its expiry too
     assert rig.followup_counts() == Counter({f"{watch.id}:1": 1})
@@ -627,7 +633,7 @@ def test_not_in_channel_pauses_the_watch_and_keeps_changes_until_it_is_started_a
     assert paused.status.value == "paused"
     assert paused.pause_reason == "the bot is not in the channel: invite it, then start the watch again"
     listing = rig.watches.list(CHANNEL)
-    assert "paused: the bot is not in the channel" in json.dumps(listing.blocks, ensure_ascii=False)
+    assert "paused: the bot is not in the channel" in json.dumps(listing.message.blocks, ensure_ascii=False)
 
     second = rig.add_alert(title="Second")
     posts = post_calls(rig)
@@ -701,7 +707,11 @@ def test_a_dead_holders_lease_expires(rig: Rig) -> None:
 def test_commands_are_served_while_the_poller_is_busy(tmp_path: Path) -> None:
     standin = SlackStandIn()
     tenant = SimulatedTenant(latency=0.4)  # every Defender call takes 0.4 s, the poller's included
-    env = {"SLACK_BOT_TOKEN": standin.bot_token, "SLACK_SIGNING_SECRET": "s3cret", "SLACK_API_URL": standin.api_url}
+    env = {
+        "SLACK_BOT_TOKEN": standin.bot_token,
+        "SLACK_SIGNING_SECRET": fake_secrets.SIGNING_SECRET,
+        "SLACK_API_URL": standin.api_url,
+    }
     settings = load_settings({"BOT_STATE_URL": f"sqlite:///{tmp_path}/w.db"}, dotenv_path=None)
     bot = build_slack_bot(
         build_runtime(settings, tenant=tenant), load_slack_settings(SlackMode.HTTP, env, dotenv_path=None)
@@ -723,7 +733,8 @@ def test_commands_are_served_while_the_poller_is_busy(tmp_path: Path) -> None:
         cycle = threading.Thread(target=bot.poller.run_once, name="cycle")
         cycle.start()
         time.sleep(0.1)  # the poller is waiting on Defender now
-        body, headers = SlackRequests("s3cret").command("ws-fin-015", response_url=standin.response_url("r1"))
+        signer = SlackRequests(fake_secrets.SIGNING_SECRET)
+        body, headers = signer.command("ws-fin-015", response_url=standin.response_url("r1"))
         started = time.monotonic()
         response = bot.app.dispatch(BoltRequest(body=body.decode(), headers=headers))
         acked = time.monotonic() - started

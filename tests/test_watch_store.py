@@ -1,22 +1,26 @@
 """The watch store: schema migrations, watches, remembered alert state, the changes outbox, meta and the lease.
 
-Every behavioural test takes the `store` fixture, so a Redis backend can join by adding a parameter to it;
-only the SQLite-specific checks (schema version, WAL, the file) open a `SqliteWatchStore` themselves.
+Every behavioural test takes the `store` fixture (or `backend`, which opens several stores on the same data, as
+several processes would), parametrized over SQLite and Redis (`REDIS_URL`, see tests/redis_support.py); only the
+SQLite-specific checks (schema version, WAL, the file) open a `SqliteWatchStore` themselves.
 """
 
 from __future__ import annotations
 
 import queue
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bot.shared.redis_state import SharedState
+from bot.shared.redis_store import RedisWatchStore
 from bot.watch.model import AlertState, Change, ChangeKind, WatchStatus
 from bot.watch.store import SqliteWatchStore, WatchStore, sqlite_path
+from tests.redis_support import delete_prefix, require_redis, unique_prefix, url_with_prefix
 from tests.support import run_concurrently
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -24,15 +28,39 @@ MID_A = "a" * 40
 MID_B = "b" * 40
 
 
-@pytest.fixture(params=["sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[WatchStore]:
-    """A fresh store; parametrize over backends here when another one exists."""
-    assert request.param == "sqlite"
-    opened = SqliteWatchStore(tmp_path / "watches.db")
+Opener = Callable[[], WatchStore]
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
+    """Opens stores on one fresh set of data (one SQLite file, or one Redis key prefix): one per process."""
+    closers: list[Callable[[], None]] = []
+    prefix = unique_prefix()
+
+    def open_store() -> WatchStore:
+        if request.param == "sqlite":
+            opened: WatchStore = SqliteWatchStore(tmp_path / "watches.db")
+            closers.append(opened.close)
+            return opened
+        state = SharedState(url_with_prefix(prefix))  # its own connection pool, as another process has
+        closers.append(state.close)
+        return RedisWatchStore(state)
+
+    if request.param == "redis":
+        require_redis()
     try:
-        yield opened
+        yield open_store
     finally:
-        opened.close()
+        for close in closers:
+            close()
+        if request.param == "redis":
+            delete_prefix(prefix)
+
+
+@pytest.fixture
+def store(backend: Opener) -> WatchStore:
+    """A fresh store."""
+    return backend()
 
 
 def start(store: WatchStore, channel: str = "C1", machine_id: str = MID_A, **overrides: Any) -> tuple[Any, bool]:
@@ -362,72 +390,56 @@ def test_lease(store: WatchStore) -> None:
     assert store.try_lease("A", now=1253.0, ttl=150.0) is True  # released: no need to wait for expiry
 
 
-# -- two processes on one file ----------------------------------------------------------------------------------
+# -- two processes on one store --------------------------------------------------------------------------------
 
 
-def test_two_stores_on_one_file_see_each_others_writes(tmp_path: Path) -> None:
-    path = tmp_path / "shared.db"
-    one, two = SqliteWatchStore(path), SqliteWatchStore(path)
-    try:
-        watch, created = start(one)
-        assert created is True
-        again, created = start(two)  # the second process extends the first one's watch
-        assert (again.id, created) == (watch.id, False)
+def test_two_stores_on_the_same_data_see_each_others_writes(backend: Opener) -> None:
+    one, two = backend(), backend()
+    watch, created = start(one)
+    assert created is True
+    again, created = start(two)  # the second process extends the first one's watch
+    assert (again.id, created) == (watch.id, False)
 
-        check = one.record_check(watch.id, {"da1": AlertState("New", None, T0)}, [new("da1")], T0)
-        assert check is not None
-        assert two.known_state(watch.id) == {"da1": AlertState("New", None, T0)}
-        [reply] = two.pending_replies()
-        assert two.record_check(watch.id, {}, [new("da1")], T0) is None  # one change key for both
-        two.mark_posted(reply, "1.2")
-        assert one.pending_replies() == []
+    check = one.record_check(watch.id, {"da1": AlertState("New", None, T0)}, [new("da1")], T0)
+    assert check is not None
+    assert two.known_state(watch.id) == {"da1": AlertState("New", None, T0)}
+    [reply] = two.pending_replies()
+    assert two.record_check(watch.id, {}, [new("da1")], T0) is None  # one change key for both
+    two.mark_posted(reply, "1.2")
+    assert one.pending_replies() == []
 
-        one.set_meta("watermark", "w")
-        assert two.get_meta("watermark") == "w"
+    one.set_meta("watermark", "w")
+    assert two.get_meta("watermark") == "w"
 
-        assert one.try_lease("process-1", now=0.0, ttl=150.0) is True
-        assert two.try_lease("process-2", now=10.0, ttl=150.0) is False
-        assert one.try_lease("process-1", now=100.0, ttl=150.0) is True
-        assert two.try_lease("process-2", now=200.0, ttl=150.0) is False
-        assert two.try_lease("process-2", now=251.0, ttl=150.0) is True  # process-1 stopped renewing
-        assert one.try_lease("process-1", now=252.0, ttl=150.0) is False
-    finally:
-        one.close()
-        two.close()
+    assert one.try_lease("process-1", now=0.0, ttl=150.0) is True
+    assert two.try_lease("process-2", now=10.0, ttl=150.0) is False
+    assert one.try_lease("process-1", now=100.0, ttl=150.0) is True
+    assert two.try_lease("process-2", now=200.0, ttl=150.0) is False
+    assert two.try_lease("process-2", now=251.0, ttl=150.0) is True  # process-1 stopped renewing
+    assert one.try_lease("process-1", now=252.0, ttl=150.0) is False
 
 
-def test_concurrent_identical_checks_from_four_processes_record_one_change(tmp_path: Path) -> None:
-    path = tmp_path / "shared.db"
-    stores: queue.SimpleQueue[SqliteWatchStore] = queue.SimpleQueue()
-    opened = [SqliteWatchStore(path) for _ in range(4)]
+def test_concurrent_identical_checks_from_four_processes_record_one_change(backend: Opener) -> None:
+    stores: queue.SimpleQueue[WatchStore] = queue.SimpleQueue()
+    opened = [backend() for _ in range(4)]
     for each in opened:
         stores.put(each)
-    try:
-        watch, _ = start(opened[0])
-        outcomes = run_concurrently(4, lambda: stores.get().record_check(watch.id, {}, [new("da1"), new("da2")], T0))
-        assert [o for o in outcomes if isinstance(o, BaseException)] == []
-        assert sum(o is not None for o in outcomes) == 1
-        [reply] = opened[0].pending_replies()
-        assert [c.alert_id for c in reply.changes] == ["da1", "da2"]
-    finally:
-        for each in opened:
-            each.close()
+    watch, _ = start(opened[0])
+    outcomes = run_concurrently(4, lambda: stores.get().record_check(watch.id, {}, [new("da1"), new("da2")], T0))
+    assert [o for o in outcomes if isinstance(o, BaseException)] == []
+    assert sum(o is not None for o in outcomes) == 1
+    [reply] = opened[0].pending_replies()
+    assert [c.alert_id for c in reply.changes] == ["da1", "da2"]
 
 
-def test_concurrent_lease_attempts_have_one_winner(tmp_path: Path) -> None:
-    path = tmp_path / "shared.db"
-    holders: queue.SimpleQueue[tuple[str, SqliteWatchStore]] = queue.SimpleQueue()
-    opened = [SqliteWatchStore(path) for _ in range(4)]
-    for n, each in enumerate(opened):
-        holders.put((f"holder-{n}", each))
+def test_concurrent_lease_attempts_have_one_winner(backend: Opener) -> None:
+    holders: queue.SimpleQueue[tuple[str, WatchStore]] = queue.SimpleQueue()
+    for n in range(4):
+        holders.put((f"holder-{n}", backend()))
 
     def attempt() -> bool:
         name, mine = holders.get()
         return mine.try_lease(name, now=0.0, ttl=60.0)
 
-    try:
-        outcomes = run_concurrently(4, attempt)
-        assert sorted(outcomes, key=str) == [False, False, False, True]
-    finally:
-        for each in opened:
-            each.close()
+    outcomes = run_concurrently(4, attempt)
+    assert sorted(outcomes, key=str) == [False, False, False, True]

@@ -19,6 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 MINUTE = 60.0
 HOUR = 3600.0
@@ -62,6 +63,28 @@ class WindowUsage:
     @property
     def hour_left(self) -> int:
         return max(0, self.hour_limit - self.used_last_hour)
+
+
+class Budget(Protocol):
+    """What the client (`acquire`, as its `CallGate`) and /healthz (`usage`) need: `RateBudget` or a shared one."""
+
+    per_minute: int
+    per_hour: int
+
+    def acquire(self, api: Api, priority: Priority = ...) -> None: ...
+    def usage(self, api: Api) -> WindowUsage: ...
+
+
+@runtime_checkable
+class SharedThrottle(Protocol):
+    """A gate that also remembers Defender's 429 `Retry-After` for every process (the Redis budget).
+
+    The client records each 429 here as well as in itself, and asks before each call; the in-process
+    `RateBudget` is not one, so a single process keeps the client's own memory only.
+    """
+
+    def block(self, api: Api, seconds: float) -> None: ...
+    def blocked_for(self, api: Api) -> float: ...
 
 
 class _Window:

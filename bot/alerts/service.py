@@ -1,5 +1,9 @@
 """The alert service: device reference in, `DeviceAlerts` out, with as few Defender calls as possible.
 
+A lookup may carry a `DeviceScope` (the device groups the person may see): a device outside it is
+answered exactly like an unknown one, and "did you mean" suggestions are left out, so a scoped lookup
+reveals nothing about devices it may not see.
+
 Three mechanisms keep an incident channel from burning the tenant's rate limit:
 - a TTL cache of each device's full alert list (filters are applied to the cached list, so one call
   serves every filter variant), kept a while past its freshness to serve as stale-if-error data;
@@ -19,6 +23,7 @@ from typing import TypeVar
 
 import cachetools
 
+from bot.access.policy import EVERY_DEVICE, DeviceScope
 from bot.alerts.budget import BudgetExhausted, Priority
 from bot.alerts.query import AlertFilters
 from bot.alerts.result import DeviceAlerts, display_order
@@ -35,6 +40,7 @@ from bot.defender.errors import (
 )
 from bot.defender.models import Alert, Machine
 from bot.defender.refs import DeviceRef, parse_device_ref
+from bot.shared.protocols import NothingShared, SharedCache
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +85,11 @@ class AlertService:
         min_refresh_interval: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        shared: SharedCache | None = None,
     ) -> None:
         self._client = client
+        # Several processes (BOT_STATE_URL=redis://…): read and write through a shared cache, one call cluster-wide.
+        self._shared: SharedCache = shared or NothingShared()
         self._ttl = ttl
         self._min_refresh = min_refresh_interval
         self._clock = clock
@@ -90,7 +99,7 @@ class AlertService:
         self._alerts: cachetools.TTLCache[str, _Snapshot] = cachetools.TTLCache(maxsize, max(ttl, max_stale), clock)
         self._machines: cachetools.TTLCache[str, Machine | None] = cachetools.TTLCache(maxsize, NAME_TTL, clock)
         self._names: cachetools.TTLCache[str, str] = cachetools.TTLCache(maxsize, NAME_TTL, clock)
-        self._alert_flights: SingleFlight[_Snapshot] = SingleFlight()
+        self._alert_flights: SingleFlight[tuple[_Snapshot, bool]] = SingleFlight()
         self._name_flights: SingleFlight[Machine] = SingleFlight()
         self._detail_flights: SingleFlight[Machine | None] = SingleFlight()
 
@@ -106,15 +115,17 @@ class AlertService:
         *,
         priority: Priority = Priority.INTERACTIVE,
         refresh: bool = False,
+        scope: DeviceScope = EVERY_DEVICE,
     ) -> DeviceAlerts:
         """One device's alerts, filtered and ordered, from cache when fresh.
 
         `refresh` skips a fresh cache entry (still single-flighted and budgeted; an entry younger than
         `min_refresh_interval` is reused so that a button mashed by ten people costs one call).
-        Raises `DefenderError` subclasses or `BudgetExhausted` when no data, not even stale, exists.
+        Raises `DefenderError` subclasses or `BudgetExhausted` when no data, not even stale, exists;
+        `DeviceNotFound` (without suggestions) for a device outside `scope`.
         """
         device = ref if isinstance(ref, DeviceRef) else parse_device_ref(ref)
-        machine_id, machine = self._resolve(device, priority)
+        machine_id, machine = self._resolve_in_scope(device, priority, scope)
         snapshot, from_cache, stale_reason = self._snapshot(machine_id, priority, refresh)
         now = self._now()
         filters = filters or AlertFilters()
@@ -136,6 +147,7 @@ class AlertService:
         Only when the cached list is at least that recent do the updates complete it; then it becomes as
         fresh as now and a lookup right after a poll costs no Defender call. Returns whether it merged.
         """
+        self._latest(machine_id)  # another process's newer list, if there is one, becomes the base
         with self._lock:
             cached = self._alerts.get(machine_id)
             if cached is None or cached.fetched_at < covered_since:
@@ -146,69 +158,136 @@ class AlertService:
                 # A lookup that ran while the poll was in flight may have cached a newer version: keep it.
                 if known is None or not _newer(known, alert):
                     merged[alert.id] = alert
-            self._alerts[machine_id] = _Snapshot(tuple(merged.values()), self._now(), self._clock())
-            return True
+            snapshot = self._alerts[machine_id] = _Snapshot(tuple(merged.values()), self._now(), self._clock())
+        self._shared.put_alerts(machine_id, snapshot.alerts, snapshot.fetched_at)
+        return True
 
     # Alerts ---------------------------------------------------------------------------------
 
     def _snapshot(self, machine_id: str, priority: Priority, refresh: bool) -> tuple[_Snapshot, bool, str | None]:
-        cached = self._cached(self._alerts, machine_id)
+        fresh_for = self._min_refresh if refresh else self._ttl
+        cached = self._latest(machine_id, fresh_for)
         if cached is not None:
             age = self._clock() - cached.fetched_mono
-            if age < (self._min_refresh if refresh else self._ttl):
+            if age < fresh_for:
                 return cached, True, None
         try:
-            snapshot, shared = self._alert_flights.run(machine_id, lambda: self._fetch(machine_id, priority))
+            (snapshot, borrowed), shared = self._alert_flights.run(
+                machine_id, lambda: self._fetch_once(machine_id, priority, fresh_for)
+            )
         except (DefenderError, BudgetExhausted) as exc:
             reason = _STALE_REASONS.get(type(exc))
-            stale = self._cached(self._alerts, machine_id)
+            stale = self._latest(machine_id)
             if reason is None or stale is None:
                 raise
             log.info("serving stale alerts for %s: %s", machine_id, reason)
             return stale, True, reason
-        return snapshot, shared, None
+        return snapshot, shared or borrowed, None
+
+    def _fetch_once(self, machine_id: str, priority: Priority, fresh_for: float) -> tuple[_Snapshot, bool]:
+        """One call for the device in the whole cluster; True when another process's call answered."""
+
+        def landed() -> _Snapshot | None:
+            found = self._latest(machine_id, fresh_for)
+            return found if found is not None and self._clock() - found.fetched_mono < fresh_for else None
+
+        return self._shared.single_flight(f"alerts:{machine_id}", lambda: self._fetch(machine_id, priority), landed)
 
     def _fetch(self, machine_id: str, priority: Priority) -> _Snapshot:
         alerts = self._client.get_device_alerts(machine_id, priority=priority)
         snapshot = _Snapshot(tuple(alerts), self._now(), self._clock())
         with self._lock:
             self._alerts[machine_id] = snapshot
+        self._shared.put_alerts(machine_id, snapshot.alerts, snapshot.fetched_at)
+        return snapshot
+
+    def _latest(self, machine_id: str, fresh_for: float = 0.0) -> _Snapshot | None:
+        """This process's alert list, or the shared one when that is newer and this one not fresh enough."""
+        local = self._cached(self._alerts, machine_id)
+        if local is not None and self._clock() - local.fetched_mono < fresh_for:
+            return local
+        found = self._shared.get_alerts(machine_id)
+        if found is None:
+            return local
+        alerts, fetched_at = found
+        age = max(0.0, (self._now() - fetched_at).total_seconds())
+        if (local is not None and local.fetched_at >= fetched_at) or age >= self._alerts.ttl:
+            return local
+        snapshot = _Snapshot(alerts, fetched_at, self._clock() - age)
+        with self._lock:
+            self._alerts[machine_id] = snapshot
         return snapshot
 
     # Devices --------------------------------------------------------------------------------
 
-    def _resolve(self, device: DeviceRef, priority: Priority) -> tuple[str, Machine | None]:
+    def device_group(self, machine_id: str, priority: Priority = Priority.BACKGROUND) -> str | None:
+        """The device's group (`rbacGroupName`), from the hour-long details cache when there.
+
+        Raises like a lookup when the details cannot be read: a scope check must not guess.
+        """
+        machine = self._machine_details(machine_id, priority, strict=True)
+        return machine.rbac_group_name if machine is not None else None
+
+    def _resolve_in_scope(
+        self, device: DeviceRef, priority: Priority, scope: DeviceScope
+    ) -> tuple[str, Machine | None]:
+        if scope.everything:
+            return self._resolve(device, priority)
+        try:
+            machine_id, machine = self._resolve(device, priority, strict=True)
+        except DeviceNotFound:
+            raise DeviceNotFound(device.value) from None  # suggestions could name devices outside the scope
+        if machine is None or not scope.allows(machine.rbac_group_name):
+            raise DeviceNotFound(device.value)
+        return machine_id, machine
+
+    def _resolve(self, device: DeviceRef, priority: Priority, *, strict: bool = False) -> tuple[str, Machine | None]:
         """Machine id and (when known) details for a reference; hostnames cost a lookup once an hour."""
         if device.is_machine_id:
-            return device.value, self._machine_details(device.value, priority)
-        machine_id = self._cached(self._names, device.value)
+            return device.value, self._machine_details(device.value, priority, strict=strict)
+        machine_id = self._cached(self._names, device.value) or self._shared_name(device.value)
         if machine_id is None:
-            found = self._name_flights.run(device.value, lambda: self._lookup_name(device.value, priority))[0]
+            found = self._name_flights.run(device.value, lambda: self._lookup_name_once(device.value, priority))[0]
             return found.id, found
-        return machine_id, self._cached(self._machines, machine_id)
+        machine = self._cached(self._machines, machine_id)
+        if machine is None and strict:
+            machine = self._machine_details(machine_id, priority, strict=True)
+        return machine_id, machine
 
-    def _machine_details(self, machine_id: str, priority: Priority) -> Machine | None:
-        """Best effort: the card is still useful without OS and health, so failures only log."""
+    def _machine_details(self, machine_id: str, priority: Priority, *, strict: bool = False) -> Machine | None:
+        """Best effort unless `strict`: a card is still useful without OS and health, so failures only log.
+
+        A scope check is strict: it raises the failure, and `PermissionDenied` when details cannot be read.
+        """
         with self._lock:
-            if machine_id in self._machines:
-                return self._machines[machine_id]
-
-        def fetch() -> Machine | None:
+            known = machine_id in self._machines
+            cached = self._machines.get(machine_id)
+        if not known:
+            known, cached = self._shared_machine(machine_id)
+        if not known:
             try:
-                machine = self._client.get_machine(machine_id, priority=priority)
-            except PermissionDenied:
-                # Without Machine.Read.All this will not change soon: do not ask on every lookup.
-                log.warning("no permission to read machine details (grant Machine.Read.All)")
-                with self._lock:
-                    self._machines[machine_id] = None
-                return None
+                cached = self._detail_flights.run(machine_id, lambda: self._fetch_details_once(machine_id, priority))[0]
             except (DefenderError, BudgetExhausted) as exc:
+                if strict:
+                    raise
                 log.info("no details for machine %s: %s", machine_id, type(exc).__name__)
                 return None
-            self._remember(machine)
-            return machine
+        if cached is None and strict:
+            raise PermissionDenied("the app cannot read device details, so it cannot check device groups")
+        return cached
 
-        return self._detail_flights.run(machine_id, fetch)[0]
+    def _fetch_details(self, machine_id: str, priority: Priority) -> Machine | None:
+        try:
+            machine = self._client.get_machine(machine_id, priority=priority)
+        except PermissionDenied:
+            # Without Machine.Read.All this will not change soon: do not ask on every lookup.
+            log.warning("no permission to read machine details (grant Machine.Read.All)")
+            with self._lock:
+                self._machines[machine_id] = None
+            self._shared.put_machine(machine_id, None)
+            return None
+        self._remember(machine)
+        return machine
 
     def _lookup_name(self, hostname: str, priority: Priority) -> Machine:
         try:
@@ -231,10 +310,48 @@ class AlertService:
         return max(chosen, key=lambda m: (m.last_seen or datetime.min.replace(tzinfo=UTC), m.id))
 
     def _remember(self, machine: Machine, *names: str) -> None:
+        known = {*names, (machine.computer_dns_name or "").lower()} - {""}
         with self._lock:
             self._machines[machine.id] = machine
-            for name in {*names, (machine.computer_dns_name or "").lower()} - {""}:
+            for name in known:
                 self._names[name] = machine.id
+        self._shared.put_machine(machine.id, machine)
+        for name in known:
+            self._shared.put_name(name, machine.id)
+
+    # Shared with other processes (nothing, in a single process) -------------------------------
+
+    def _shared_machine(self, machine_id: str) -> tuple[bool, Machine | None]:
+        known, machine = self._shared.get_machine(machine_id)
+        if known:
+            with self._lock:
+                self._machines[machine_id] = machine
+        return known, machine
+
+    def _shared_name(self, name: str) -> str | None:
+        machine_id = self._shared.get_name(name)
+        if machine_id is not None:
+            self._shared_machine(machine_id)
+            with self._lock:
+                self._names[name] = machine_id
+        return machine_id
+
+    def _lookup_name_once(self, hostname: str, priority: Priority) -> Machine:
+        def landed() -> Machine | None:
+            machine_id = self._shared_name(hostname)
+            return self._cached(self._machines, machine_id) if machine_id is not None else None
+
+        return self._shared.single_flight(f"name:{hostname}", lambda: self._lookup_name(hostname, priority), landed)[0]
+
+    def _fetch_details_once(self, machine_id: str, priority: Priority) -> Machine | None:
+        def landed() -> tuple[Machine | None] | None:
+            known, machine = self._shared_machine(machine_id)
+            return (machine,) if known else None
+
+        boxed, _ = self._shared.single_flight(
+            f"machine:{machine_id}", lambda: (self._fetch_details(machine_id, priority),), landed
+        )
+        return boxed[0]
 
     def _cached(self, cache: cachetools.TTLCache[_K, _V], key: _K) -> _V | None:
         with self._lock:

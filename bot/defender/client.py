@@ -7,19 +7,21 @@ refuses further calls to that API until it has passed, because retrying early ex
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import email.utils
 import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any, NoReturn, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
 
-from bot.alerts.budget import Api, Priority
+from bot.alerts.budget import Api, Priority, SharedThrottle
 from bot.defender.auth import TokenProvider
 from bot.defender.errors import (
     AuthError,
@@ -32,6 +34,7 @@ from bot.defender.errors import (
 )
 from bot.defender.models import Alert, Machine, format_timestamp, parse_alert, parse_machine
 from bot.defender.refs import RefKind, odata_literal, parse_device_ref, path_segment
+from bot.metrics import DEFENDER_REQUESTS, defender_outcome
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,32 @@ _T = TypeVar("_T")
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=20.0, write=10.0, pool=5.0)
 DEFAULT_RETRY_AFTER = 60.0
 MAX_RETRY_AFTER = 3600.0
+
+
+class RequestCount:
+    """How many requests Defender received on behalf of one piece of work (see `counting_requests`)."""
+
+    __slots__ = ("requests",)
+
+    def __init__(self) -> None:
+        self.requests = 0
+
+
+_counter: contextvars.ContextVar[RequestCount | None] = contextvars.ContextVar("defender_requests", default=None)
+
+
+@contextlib.contextmanager
+def counting_requests() -> Iterator[RequestCount]:
+    """Count the requests this thread's work sends, for the audit trail's "Defender call made" field.
+
+    A lookup that waited for another thread's call (single flight) or was served from cache counts 0.
+    """
+    count = RequestCount()
+    token = _counter.set(count)
+    try:
+        yield count
+    finally:
+        _counter.reset(token)
 
 
 class CallGate(Protocol):
@@ -205,6 +234,8 @@ class DefenderClient:
                 body = response.json()
             except ValueError:
                 raise BadResponse("Defender's answer is not valid JSON") from None
+            except RecursionError:  # nesting deeper than the parser goes is no answer either
+                raise BadResponse("Defender's answer is nested too deeply") from None
             if not isinstance(body, dict):
                 raise BadResponse("Defender's answer is not a JSON object")
             return body
@@ -220,12 +251,17 @@ class DefenderClient:
             headers = {"Authorization": f"Bearer {self._tokens.token()}"}
             self._gate.acquire(api, priority)
             attempt += 1
+            count = _counter.get()
+            if count is not None:
+                count.requests += 1
             failure: str
             try:
                 response = self._http.get(url, params=params, headers=headers)
             except httpx.TransportError as exc:
+                DEFENDER_REQUESTS.labels(api.value, defender_outcome(None)).inc()
                 failure = f"{type(exc).__name__} talking to Defender"
             else:
+                DEFENDER_REQUESTS.labels(api.value, defender_outcome(response.status_code)).inc()
                 if response.status_code == 401 and not refreshed:
                     refreshed = True
                     attempt -= 1  # a token refresh is not a failure of Defender's
@@ -243,6 +279,8 @@ class DefenderClient:
     def _check_block(self, api: Api) -> None:
         with self._lock:
             remaining = self._blocked_until.get(api, 0.0) - self._clock()
+        if remaining <= 0 and isinstance(self._gate, SharedThrottle):
+            remaining = self._gate.blocked_for(api)  # a 429 another process received
         if remaining > 0:
             raise Throttled(remaining)
 
@@ -256,6 +294,8 @@ class DefenderClient:
             wait = _retry_after_seconds(response.headers.get("Retry-After"), time.time())
             with self._lock:
                 self._blocked_until[api] = self._clock() + wait
+            if isinstance(self._gate, SharedThrottle):
+                self._gate.block(api, wait)
             raise Throttled(wait, target=target)
         if status == 401:
             raise AuthError(

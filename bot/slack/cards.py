@@ -7,10 +7,11 @@ they fit and the rest are summarised as "…and N more". Every untrusted string 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from bot.access.policy import EVERY_DEVICE, DeviceScope
 from bot.alerts.problems import Problem, ProblemKind
 from bot.alerts.query import USAGE
 from bot.alerts.result import DeviceAlerts
@@ -38,12 +39,14 @@ _TAIL_RESERVE = 600
 
 @dataclass(frozen=True, slots=True)
 class CardContext:
-    """What a card needs besides the data: where links point and how many alerts to show at most."""
+    """What a card needs besides the data: where links point, how many alerts to show at most, and the
+    seal its buttons' values carry (so a button press can be trusted to name a device the bot showed)."""
 
     portal: str
     tenant_id: str | None
     max_alerts: int = 10
     now: datetime | None = None
+    seal: actions.ButtonSeal = field(kw_only=True)
 
 
 def section_block(text: str) -> Block:
@@ -151,10 +154,10 @@ def device_card(result: DeviceAlerts, context: CardContext, watch: WatchBadge | 
         *([context_block(watch.line())] if watch else []),
         section_block("\n".join(summary)),
     ]
-    value = actions.lookup_value(result.machine_id, result.filters)
+    value = context.seal.seal(actions.lookup_value(result.machine_id, result.filters))
     portal_url = device_url(context.portal, result.machine_id)
     watch_button = (
-        _button("Unwatch", actions.UNWATCH, value=result.machine_id)
+        _button("Unwatch", actions.UNWATCH, value=context.seal.seal(result.machine_id))
         if watch
         else _button("Watch", actions.WATCH, value=value)
     )
@@ -188,8 +191,14 @@ def device_card(result: DeviceAlerts, context: CardContext, watch: WatchBadge | 
     return Message(fallback_text(result), blocks)
 
 
-def problem_card(problem: Problem, query_text: str = "", usage: str = USAGE) -> Message:
-    """A short, actionable error card; never includes operator-only detail."""
+def problem_card(
+    problem: Problem, query_text: str = "", usage: str = USAGE, *, reference: str | None = None
+) -> Message:
+    """A short, actionable error card; never includes operator-only detail.
+
+    `reference` (the request's correlation id) is shown for failures of the bot or Defender, so support can
+    find the request's log lines; a typo or an unknown device needs none.
+    """
     lines = [f":warning: {mrkdwn.text(problem.summary, 500)}"]
     if problem.suggestions:
         lines.append("Did you mean: " + ", ".join(f"`{mrkdwn.text(s, 80)}`" for s in problem.suggestions) + "?")
@@ -203,13 +212,15 @@ def problem_card(problem: Problem, query_text: str = "", usage: str = USAGE) -> 
         notes.append(f"Defender tracking id `{mrkdwn.text(problem.tracking_id, 80)}`")
     if problem.kind is ProblemKind.BAD_INPUT:
         notes.append(f"Usage: `/device-alerts {mrkdwn.text(usage)}`")
+    elif reference and problem.kind is not ProblemKind.NOT_FOUND:
+        notes.append(f"Reference `{mrkdwn.text(reference, 40)}`")
     if notes:
         blocks.append(context_block(*notes))
     return Message(mrkdwn.text(problem.summary, 300), blocks)
 
 
-def help_card(*, backend: str) -> Message:
-    """Usage, examples and what the bot can see."""
+def help_card(*, backend: str, scope: DeviceScope = EVERY_DEVICE) -> Message:
+    """Usage, examples and what the bot can see (here: `scope`, the device groups open to the asker)."""
     lines = [
         "*Look up a device's Defender alerts*",
         f"`/device-alerts {mrkdwn.text(USAGE)}`",
@@ -236,6 +247,8 @@ def help_card(*, backend: str) -> Message:
         else "every device in the Defender tenant, with the app's read-only permissions"
     )
     notes = [f"I can see {seen}. Results are cached for a minute and I keep under Defender's rate limits."]
+    if not scope.everything:
+        notes.append(f"Here you can look up devices in these device groups: {mrkdwn.text(scope.describe(), 500)}.")
     notes.append("To watch a device in a private channel, invite me first: `/invite @device-alerts`.")
     return Message("How to use /device-alerts", [section_block("\n".join(lines)), context_block(*notes)])
 

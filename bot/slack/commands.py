@@ -15,7 +15,8 @@ from datetime import timedelta
 from bot.alerts.query import USAGE, DeviceQuery, QueryError, parse_query
 from bot.watch.model import DEFAULT_DURATION, MAX_DURATION
 
-MAX_MESSAGE_LENGTH = 40_000  # Slack's own cap on message text; the grammar then allows far less
+MAX_MESSAGE_LENGTH = 40_000  # Slack's own cap on message text; cut there before any pattern runs
+MAX_COMMAND_LENGTH = 1_000  # far more than any valid command; longer text is refused, not cut
 WATCH_USAGE = "watch <machineId|hostname> [for:8h] [severity:high,medium] [status:new,inprogress,resolved]"
 UNWATCH_USAGE = "unwatch <machineId|hostname>"
 _USAGES = {"watch": WATCH_USAGE, "unwatch": UNWATCH_USAGE}
@@ -76,6 +77,8 @@ def message_text(raw: str) -> str:
 
 def parse_command(text: str) -> Command:
     """Help, a watch command, a lookup, or an explanation of what is wrong with the text."""
+    if len(text) > MAX_COMMAND_LENGTH:
+        return Invalid(QueryError(f"the request is longer than {MAX_COMMAND_LENGTH} characters"), text[:60] + "…")
     words = text.split()
     if not words:
         return Help()

@@ -334,7 +334,7 @@ def run_demo(
                       "add 127.0.0.1 to NO_PROXY.", file=sys.stderr)  # fmt: skip
                 return EXIT_FAILED
             stack.callback(bot.close)
-            server = HttpServer(wsgi_app(bot.health, SlackRequestHandler(bot.app)), "127.0.0.1", 0).start()
+            server = HttpServer(wsgi_app(bot.health, SlackRequestHandler(bot.app), bot.metrics), "127.0.0.1", 0).start()
             stack.callback(server.close)
             session = _Session(out, as_json, standin, runtime, bot.poller, server.port, secret)
             stack.callback(session.close)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -17,13 +16,28 @@ from typing import Any
 import cachetools
 from slack_bolt import Ack, App, BoltResponse
 
+from bot import logs
+from bot.access.policy import DeviceScope, Requester
 from bot.alerts.query import DeviceQuery, QueryError
+from bot.audit import Action, AuditLog, Outcome, Result
 from bot.config import Visibility
-from bot.slack import actions, cards
+from bot.defender.client import counting_requests
+from bot.slack import actions, cards, gate, middleware
 from bot.slack.blockkit import Message
-from bot.slack.commands import Command, Help, Invalid, ListWatches, StartWatch, StopWatch, message_text, parse_command
+from bot.slack.commands import (
+    Command,
+    Help,
+    Invalid,
+    ListWatches,
+    Lookup,
+    StartWatch,
+    StopWatch,
+    message_text,
+    parse_command,
+)
+from bot.slack.gate import Denied, Gate
 from bot.slack.outbox import Outbox
-from bot.slack.replies import BUSY, Replier
+from bot.slack.replies import BUSY, Answer, Replier
 from bot.slack.watching import SlackWatches
 from bot.slack.work import WorkPool
 from bot.watch.model import DEFAULT_DURATION
@@ -62,16 +76,16 @@ def _in_background(work: Callable[[], object]) -> None:
     threading.Thread(target=work, daemon=True, name="busy-notice").start()
 
 
-def _report(error: Exception, body: dict[str, Any], where: str) -> str:
+def _report(error: Exception, requester: Requester, where: str) -> str:
     """Log an unexpected error with the ids that locate it; return the reference shown to the person."""
-    reference = uuid.uuid4().hex[:8]
+    reference = logs.correlation_id() or logs.begin_request()
     log.error(
         "unhandled error %s in %s (team %s, channel %s, user %s)",
         reference,
         where,
-        _nested(body, "team", "id") or body.get("team_id"),
-        _nested(body, "channel", "id") or body.get("channel_id") or _nested(body, "event", "channel"),
-        _nested(body, "user", "id") or body.get("user_id") or _nested(body, "event", "user"),
+        requester.team_id or None,
+        requester.channel_id or None,
+        requester.user_id or None,
         exc_info=error,
     )
     return reference
@@ -83,38 +97,72 @@ def _oops(reference: str) -> Message:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """How to answer a command: at once (`immediate`), or on the pool (`work`) after a short `note`."""
+    """How to answer a command: `work` at once when there is no `note`, else on the pool after the note."""
 
-    immediate: Message | None = None
-    work: Callable[[], Message] | None = None
-    note: str = ""
+    action: Action
+    work: Callable[[], Answer]
+    note: str = ""  # set for work that may call Defender or Slack: it runs on the pool
     card: bool = False  # a device card, which follows BOT_RESPONSE_VISIBILITY; notes stay with the asker
+
+    @property
+    def at_once(self) -> bool:
+        return not self.note
+
+
+def _action_of(parsed: Command) -> Action:
+    if isinstance(parsed, StartWatch):
+        return Action.WATCH_START
+    if isinstance(parsed, StopWatch):
+        return Action.WATCH_STOP
+    if isinstance(parsed, ListWatches):
+        return Action.WATCH_LIST
+    return Action.HELP if isinstance(parsed, Help) else Action.LOOKUP
+
+
+def _costly(parsed: Command) -> bool:
+    """Whether answering may call Defender: only those requests count against the rate limits."""
+    return isinstance(parsed, Lookup | StartWatch)
 
 
 class Listeners:
     def __init__(
-        self, replier: Replier, watches: SlackWatches, pool: WorkPool, outbox: Outbox, visibility: Visibility
+        self,
+        replier: Replier,
+        watches: SlackWatches,
+        pool: WorkPool,
+        outbox: Outbox,
+        visibility: Visibility,
+        gate: Gate,
+        audit: AuditLog,
+        seal: actions.ButtonSeal,
     ) -> None:
         self._replier = replier
         self._watches = watches
         self._pool = pool
         self._outbox = outbox
         self._in_channel = visibility is Visibility.IN_CHANNEL
+        self._gate = gate
+        self._audit = audit
+        self._seal = seal
 
-    def _plan(self, parsed: Command, channel: str, user: str) -> Plan:
+    def _plan(self, parsed: Command, requester: Requester, scope: DeviceScope) -> Plan:
+        channel, user, action = requester.channel_id, requester.user_id, _action_of(parsed)
         if isinstance(parsed, Help | Invalid):
-            return Plan(immediate=self._replier.immediate(parsed))
+            return Plan(action, partial(self._replier.immediate, parsed, scope))
         if isinstance(parsed, ListWatches):
-            return Plan(immediate=self._watches.list(channel))
+            return Plan(action, partial(self._watches.list, channel))
         if isinstance(parsed, StartWatch):
-            start = partial(self._watches.start, channel, user, parsed.query, parsed.duration)
-            return Plan(work=start, note=f"Setting up a watch on {parsed.text}…")
+            start = partial(self._watches.start, channel, user, parsed.query, parsed.duration, scope)
+            return Plan(action, work=start, note=f"Setting up a watch on {parsed.text}…")
         if isinstance(parsed, StopWatch):
-            return Plan(work=partial(self._watches.stop, channel, user, parsed.query), note="Stopping the watch…")
-        lookup = partial(self._replier.lookup, parsed.query, parsed.text)
-        return Plan(work=lookup, note=f"Looking up {parsed.text}…", card=True)
+            stop = partial(self._watches.stop, channel, user, parsed.query)
+            return Plan(action, work=stop, note="Stopping the watch…")
+        lookup = partial(self._replier.lookup, parsed.query, parsed.text, scope=scope)
+        return Plan(action, work=lookup, note=f"Looking up {parsed.text}…", card=True)
 
     def register(self, app: App, deduper: EventDeduper) -> None:
+        app.middleware(middleware.correlate)
+        app.middleware(middleware.repair_form_body)
         app.middleware(deduper.middleware)
         app.command(COMMAND)(self.on_command)
         app.event("app_mention")(self.on_mention)
@@ -128,94 +176,130 @@ class Listeners:
     # Slash command -----------------------------------------------------------------------------
 
     def on_command(self, ack: Ack, command: dict[str, Any]) -> None:
+        requester = gate.from_command(command)
         parsed = parse_command(str(command.get("text", "")))
-        plan = self._plan(parsed, str(command.get("channel_id", "")), str(command.get("user_id", "")))
-        if plan.work is None:
-            ack(**(plan.immediate or cards.notice(BUSY)).payload())
+        admitted = self._admit(requester, parsed)
+        if isinstance(admitted, Denied):
+            ack(**cards.notice(admitted.message).payload())
             return
-        url, work = str(command["response_url"]), plan.work
+        plan = self._plan(parsed, requester, admitted)
+        if plan.at_once:
+            ack(**self._run(plan.action, requester, plan.work).payload())
+            return
+        url = str(command["response_url"])
         in_channel = plan.card and self._in_channel
 
         def job() -> None:
             # A channel card is a new message; anything seen only by the asker replaces the note.
-            self._outbox.respond(url, work(), in_channel=in_channel, replace_original=not in_channel)
+            message = self._run(plan.action, requester, plan.work)
+            self._outbox.respond(url, message, in_channel=in_channel, replace_original=not in_channel)
 
-        submitted = self._submit(command, job, lambda message: self._outbox.respond(url, message))
+        submitted = self._submit(plan.action, requester, job, lambda message: self._outbox.respond(url, message))
         ack(**cards.notice(plan.note if submitted else BUSY).payload())
 
     # Mentions and direct messages --------------------------------------------------------------
 
-    def on_mention(self, event: dict[str, Any]) -> None:
+    def on_mention(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         if str(event.get("channel", "")).startswith("D"):
             return  # a mention inside a DM also arrives as a message.im event, answered there
-        self._answer_message(event, thread_ts=event.get("thread_ts") or event.get("ts"))
+        self._answer_message(body, event, thread_ts=event.get("thread_ts") or event.get("ts"))
 
-    def on_message(self, event: dict[str, Any]) -> None:
+    def on_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         if event.get("channel_type") != "im" or event.get("subtype") or event.get("bot_id"):
             return  # only people's direct messages; the bot's own and edited messages are ignored
-        self._answer_message(event, thread_ts=event.get("thread_ts"))
+        self._answer_message(body, event, thread_ts=event.get("thread_ts"))
 
-    def _answer_message(self, event: dict[str, Any], *, thread_ts: str | None) -> None:
-        channel = str(event.get("channel", ""))
+    def _answer_message(self, body: dict[str, Any], event: dict[str, Any], *, thread_ts: str | None) -> None:
+        requester = gate.from_event(body)
+        channel = requester.channel_id
         parsed = parse_command(message_text(str(event.get("text", ""))))
-        plan = self._plan(parsed, channel, str(event.get("user", "")))
+        admitted = self._admit(requester, parsed)
+        if isinstance(admitted, Denied):
+            note = cards.notice(admitted.message)
+            _in_background(lambda: self._outbox.post_ephemeral(channel, requester.user_id, note, thread_ts=thread_ts))
+            return
+        plan = self._plan(parsed, requester, admitted)
 
         def job() -> None:
-            message = plan.work() if plan.work is not None else plan.immediate
-            if message is not None:
-                self._outbox.post(channel, message, thread_ts=thread_ts)
+            message = self._run(plan.action, requester, plan.work)
+            self._outbox.post(channel, message, thread_ts=thread_ts)
 
-        if not self._submit(
-            {"event": event}, job, lambda message: self._outbox.post(channel, message, thread_ts=thread_ts)
-        ):
+        def deliver(message: Message) -> None:
+            self._outbox.post(channel, message, thread_ts=thread_ts)
+
+        if not self._submit(plan.action, requester, job, deliver):
             _in_background(lambda: self._outbox.post(channel, cards.notice(BUSY), thread_ts=thread_ts))
 
     # Buttons -----------------------------------------------------------------------------------
 
     def on_refresh(self, ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
         message_ts = str(_nested(body, "container", "message_ts") or "")
+        channel = gate.from_action(body).channel_id
 
-        def answer(query: DeviceQuery) -> Message:
+        def answer(query: DeviceQuery, scope: DeviceScope) -> Answer:
             # A watch's root card stays a root card: same watch line, same Unwatch button.
-            card = self._watches.root_card_for(_channel_of(body), message_ts) if message_ts else None
-            return card or self._replier.lookup(query, refresh=True)
+            root = self._watches.root_card_for(channel, message_ts, scope) if message_ts else None
+            return root or self._replier.lookup(query, refresh=True, scope=scope)
 
-        self._on_button(ack, body, action, answer, replace_original=True)
+        self._on_button(ack, body, action, Action.BUTTON_REFRESH, answer, replace_original=True)
 
     def on_open_device(self, ack: Ack) -> None:
         ack()  # a link button: Slack opens the URL itself, but still expects the interaction acknowledged
 
     def on_watch(self, ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
         """Watch from a card: the device and filters come from the button, the channel from the payload."""
-        start = partial(self._watches.start, _channel_of(body), _user_of(body), duration=DEFAULT_DURATION)
-        self._on_button(ack, body, action, start)
+        requester = gate.from_action(body)
+
+        def start(query: DeviceQuery, scope: DeviceScope) -> Answer:
+            return self._watches.start(requester.channel_id, requester.user_id, query, DEFAULT_DURATION, scope)
+
+        self._on_button(ack, body, action, Action.BUTTON_WATCH, start)
 
     def on_unwatch(self, ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
-        self._on_button(ack, body, action, partial(self._watches.stop, _channel_of(body), _user_of(body)))
+        requester = gate.from_action(body)
+
+        def stop(query: DeviceQuery, scope: DeviceScope) -> Answer:
+            return self._watches.stop(requester.channel_id, requester.user_id, query)
+
+        self._on_button(ack, body, action, Action.BUTTON_UNWATCH, stop)
 
     def _on_button(
         self,
         ack: Ack,
         body: dict[str, Any],
         action: dict[str, Any],
-        answer: Callable[[DeviceQuery], Message],
+        kind: Action,
+        answer: Callable[[DeviceQuery, DeviceScope], Answer],
         *,
         replace_original: bool = False,
     ) -> None:
-        """Acknowledge, read the button's payload strictly, and answer at its response_url from the pool."""
+        """Acknowledge, check who pressed where, open the button's sealed payload, answer from the pool.
+
+        The press is checked like a new command from this person in this channel: a card seen somewhere
+        else (or an interaction crafted by hand) never widens what they may see.
+        """
         ack()
         url = str(body.get("response_url", ""))
+        requester = gate.from_action(body)
         try:
-            query = actions.parse_lookup_value(str(action.get("value", "")))
+            query = actions.parse_lookup_value(self._seal.open(str(action.get("value", ""))))
         except QueryError:
             log.warning("refused a button with a payload this bot did not write")
+            self._audit.record(kind, requester, Outcome(Result.INVALID, reason="button_payload"))
             self._tell(url, cards.notice(INVALID_BUTTON))
             return
+        admitted = self._gate.admit(requester, costly=kind is not Action.BUTTON_UNWATCH)
+        if isinstance(admitted, Denied):
+            self._audit.record(kind, requester, Outcome(admitted.result, query.device.value, reason=admitted.reason))
+            self._tell(url, cards.notice(admitted.message))
+            return
+        scope = admitted
 
         def job() -> None:
-            self._outbox.respond(url, answer(query), replace_original=replace_original)
+            message = self._run(kind, requester, lambda: answer(query, scope))
+            self._outbox.respond(url, message, replace_original=replace_original)
 
-        if not self._submit(body, job, lambda message: self._outbox.respond(url, message)):
+        if not self._submit(kind, requester, job, lambda message: self._outbox.respond(url, message)):
             self._tell(url, cards.notice(BUSY))
 
     def _tell(self, response_url: str, message: Message) -> None:
@@ -227,29 +311,45 @@ class Listeners:
 
     def on_error(self, error: Exception, body: dict[str, Any]) -> None:
         kind = body.get("type") or ("command" if "command" in body else "request")
-        reference = _report(error, body, f"a {kind} request")
+        reference = _report(error, gate.from_body(body), f"a {kind} request")
         url = body.get("response_url")
         if isinstance(url, str):
             self._tell(url, _oops(reference))
 
-    def _submit(self, body: dict[str, Any], job: Callable[[], object], deliver: Callable[[Message], object]) -> bool:
+    # Shared steps ------------------------------------------------------------------------------
+
+    def _admit(self, requester: Requester, parsed: Command) -> Denied | DeviceScope:
+        """The gate's decision; a refusal is written to the audit trail here, once."""
+        admitted = self._gate.admit(requester, costly=_costly(parsed))
+        if isinstance(admitted, Denied):
+            device = parsed.query.device.value if isinstance(parsed, Lookup | StartWatch | StopWatch) else None
+            self._audit.record(_action_of(parsed), requester, Outcome(admitted.result, device, reason=admitted.reason))
+        return admitted
+
+    def _run(self, kind: Action, requester: Requester, work: Callable[[], Answer]) -> Message:
+        """Do the work, counting the Defender requests it makes, and write its audit record."""
+        with counting_requests() as count:
+            answer = work()
+        self._audit.record(kind, requester, answer.outcome, defender_calls=count.requests)
+        return answer.message
+
+    def _submit(
+        self, kind: Action, requester: Requester, job: Callable[[], object], deliver: Callable[[Message], object]
+    ) -> bool:
         """Queue `job`; if it fails unexpectedly, the person still hears about it through `deliver`."""
 
         def guarded() -> None:
             try:
                 job()
             except Exception as exc:
-                deliver(_oops(_report(exc, body, "a background lookup")))
+                reference = _report(exc, requester, "a background lookup")
+                self._audit.record(kind, requester, Outcome(Result.ERROR, reason="unexpected"))
+                deliver(_oops(reference))
 
-        return self._pool.submit(guarded)
-
-
-def _channel_of(body: dict[str, Any]) -> str:
-    return str(_nested(body, "channel", "id") or _nested(body, "container", "channel_id") or "")
-
-
-def _user_of(body: dict[str, Any]) -> str:
-    return str(_nested(body, "user", "id") or "")
+        submitted = self._pool.submit(guarded)
+        if not submitted:
+            self._audit.record(kind, requester, Outcome(Result.BUSY))
+        return submitted
 
 
 def _nested(body: dict[str, Any], key: str, inner: str) -> Any:

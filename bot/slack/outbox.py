@@ -22,6 +22,7 @@ from slack_sdk.http_retry.handler import RetryHandler
 from slack_sdk.web import SlackResponse
 from slack_sdk.webhook import WebhookClient
 
+from bot.metrics import SLACK_ERRORS
 from bot.slack.blockkit import Message
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ def web_client(token: str, base_url: str) -> WebClient:
 
 
 FOLLOWUP_EVENT = "device_alerts_followup"
+ROOT_EVENT = "device_alerts_watch_card"
 MAX_THREAD_PAGES = 20
 TRANSIENT_ERRORS = frozenset({"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"})
 
@@ -78,10 +80,12 @@ class Outbox:
             response = WebhookClient(response_url, timeout=15, retry_handlers=retry_handlers()).send_dict(body)
         except (SlackClientError, OSError) as exc:
             log.warning("could not reach response_url: %s", type(exc).__name__)
+            SLACK_ERRORS.labels("response_url", type(exc).__name__).inc()
             return False
         if response.status_code != 200:
             # 404 means the response_url expired (30 minutes, 5 uses).
             log.warning("response_url answered %d %s", response.status_code, response.body[:100])
+            SLACK_ERRORS.labels("response_url", str(response.status_code)).inc()
             return False
         return True
 
@@ -90,14 +94,26 @@ class Outbox:
     ) -> Delivery:
         """`chat.postMessage`, in a thread when `thread_ts` is given.
 
-        `reference` travels in the message's metadata so `find_reference` can tell later that it was posted.
+        `reference` travels in the message's metadata so `find_reference` can tell later that it was posted;
+        it is a follow-up's in a thread, a watch card's at the top level.
         """
-        metadata = {"event_type": FOLLOWUP_EVENT, "event_payload": {"reference": reference}} if reference else None
+        kind = FOLLOWUP_EVENT if thread_ts else ROOT_EVENT
+        metadata = {"event_type": kind, "event_payload": {"reference": reference}} if reference else None
         return self._call(
             "chat.postMessage",
             channel,
             lambda: self._client.chat_postMessage(
                 channel=channel, thread_ts=thread_ts, unfurl_links=False, metadata=metadata, **message.payload()
+            ),
+        )
+
+    def post_ephemeral(self, channel: str, user: str, message: Message, *, thread_ts: str | None = None) -> Delivery:
+        """`chat.postEphemeral`: seen only by `user` (refusals and "slow down" notes for mentions)."""
+        return self._call(
+            "chat.postEphemeral",
+            channel,
+            lambda: self._client.chat_postEphemeral(
+                channel=channel, user=user, thread_ts=thread_ts, **message.payload()
             ),
         )
 
@@ -107,24 +123,31 @@ class Outbox:
             "chat.update", channel, lambda: self._client.chat_update(channel=channel, ts=ts, **message.payload())
         )
 
-    def find_reference(self, channel: str, thread_ts: str, reference: str, *, oldest: float = 0.0) -> str | None:
-        """The ts of the bot's reply in a thread whose metadata carries `reference`, or None if there is none.
+    def find_reference(self, channel: str, thread_ts: str | None, reference: str, *, oldest: float = 0.0) -> str | None:
+        """The ts of the bot's message whose metadata carries `reference`, or None if there is none.
 
+        It looks in the thread of `thread_ts` (`conversations.replies`), or among the channel's top-level
+        messages when `thread_ts` is None (`conversations.history`), from `oldest` on.
         Raises `ThreadUnreadable` when Slack cannot answer now (rate limit, 5xx, network): the caller must not
         conclude "not posted" from that. A permanent refusal (a missing scope, a deleted thread) reads as
-        None, so follow-ups are still delivered, at least once, where the thread cannot be checked.
+        None, so messages are still delivered, at least once, where the thread cannot be checked.
         """
         cursor: str | None = None
         for _ in range(MAX_THREAD_PAGES):
             try:
-                response = self._client.conversations_replies(
-                    channel=channel,
-                    ts=thread_ts,
-                    oldest=str(oldest),
-                    include_all_metadata=True,
-                    limit=15,
-                    cursor=cursor,
-                )
+                if thread_ts is None:
+                    response = self._client.conversations_history(
+                        channel=channel, oldest=str(oldest), include_all_metadata=True, limit=15, cursor=cursor
+                    )
+                else:
+                    response = self._client.conversations_replies(
+                        channel=channel,
+                        ts=thread_ts,
+                        oldest=str(oldest),
+                        include_all_metadata=True,
+                        limit=15,
+                        cursor=cursor,
+                    )
             except SlackApiError as exc:
                 error = str(exc.response.get("error") or "")
                 if exc.response.status_code == 429 or exc.response.status_code >= 500 or error in TRANSIENT_ERRORS:
@@ -150,8 +173,10 @@ class Outbox:
         except SlackApiError as exc:
             error = str(exc.response.get("error") or "unknown_error")
             log.warning("%s to %s failed: %s", method, channel, error)
+            SLACK_ERRORS.labels(method, error[:40]).inc()
             return Delivery(error=error)
         except (SlackClientError, OSError) as exc:
             log.warning("%s to %s failed: %s", method, channel, type(exc).__name__)
+            SLACK_ERRORS.labels(method, type(exc).__name__).inc()
             return Delivery(error=type(exc).__name__)
         return Delivery(ts=str(response.get("ts") or ""))

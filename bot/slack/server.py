@@ -1,4 +1,4 @@
-"""The HTTP side: a WSGI app for `/slack/events` and `/healthz`, served by waitress.
+"""The HTTP side: a WSGI app for `/slack/events`, `/healthz` and `/metrics`, served by waitress.
 
 waitress is a production WSGI server with a thread pool, pure Python, and can be started and stopped
 inside a process, which the demo and the tests need. The bot's caches and rate budget live in the
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
@@ -18,12 +19,14 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 from waitress.server import BaseWSGIServer, MultiSocketServer, create_server
 from waitress.wasyncore import close_all
 
+from bot.metrics import ACK_SECONDS, CONTENT_TYPE
 from bot.slack.app import SlackBot
 
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
+METRICS_PATH = "/metrics"
 REQUEST_THREADS = 16  # requests only parse and acknowledge; slow work runs on the bot's own pool
 
 
@@ -33,17 +36,28 @@ def _json(start_response: StartResponse, status: str, document: dict[str, Any]) 
     return [body]
 
 
-def wsgi_app(health: Callable[[], dict[str, Any]], slack: SlackRequestHandler | None) -> WSGIApplication:
-    """Routes Slack's POSTs to Bolt and `GET /healthz` to `health`; everything else is 404."""
+def wsgi_app(
+    health: Callable[[], dict[str, Any]],
+    slack: SlackRequestHandler | None,
+    metrics: Callable[[], bytes] | None = None,
+) -> WSGIApplication:
+    """Routes Slack's POSTs to Bolt, `GET /healthz` to `health` and `GET /metrics` to `metrics`; else 404."""
 
     def application(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
         if path == HEALTH_PATH and method in ("GET", "HEAD"):
             return _json(start_response, "200 OK", health())
+        if path == METRICS_PATH and metrics is not None and method in ("GET", "HEAD"):
+            body = metrics()
+            start_response("200 OK", [("Content-Type", CONTENT_TYPE), ("Content-Length", str(len(body)))])
+            return [body]
         if path == EVENTS_PATH and slack is not None:
             if method != "POST":
                 return _json(start_response, "405 Method Not Allowed", {"error": "POST only"})
+            started = time.perf_counter()
+            # Bolt answers only after the listener acknowledged, so this is the time Slack waits.
             response: Iterable[bytes] = slack(environ, start_response)
+            ACK_SECONDS.observe(time.perf_counter() - started)
             return response
         return _json(start_response, "404 Not Found", {"error": "not found"})
 
@@ -98,5 +112,5 @@ class HttpServer:
 
 def run_http(bot: SlackBot) -> None:
     """Serve Slack and the health endpoint on 0.0.0.0:$PORT until interrupted."""
-    application = wsgi_app(bot.health, SlackRequestHandler(bot.app))
+    application = wsgi_app(bot.health, SlackRequestHandler(bot.app), bot.metrics)
     HttpServer(application, "0.0.0.0", bot.settings.http_port).serve_forever()  # noqa: S104 - a public web process

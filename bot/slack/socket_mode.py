@@ -19,7 +19,7 @@ def run_socket_mode(bot: SlackBot) -> None:
         raise ValueError("Socket Mode needs SLACK_APP_TOKEN")
     health = None
     if bot.settings.port is not None:
-        health = HttpServer(wsgi_app(bot.health, None), "0.0.0.0", bot.settings.port).start()  # noqa: S104
+        health = HttpServer(wsgi_app(bot.health, None, bot.metrics), "0.0.0.0", bot.settings.port).start()  # noqa: S104
         log.info("health endpoint on port %d", health.port)
     handler = SocketModeHandler(bot.app, app_token.reveal(), web_client=bot.app.client)
     try:

@@ -1,7 +1,8 @@
 """Slack's side of the conversation, played locally: for the demo and for tests.
 
 - `SlackStandIn` is a real HTTP server on 127.0.0.1 standing in for Slack's Web API (`auth.test`,
-  `chat.postMessage`, `apps.connections.open`) and for `response_url` endpoints. It records what the bot
+  `chat.postMessage`, `chat.postEphemeral`, `chat.update`, `conversations.replies`, `conversations.history`,
+  `usergroups.users.list`, `apps.connections.open`) and for `response_url` endpoints. It records what the bot
   posts, rejects messages that break Block Kit limits as Slack would (`invalid_blocks`), and can fail on
   purpose (429 with Retry-After, 5xx, an expired response_url).
 - `SlackRequests` builds the signed requests Slack sends to the bot: slash commands, events, button presses.
@@ -57,9 +58,16 @@ class _State:
 
 
 class SlackStandIn:
-    def __init__(self, *, bot_token: str = "xoxb-standin", app_token: str = "xapp-standin") -> None:  # noqa: S107
+    def __init__(
+        self,
+        *,
+        bot_token: str = "xoxb-FAKESECRET-standin",  # noqa: S107 - the stand-in's own fake token
+        app_token: str = "xapp-FAKESECRET-standin",  # noqa: S107
+    ) -> None:
         self.bot_token = bot_token
         self.app_token = app_token
+        # User-group id -> member ids, for `usergroups.users.list`; tests may change it at any time.
+        self.usergroups: dict[str, set[str]] = {}
         self._state = _State()
         self._changed = threading.Condition()
         self._ts = itertools.count(1)
@@ -164,6 +172,16 @@ class SlackStandIn:
             ts = f"{int(time.time())}.{next(self._ts):06d}"
             self._record(Posted(method, str(args.get("channel", "")), {**args, "ts": ts}))
             return 200, {"ok": True, "channel": args.get("channel"), "ts": ts}
+        if method == "chat.postEphemeral":
+            ts = f"{int(time.time())}.{next(self._ts):06d}"
+            self._record(Posted(method, str(args.get("channel", "")), {**args, "message_ts": ts}))
+            return 200, {"ok": True, "message_ts": ts}
+        if method == "usergroups.users.list":
+            with self._changed:
+                members = self.usergroups.get(str(args.get("usergroup", "")))
+            if members is None:
+                return 200, {"ok": False, "error": "no_such_subteam"}
+            return 200, {"ok": True, "users": sorted(members)}
         if method == "chat.update":
             problems = violations(Message(str(args.get("text", "")), list(args.get("blocks") or [])))
             if problems:
@@ -178,6 +196,17 @@ class SlackStandIn:
                 {"ts": p.payload["ts"], "text": p.payload.get("text", ""), "metadata": p.payload.get("metadata")}
                 for p in self.posts
                 if p.via == "chat.postMessage" and thread in (p.payload.get("ts"), p.payload.get("thread_ts"))
+            ]
+            return 200, {"ok": True, "messages": messages, "has_more": False}
+        if method == "conversations.history":
+            oldest = float(args.get("oldest") or 0)
+            messages = [
+                {"ts": p.payload["ts"], "text": p.payload.get("text", ""), "metadata": p.payload.get("metadata")}
+                for p in reversed(self.posts)  # newest first, as Slack lists them
+                if p.via == "chat.postMessage"
+                and p.target == args.get("channel")
+                and not p.payload.get("thread_ts")
+                and float(p.payload["ts"]) >= oldest
             ]
             return 200, {"ok": True, "messages": messages, "has_more": False}
         if method == "apps.connections.open":
@@ -281,7 +310,9 @@ class SlackRequests:
         user_id: str = "U0ALICE",
         channel_id: str = "C0INCIDENT",
         command: str = "/device-alerts",
+        **extra: str,
     ) -> Request:
+        """A slash command; `extra` adds payload fields (`enterprise_id`, `user_team_id`, …)."""
         return self._form(
             {
                 "command": command,
@@ -294,6 +325,7 @@ class SlackRequests:
                 "channel_name": "incident",
                 "team_id": self.team_id,
                 "api_app_id": "A0DEVALERTS",
+                **extra,
             }
         )
 
@@ -329,12 +361,16 @@ class SlackRequests:
         channel: str = "C0INCIDENT",
         user_id: str = "U0ALICE",
         message_ts: str | None = None,
+        user_team: str | None = None,
     ) -> Request:
-        """A button press; `message_ts` is the ts of the message that carries the button, when it has one."""
+        """A button press; `message_ts` is the ts of the message that carries the button, when it has one.
+
+        `user_team` is the presser's own workspace when it is not this one (a Slack Connect guest).
+        """
         payload = {
             "type": "block_actions",
             "team": {"id": self.team_id, "domain": "standin"},
-            "user": {"id": user_id, "username": "alice", "team_id": self.team_id},
+            "user": {"id": user_id, "username": "alice", "team_id": user_team or self.team_id},
             "api_app_id": "A0DEVALERTS",
             "channel": {"id": channel, "name": "incident"},
             "container": {"type": "message", "channel_id": channel, "is_ephemeral": False}

@@ -12,15 +12,20 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from bot import logs
+from bot.access.policy import EVERY_DEVICE, DeviceScope, Refusal, Rule
 from bot.alerts.budget import BudgetExhausted, Priority
 from bot.alerts.problems import explain
 from bot.alerts.query import AlertFilters, DeviceQuery
 from bot.alerts.result import DeviceAlerts
 from bot.alerts.service import AlertService
+from bot.audit import OK, Outcome, Result
 from bot.defender.errors import DefenderError
+from bot.metrics import FOLLOWUPS_POSTED
 from bot.slack import cards
 from bot.slack.blockkit import Message
-from bot.slack.outbox import Outbox, ThreadUnreadable
+from bot.slack.outbox import Delivery, Outbox, ThreadUnreadable
+from bot.slack.replies import Answer, problem_outcome
 from bot.slack.watch_cards import followup_card, watch_started_card, watches_card
 from bot.watch.changes import baseline
 from bot.watch.model import PendingReply, Watch, WatchStatus
@@ -28,6 +33,9 @@ from bot.watch.poller import Delivered, DeliveryUnknown, Poller
 from bot.watch.store import WatchStore
 
 log = logging.getLogger(__name__)
+
+# Whether a channel and person may (still) see devices: the access policy, as the gate applies it.
+AccessCheck = Callable[[str, str], Refusal | DeviceScope]
 
 # Slack errors after which posting in that channel will not work until someone acts.
 PAUSING_ERRORS = frozenset({"channel_not_found", "not_in_channel", "is_archived", "restricted_action"})
@@ -47,8 +55,10 @@ class SlackWatches:
         outbox: Outbox,
         card_context: Callable[[], cards.CardContext],
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        access: AccessCheck = lambda channel, user: EVERY_DEVICE,
     ) -> None:
         self._store = store
+        self._access = access
         self._service = service
         self._outbox = outbox
         self._card_context = card_context
@@ -59,16 +69,21 @@ class SlackWatches:
 
     # Commands ---------------------------------------------------------------------------------
 
-    def start(self, channel: str, user: str, query: DeviceQuery, duration: timedelta) -> Message:
+    def start(
+        self, channel: str, user: str, query: DeviceQuery, duration: timedelta, scope: DeviceScope = EVERY_DEVICE
+    ) -> Answer:
         """Start (or extend) a watch; post or redraw its root card. Returns the note for the person who asked."""
         with self._starting:
-            return self._start(channel, user, query, duration)
+            return self._start(channel, user, query, duration, scope)
 
-    def _start(self, channel: str, user: str, query: DeviceQuery, duration: timedelta) -> Message:
+    def _start(self, channel: str, user: str, query: DeviceQuery, duration: timedelta, scope: DeviceScope) -> Answer:
         try:
-            everything = self._service.device_alerts(query.device)
+            everything = self._service.device_alerts(query.device, scope=scope)
         except (DefenderError, BudgetExhausted) as exc:
-            return cards.problem_card(explain(exc), query.device.value)
+            problem = explain(exc)
+            card = cards.problem_card(problem, query.device.value, reference=logs.correlation_id())
+            return Answer(card, problem_outcome(problem, query.device.value))
+        done = Outcome(Result.OK, everything.machine_id, from_cache=everything.from_cache)
         now = self._now()
         watch, created = self._store.start_watch(
             channel=channel,
@@ -84,12 +99,12 @@ class SlackWatches:
             watch = self._store.watch(watch.id) or watch  # the baseline is its first check: the card says when
         root = self._root_card(watch, everything, query.filters, None)
         if watch.root_ts is None:
-            delivery = self._outbox.post(channel, root)
+            delivery = self._place_root(watch, root)
             if not delivery.ok or not delivery.ts:
                 self._store.set_status(watch.id, WatchStatus.ENDED)
                 reason = _PAUSE_REASONS.get(delivery.error or "", f"Slack answered {delivery.error}")
-                return cards.notice(f"Could not post the watch card here: {reason}.")
-            self._store.set_root(watch.id, delivery.ts)
+                failed = Outcome(Result.ERROR, everything.machine_id, reason="slack_post_failed")
+                return Answer(cards.notice(f"Could not post the watch card here: {reason}."), failed)
             watch = self._store.watch(watch.id) or watch
         else:
             self._outbox.update(channel, watch.root_ts, root)
@@ -97,31 +112,34 @@ class SlackWatches:
         if started.error in PAUSING_ERRORS:  # e.g. resumed before the bot was invited back: still cannot post
             reason = _PAUSE_REASONS[started.error or ""]
             self._store.set_status(watch.id, WatchStatus.PAUSED, reason)
-            return cards.notice(f"The watch on {everything.display_name} is paused: {reason}.")
+            return Answer(cards.notice(f"The watch on {everything.display_name} is paused: {reason}."), done)
         until = watch.expires_at.strftime("%Y-%m-%d %H:%M UTC")
-        return cards.notice(f"Watching {everything.display_name} until {until}; changes appear in the card's thread.")
+        note = f"Watching {everything.display_name} until {until}; changes appear in the card's thread."
+        return Answer(cards.notice(note), done)
 
-    def stop(self, channel: str, user: str, query: DeviceQuery) -> Message:
+    def stop(self, channel: str, user: str, query: DeviceQuery) -> Answer:
         watch = self._find(channel, query)
         if watch is None or self.poller is None:
-            return cards.notice(f"No watch on {query.device.value} in this channel.")
+            missing = Outcome(Result.NOT_FOUND, query.device.value, reason="no_watch")
+            return Answer(cards.notice(f"No watch on {query.device.value} in this channel."), missing)
         self.poller.end(watch, "stopped", self._now(), by=user)
         self.poller.deliver_soon()
-        return cards.notice(f"Stopped watching {watch.device_name}.")
+        return Answer(cards.notice(f"Stopped watching {watch.device_name}."), Outcome(Result.OK, watch.machine_id))
 
-    def root_card_for(self, channel: str, message_ts: str) -> Message | None:
+    def root_card_for(self, channel: str, message_ts: str, scope: DeviceScope = EVERY_DEVICE) -> Answer | None:
         """A fresh root card when `message_ts` is a live watch's root (Refresh must keep the watch line)."""
         for watch in self._store.live_watches(channel):
             if watch.root_ts == message_ts:
                 try:
-                    result = self._service.device_alerts(watch.machine_id, watch.filters, refresh=True)
+                    result = self._service.device_alerts(watch.machine_id, watch.filters, refresh=True, scope=scope)
                 except (DefenderError, BudgetExhausted):
                     return None  # the plain lookup path explains the problem
-                return self._root_card(watch, result, watch.filters, None)
+                card = self._root_card(watch, result, watch.filters, None)
+                return Answer(card, Outcome(Result.OK, watch.machine_id, from_cache=result.from_cache))
         return None
 
-    def list(self, channel: str) -> Message:
-        return watches_card(self._store.live_watches(channel))
+    def list(self, channel: str) -> Answer:
+        return Answer(watches_card(self._store.live_watches(channel)), OK)
 
     def _find(self, channel: str, query: DeviceQuery) -> Watch | None:
         """A live watch in the channel by machine id or by (short) hostname; no Defender call."""
@@ -135,9 +153,13 @@ class SlackWatches:
     # Publisher --------------------------------------------------------------------------------
 
     def post_reply(self, watch: Watch, reply: PendingReply) -> Delivered:
+        lost = self._access_lost(watch)
+        if lost is not None:
+            return Delivered(pause_reason=lost) if lost else Delivered()
         message = followup_card(watch.device_name, reply.changes, self._card_context())
         delivery = self._outbox.post(watch.channel, message, thread_ts=watch.root_ts, reference=reply.reference)
         if delivery.ok and delivery.ts:
+            FOLLOWUPS_POSTED.inc()
             return Delivered(ts=delivery.ts)
         if delivery.error in PAUSING_ERRORS:
             return Delivered(pause_reason=_PAUSE_REASONS[delivery.error or ""])
@@ -154,14 +176,65 @@ class SlackWatches:
             raise DeliveryUnknown(str(exc)) from None
 
     def update_root(self, watch: Watch, note: str | None) -> None:
-        if watch.root_ts is None:
+        if watch.root_ts is None and (watch.status is WatchStatus.ENDED or not self._root_attempted(watch)):
+            return  # a card is placed here only to finish a post a crash interrupted
+        if self._access_lost(watch) is not None:
             return
         try:
             result = self._service.device_alerts(watch.machine_id, watch.filters, priority=Priority.BACKGROUND)
         except (DefenderError, BudgetExhausted):
             return  # the card keeps its last state; the next check redraws it
         current = self._store.watch(watch.id) or watch
-        self._outbox.update(watch.channel, watch.root_ts, self._root_card(current, result, watch.filters, note))
+        card = self._root_card(current, result, watch.filters, note)
+        if current.root_ts is None:
+            self._place_root(current, card)
+        else:
+            self._outbox.update(watch.channel, current.root_ts, card)
+
+    def _root_attempted(self, watch: Watch) -> bool:
+        return self._store.get_meta(_root_attempt_key(watch)) is not None
+
+    def _place_root(self, watch: Watch, card: Message) -> Delivery:
+        """Post a watch's root card once, even across a crash between posting it and saving its ts.
+
+        The attempt is recorded before the post and the card carries a reference in its metadata; a later
+        attempt first looks for that card in the channel and adopts it instead of posting a second one.
+        """
+        reference = f"root:{watch.id}:{int(watch.created_at.timestamp())}"
+        attempted = self._store.get_meta(_root_attempt_key(watch))
+        if attempted is not None:
+            try:
+                found = self._outbox.find_reference(watch.channel, None, reference, oldest=float(attempted) - 60)
+            except ThreadUnreadable as exc:
+                return Delivery(error=str(exc))
+            if found is not None:
+                log.info("adopted the root card of watch %s posted before a restart", watch.id)
+                self._store.set_root(watch.id, found)
+                return self._outbox.update(watch.channel, found, card)
+        self._store.set_meta(_root_attempt_key(watch), str(self._now().timestamp()))
+        delivery = self._outbox.post(watch.channel, card, reference=reference)
+        if delivery.ok and delivery.ts:
+            self._store.set_root(watch.id, delivery.ts)
+        return delivery
+
+    def _access_lost(self, watch: Watch) -> str | None:
+        """Why the policy no longer lets this watch post ("" when that cannot be checked now), or None.
+
+        The policy may have changed since the watch started (a restart with a narrower policy, someone
+        leaving a user group): a watch acts for the person who started it, in its channel, every time.
+        """
+        decision = self._access(watch.channel, watch.created_by)
+        if isinstance(decision, Refusal):
+            if decision.rule is Rule.MEMBERSHIP:
+                return ""  # Slack could not tell right now: hold the follow-ups, ask again next cycle
+            return f"the bot's access policy no longer allows it ({decision.rule.value})"
+        if decision.everything:
+            return None
+        try:
+            group = self._service.device_group(watch.machine_id)
+        except (DefenderError, BudgetExhausted):
+            return ""
+        return None if decision.allows(group) else "the bot's access policy no longer allows it (device_groups)"
 
     def _root_card(self, watch: Watch, result: DeviceAlerts, filters: AlertFilters, note: str | None) -> Message:
         shown = result if result.filters == filters else self._service.device_alerts(watch.machine_id, filters)
@@ -169,3 +242,8 @@ class SlackWatches:
             return cards.device_card(shown, self._card_context())
         badge = cards.WatchBadge(watch.created_by, watch.expires_at, watch.last_checked_at, note)
         return cards.device_card(shown, self._card_context(), badge)
+
+
+def _root_attempt_key(watch: Watch) -> str:
+    """Store metadata: when posting the watch's root card was last attempted."""
+    return f"root-attempt:{watch.id}"

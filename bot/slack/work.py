@@ -7,10 +7,12 @@ refuses at once so the person can be told "busy, try again" instead of being lef
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +32,8 @@ class WorkPool:
         with self._lock:
             self._active += 1
         try:
-            future = self._executor.submit(self._run, job)
+            # The job keeps the submitting request's context: its correlation id tags the job's log lines.
+            future = self._executor.submit(self._run, partial(contextvars.copy_context().run, job))
         except RuntimeError:  # shutting down
             self._release()
             return False

@@ -13,6 +13,7 @@ When the budget is tight the interval stretches and the root cards say so, rathe
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import uuid
@@ -25,7 +26,7 @@ from typing import Protocol
 from bot.alerts.budget import BudgetExhausted, Priority
 from bot.alerts.service import AlertService
 from bot.defender.client import DefenderClient
-from bot.defender.errors import DefenderError
+from bot.defender.errors import AuthError, DefenderError, Throttled
 from bot.defender.models import Alert
 from bot.watch.changes import compare
 from bot.watch.model import Change, ChangeKind, PendingReply, Watch, WatchStatus
@@ -80,6 +81,17 @@ class CycleReport:
     ended: list[int] = field(default_factory=list)
 
 
+def _slow_reason(exc: Exception) -> str:
+    """Why checks slowed down, truthfully: the bot's own budget, Defender's throttle, or Defender failing."""
+    if isinstance(exc, BudgetExhausted):
+        return "Defender's call budget is tight"
+    if isinstance(exc, Throttled):
+        return "Defender is throttling the bot"
+    if isinstance(exc, AuthError):
+        return "the bot cannot sign in to Defender"
+    return "Defender is not answering properly"
+
+
 class Poller:
     def __init__(
         self,
@@ -92,6 +104,7 @@ class Poller:
         clock: Callable[[], float] = time.time,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         holder: str | None = None,
+        lease_ttl: float | None = None,
     ) -> None:
         self._store = store
         self._service = service
@@ -101,7 +114,10 @@ class Poller:
         self._stretch = 1
         self._clock = clock
         self._now = now
-        self._holder = holder or uuid.uuid4().hex
+        self._holder = holder or f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        # None: 2.5 intervals (one process or one SQLite file). Several processes on Redis pass 1.5 base intervals:
+        # the holder renews every half interval, so a dead holder is replaced within two intervals.
+        self._lease_ttl = lease_ttl
         self._roots_drawn: dict[int, datetime] = {}
         self._note: str | None = None
         self._cycle = threading.Lock()  # one cycle or delivery at a time in this process
@@ -118,7 +134,7 @@ class Poller:
         """One cycle; with `check=False` only pending replies are delivered (after an unwatch, say)."""
         report = CycleReport()
         with self._cycle:
-            if not self._store.try_lease(self._holder, self._clock(), ttl=self.interval * 2.5):
+            if not self._store.try_lease(self._holder, self._clock(), ttl=self._lease_ttl or self.interval * 2.5):
                 return report  # another process polls this store
             report.ran = True
             now = self._now()
@@ -189,8 +205,7 @@ class Poller:
         return by_device
 
     def _draw_root(self, watch: Watch, now: datetime) -> None:
-        if watch.root_ts is None:
-            return
+        """Redraw the watch's root card; the publisher also posts it when a crash left the watch without one."""
         self._roots_drawn[watch.id] = now
         try:
             self._publisher.update_root(watch, self._note)
@@ -200,7 +215,7 @@ class Poller:
     def _slow_down(self, exc: Exception, watches: list[Watch]) -> None:
         self._stretch = min(self._stretch * 2, MAX_STRETCH)
         minutes = max(1, round(self.interval / 60))
-        note = f"Checks slowed to every {minutes} min: Defender's call budget is tight."
+        note = f"Checks slowed to every {minutes} min: {_slow_reason(exc)}."
         changed, self._note = note != self._note, note
         log.warning("watch poll skipped (%s); next in %.0f s", type(exc).__name__, self.interval)
         now = self._now()
@@ -257,18 +272,38 @@ class Poller:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
-        self._store.release_lease(self._holder)
+        try:
+            self._store.release_lease(self._holder)
+        except Exception as exc:  # a store that is away (Redis down): the lease expires by itself
+            log.warning("could not release the poller lease (%s); it expires by itself", type(exc).__name__)
 
     def _run(self) -> None:
-        """Check every interval, deliver when woken in between; a failing cycle is logged, the next one runs."""
+        """Check every interval, deliver when woken in between; a failing cycle is logged, the next one runs.
+
+        Every half base interval the lease is renewed (or tried) and pending replies delivered, so another
+        process's `unwatch` is posted soon and a holder that died is replaced quickly: whoever takes the
+        lease over between its checks checks at once.
+        """
         next_check = 0.0
+        held = False
+        failing: str | None = None  # the last failure's type: a store that stays away is logged once in full
         while not self._stop.is_set():
             due = self._clock() >= next_check
             try:
-                self.run_once(check=due)
-            except Exception:
-                log.exception("watch poll failed")
+                ran = self.run_once(check=due).ran
+                failing = None
+            except Exception as exc:
+                if type(exc).__name__ != failing:
+                    log.exception("watch poll failed")
+                else:
+                    log.warning("watch poll failed again: %s", type(exc).__name__)
+                failing, ran = type(exc).__name__, False
+            if ran and not held and not due:
+                log.info("watch poller %s took over the lease; checking now", self._holder)
+                held, next_check = True, 0.0
+                continue
+            held = ran
             if due:
                 next_check = self._clock() + self.interval
-            self._wake.wait(max(0.0, next_check - self._clock()))
+            self._wake.wait(min(max(0.0, next_check - self._clock()), self.base_interval / 2))
             self._wake.clear()

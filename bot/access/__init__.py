@@ -1,0 +1,1 @@
+"""Access control: who may ask, what they may see, and how often."""

@@ -1,0 +1,135 @@
+"""One process's connection to the shared Redis, and what it does when Redis is away.
+
+Every Redis call of the bot goes through `SharedState.run`. Timeouts are short (Slack waits 3 s for an
+acknowledgement, and a lookup must not wait on a dead server): a call that fails marks Redis *down* for a
+back-off period (1 s, doubling to 30 s), during which calls fail at once with `SharedStateDown` without
+touching the network. Callers then fall back to process-local state: the local cache, a `1/N` share of
+the Defender budget, local event dedupe. The first failure and the recovery are logged at WARNING;
+`on_recover` callbacks let each piece reconcile (the budget replays the calls it made meanwhile).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from bot.shared.urls import RedisUrl, parse_redis_url
+
+log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+SOCKET_TIMEOUT = 0.5
+FIRST_BACKOFF = 1.0
+MAX_BACKOFF = 30.0
+
+
+class SharedStateDown(Exception):
+    """Redis did not answer (or is in its back-off period): use process-local state instead."""
+
+
+class SharedState:
+    """A redis-py client (thread-safe connection pool) with a key prefix, health tracking and back-off."""
+
+    def __init__(
+        self,
+        url: str | RedisUrl,
+        *,
+        socket_timeout: float = SOCKET_TIMEOUT,
+        clock: Callable[[], float] = time.monotonic,
+        client: redis.Redis | None = None,
+    ) -> None:
+        self.url = url if isinstance(url, RedisUrl) else parse_redis_url(url)
+        self.prefix = self.url.prefix
+        self.client: redis.Redis = client or redis.Redis.from_url(
+            self.url.client_url,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_timeout,
+            retry=Retry(NoBackoff(), 0),  # no silent retries: a dead server must cost one short timeout
+            health_check_interval=30,
+            max_connections=64,
+        )
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._down_until = 0.0
+        self._backoff = 0.0
+        self._failures = 0
+        self._recover: list[Callable[[], None]] = []
+
+    def key(self, *parts: object) -> str:
+        return ":".join([self.prefix, *(str(part) for part in parts)])
+
+    @property
+    def available(self) -> bool:
+        """False while Redis is marked down (the last call failed and the back-off has not passed)."""
+        with self._lock:
+            return self._backoff == 0.0
+
+    @property
+    def failures(self) -> int:
+        """How many times Redis has gone away since start-up (for /healthz)."""
+        with self._lock:
+            return self._failures
+
+    def on_recover(self, callback: Callable[[], None]) -> None:
+        with self._lock:
+            self._recover.append(callback)
+
+    def run(self, operation: Callable[[redis.Redis], _T]) -> _T:
+        """Run one operation (a command, a pipeline, a script); `SharedStateDown` if Redis is away."""
+        with self._lock:
+            if self._backoff and self._clock() < self._down_until:
+                raise SharedStateDown("Redis is unavailable (waiting before trying again)")
+        try:
+            result = operation(self.client)
+        except (redis.RedisError, OSError) as exc:  # unreachable, timing out, loading, out of memory, …
+            self._failed(exc)
+            raise SharedStateDown(f"Redis is unavailable: {type(exc).__name__}") from None
+        self._succeeded()
+        return result
+
+    def _failed(self, exc: BaseException) -> None:
+        with self._lock:
+            first = self._backoff == 0.0
+            self._backoff = min(MAX_BACKOFF, self._backoff * 2 or FIRST_BACKOFF)
+            self._down_until = self._clock() + self._backoff
+            if first:
+                self._failures += 1
+        if first:
+            log.warning(
+                "shared state: Redis at %s is unavailable (%s); using process-local state (cache, 1/N of the"
+                " Defender budget, event dedupe) until it returns",
+                self.url.shown,
+                type(exc).__name__,
+            )
+
+    def _succeeded(self) -> None:
+        with self._lock:
+            if self._backoff == 0.0:
+                return
+            self._backoff = 0.0
+            callbacks = list(self._recover)
+        log.warning("shared state: Redis at %s is back; shared budget, cache and watches resume", self.url.shown)
+        for callback in callbacks:
+            try:
+                callback()
+            except SharedStateDown:
+                return
+            except Exception:
+                log.exception("shared state: reconciling after Redis came back failed")
+
+    def ping(self) -> bool:
+        try:
+            return bool(self.run(lambda r: r.ping()))
+        except SharedStateDown:
+            return False
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,170 @@
+"""Suite-wide checks and settings.
+
+Secret hygiene: every test runs with a handler on the root logger at DEBUG that scans each record (message and
+exception text) for the fake secrets of `tests/fake_secrets.py`, and every payload a `SlackStandIn` receives
+(Web API arguments and response_url bodies, refused ones included) is scanned the same way. A test during which
+a secret showed up fails in its teardown. A test that has to show a secret on purpose says so with
+`@pytest.mark.secrets_visible`; its leaks are counted apart.
+
+Hypothesis: the `hardening` profile (at least 2,000 examples, no deadline) is registered here and applied on the
+decorators of the tests that want it, so other property tests keep their own counts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from bot.slack.standin import SlackStandIn
+from tests import fake_secrets
+
+SECRETS_VISIBLE = "secrets_visible"
+
+settings.register_profile(
+    "hardening",
+    max_examples=2000,
+    deadline=None,
+    database=None,  # nothing written into the working tree; a failure prints its example
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Leak:
+    where: str  # "log" or "slack"
+    source: str  # logger name, or the Slack method / response_url name
+    secrets: tuple[str, ...]
+    excerpt: str
+
+
+@dataclass
+class Ledger:
+    """What the hygiene checks saw, over the whole session: counts, and every leak found."""
+
+    log_records: int = 0
+    slack_payloads: int = 0
+    leaks: list[Leak] = field(default_factory=list)
+    excused: int = 0  # leaks during tests marked secrets_visible
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def check(self, where: str, source: str, text: str) -> None:
+        found = fake_secrets.leaks(text)
+        with self._lock:
+            if where == "log":
+                self.log_records += 1
+            else:
+                self.slack_payloads += 1
+            if found:
+                start = max(0, text.find(found[0]) - 80)
+                self.leaks.append(Leak(where, source, tuple(found), text[start : start + 240]))
+
+    def leaks_since(self, index: int) -> list[Leak]:
+        with self._lock:
+            return self.leaks[index:]
+
+    def mark(self) -> int:
+        with self._lock:
+            return len(self.leaks)
+
+
+LEDGER = Ledger()
+
+
+class SecretScanner(logging.Handler):
+    """Scans each record: its logger name, its message, and its exception (message and traceback)."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        super().__init__(logging.DEBUG)
+        self._ledger = ledger
+        self._formatter = logging.Formatter()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string is still scanned as raw text
+            message = f"{record.msg!r} {record.args!r}"
+        parts = [record.name, message]
+        if record.exc_info and record.exc_info[1] is not None:
+            parts.append(self._formatter.formatException(record.exc_info))
+        if record.exc_text:
+            parts.append(record.exc_text)
+        if record.stack_info:
+            parts.append(record.stack_info)
+        self._ledger.check("log", record.name, "\n".join(parts))
+
+
+def scan_payload(ledger: Ledger, source: str, payload: Any) -> None:
+    try:
+        text = json.dumps(payload, ensure_ascii=False, default=repr)
+    except (TypeError, ValueError):
+        text = repr(payload)
+    ledger.check("slack", source, text)
+
+
+_SCANNER = SecretScanner(LEDGER)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{SECRETS_VISIBLE}: the test puts a fake secret in a log or a Slack payload on purpose "
+        "(the hygiene check counts it instead of failing)",
+    )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _scan_standin_payloads() -> Iterator[None]:
+    """Every Web API call and response_url body any stand-in receives is scanned, for the whole session."""
+    web_api = SlackStandIn._web_api
+    respond = SlackStandIn._respond
+
+    def scanned_web_api(self: SlackStandIn, method: str, token: str, args: dict[str, Any]) -> tuple[int, Any]:
+        scan_payload(LEDGER, method, args)
+        return web_api(self, method, token, args)
+
+    def scanned_respond(self: SlackStandIn, name: str, body: dict[str, Any]) -> tuple[int, str]:
+        scan_payload(LEDGER, f"response_url {name}", body)
+        return respond(self, name, body)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(SlackStandIn, "_web_api", scanned_web_api)
+        patch.setattr(SlackStandIn, "_respond", scanned_respond)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def secret_hygiene(request: pytest.FixtureRequest) -> Iterator[Ledger]:
+    """Scan every log record at DEBUG during the test; fail the test if a fake secret was logged or posted."""
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(_SCANNER)
+    root.setLevel(logging.DEBUG)
+    start = LEDGER.mark()
+    try:
+        yield LEDGER
+    finally:
+        root.removeHandler(_SCANNER)
+        root.setLevel(level)
+    leaks = LEDGER.leaks_since(start)
+    if request.node.get_closest_marker(SECRETS_VISIBLE):
+        LEDGER.excused += len(leaks)
+        return
+    assert not leaks, "a fake secret leaked:\n" + "\n".join(
+        f"  {leak.where} {leak.source}: {', '.join(leak.secrets)} in …{leak.excerpt!r}…" for leak in leaks
+    )
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    unexcused = len(LEDGER.leaks) - LEDGER.excused
+    planted = f" ({LEDGER.excused} planted on purpose)" if LEDGER.excused else ""
+    terminalreporter.write_line(
+        f"secret hygiene: {LEDGER.log_records} log records and {LEDGER.slack_payloads} Slack payloads checked, "
+        f"{unexcused} leaks{planted}"
+    )

@@ -1,0 +1,83 @@
+"""Every benchmark in bench/ runs in its quick (CI smoke) size and reports figures of the right shape.
+
+Nothing here asserts a time: these runs exist so the benchmarks never rot. The figures in docs/benchmarks.md
+come from the full runs (the command is next to each table). Only counts that do not depend on the machine's
+speed are compared: ours never makes more Defender calls than the naive baseline.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from bench import ack_burst, incident_storm, render_cost, service_calls, time_to_card, watch_scaling
+
+
+@pytest.fixture(autouse=True)
+def _quiet(capsys: pytest.CaptureFixture[str]) -> None:
+    """The benchmarks print their tables; the test report does not need them."""
+
+
+def test_ack_burst() -> None:
+    results = ack_burst.main(["--quick"])
+    ours, base = results["ours"], results["baseline"]
+    for result in (ours, base):
+        assert len(result.sent) == 30
+        assert all(math.isfinite(s.latency) and s.status == 200 for s in result.sent)
+        assert result.cards + result.errors + result.busy == 30
+        assert result.defender.alerts >= 1
+    assert ours.defender.alerts <= 5  # one per device: single flight and the cache
+    assert ours.defender.alerts <= base.defender.alerts
+
+
+def test_incident_storm() -> None:
+    results = incident_storm.main(["--quick"])
+    ours, base, floor = results["ours"], results["baseline"], results["floor"]
+    assert isinstance(ours, incident_storm.StormResult)
+    assert isinstance(base, incident_storm.StormResult)
+    assert floor == 3  # three devices, all asked about within one cache window
+    assert len(ours.card_seconds) == len(base.card_seconds) == ours.commands == 12
+    assert ours.errors == base.errors == 0
+    assert floor <= ours.defender.alerts <= base.defender.alerts == 12
+
+
+def test_time_to_card() -> None:
+    results = time_to_card.main(["--quick"])
+    for times in results.values():
+        assert len(times.miss) == len(times.hit) == 3
+        assert all(t > 0 for t in times.miss + times.hit)
+        assert times.defender is not None
+    ours, base = results["ours"].defender, results["baseline"].defender
+    assert ours is not None and base is not None
+    assert ours.alerts == 3  # the second lookup of each device came from the cache
+    assert base.alerts == 6
+
+
+def test_service_calls() -> None:
+    results = service_calls.main(["--quick"])
+    assert results
+    for ours, base in results.values():
+        assert sum(ours.outcomes.values()) == sum(base.outcomes.values()) == ours.lookups
+        assert ours.busiest_minute <= 100
+        assert not ours.refused_calls
+        assert len(ours.calls_made) <= len(base.calls_made) == base.lookups
+
+
+def test_watch_scaling() -> None:
+    runs = watch_scaling.main(["--quick"])
+    assert [run.devices for run in runs] == [1, 10]
+    for run in runs:
+        assert run.defender_calls == [1] * run.intervals
+        assert run.per_device_calls == run.devices
+
+
+def test_render_cost() -> None:
+    results = render_cost.main(["--quick"])
+    render = results["render"]
+    assert render.ours_violations == 0
+    assert render.ours_bytes > 0 and render.base_bytes > 0
+    memory = results["memory"]
+    assert len(memory) == 4
+    assert all(m["rss_kib"] > 0 for m in memory.values())
+    assert memory["ours, 500 devices cached"]["cached"] == 500
