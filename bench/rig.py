@@ -278,8 +278,9 @@ class AppProcess:
         ready, _, _ = select.select([self._process.stdout], [], [], STARTUP_TIMEOUT)
         line = self._process.stdout.readline() if ready else b""
         if not line:
+            output = self.log()
             self.close()
-            raise RuntimeError(f"the {kind} app did not start:\n{self.log()}")
+            raise RuntimeError(f"the {kind} app did not start:\n{output}")
         self.port = int(json.loads(line)["port"])
         self._http = httpx.Client(timeout=10.0)
 

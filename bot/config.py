@@ -375,8 +375,10 @@ def load_slack_settings(
         api_url=read.url("SLACK_API_URL", "https://slack.com/api") + "/",
         port=read.integer("PORT", 0, minimum=1, maximum=65535) or None,
         visibility=Visibility(read.choice("BOT_RESPONSE_VISIBILITY", "in_channel", ("in_channel", "ephemeral"))),
-        workers=read.integer("BOT_WORKERS", 8, minimum=1, maximum=256),
-        max_pending=read.integer("BOT_MAX_PENDING", 32, minimum=0, maximum=10_000),
+        # Lookups of one device wait on one Defender call, each holding a worker: an incident channel's burst
+        # (200 commands for 10 devices) needs room to wait, not more Defender calls (docs/benchmarks.md).
+        workers=read.integer("BOT_WORKERS", 16, minimum=1, maximum=256),
+        max_pending=read.integer("BOT_MAX_PENDING", 256, minimum=0, maximum=10_000),
         card_alerts=read.integer("BOT_CARD_ALERTS", 10, minimum=1, maximum=20),
         access=_access_policy(read),
         user_rate_per_minute=read.integer("BOT_USER_RATE_PER_MINUTE", 20, minimum=0, maximum=100_000),

@@ -103,8 +103,13 @@ def test_explicit_api_backend_with_full_configuration() -> None:
 
 
 def test_values_are_stripped() -> None:
-    settings = load({"DEFENDER_TENANT_ID": f"  {TENANT}\n", "DEFENDER_CLIENT_ID": f"\t{CLIENT} ",
-                     "DEFENDER_CLIENT_SECRET": f" {SECRET} "})
+    settings = load(
+        {
+            "DEFENDER_TENANT_ID": f"  {TENANT}\n",
+            "DEFENDER_CLIENT_ID": f"\t{CLIENT} ",
+            "DEFENDER_CLIENT_SECRET": f" {SECRET} ",
+        }
+    )
     assert settings.tenant_id == TENANT
     assert settings.client_id == CLIENT
     assert settings.client_secret == Secret(SECRET)

@@ -481,3 +481,25 @@ def test_a_bot_started_without_its_redis_answers_lookups_from_a_local_share() ->
         assert health["shared_state"] == "redis-unavailable"
         assert health["watches"]["live"] is None
         assert health["budget"]["machine-alerts"]["minute_left"] == 99  # BOT_PROCESSES=1: the whole budget locally
+
+
+def test_watch_commands_without_redis_are_answered_not_dropped() -> None:
+    """`watches` runs inside the acknowledgement: with the store down it still answers, with a reference."""
+    from tests.slack_support import ack_json, harness
+
+    dead = f"redis://127.0.0.1:{_free_port()}/0"
+    for rig in harness(state_url=dead, env={"BOT_AUDIT_LOG": "off"}):
+        ack = ack_json(rig.command("watches"))
+        assert str(ack["text"]).startswith("Something went wrong on the bot's side (reference ")
+
+
+def test_an_unreachable_test_redis_fails_in_ci_and_skips_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests import redis_support
+
+    monkeypatch.setattr(redis_support, "REDIS_URL", f"redis://127.0.0.1:{_free_port()}/15")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI needs the Redis backend's tests to run"):
+        redis_support.require_redis()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match=r"no Redis at redis://127\.0\.0\.1"):
+        redis_support.require_redis()

@@ -641,7 +641,7 @@ def test_listener_error_is_logged_with_a_reference_the_user_sees(
     rig: Harness, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     caplog.set_level(logging.ERROR, logger="bot.slack.listeners")
-    monkeypatch.setattr(replies.Replier, "immediate", _boom)
+    monkeypatch.setattr(listeners, "parse_command", _boom)
     response = rig.command("help", "err")
     assert response.status == 500  # Bolt's answer when a listener raised before acknowledging
     [note] = rig.standin.wait_for_posts(1)
@@ -656,6 +656,19 @@ def test_listener_error_is_logged_with_a_reference_the_user_sees(
         message
         == f"unhandled error {reference} in a command request (team T0STANDIN, channel C0INCIDENT, user U0ALICE)"
     )
+
+
+def test_a_quick_answer_that_fails_is_still_acknowledged_with_a_reference(
+    rig: Harness, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Answers made inside the acknowledgement (help, watches) fail into a note, not into Slack's timeout."""
+    caplog.set_level(logging.ERROR, logger="bot.slack.listeners")
+    monkeypatch.setattr(replies.Replier, "immediate", _boom)
+    ack = ack_json(rig.command("help", "err"))
+    match = REFERENCE.fullmatch(ack["text"])
+    assert match, ack["text"]
+    assert "kaboom" not in json.dumps(ack)
+    assert _error_references(caplog) == [match[1]]
 
 
 def test_button_listener_error_gets_a_reference_note(
@@ -723,7 +736,7 @@ def test_settings_defaults_for_http() -> None:
     assert settings.api_url == "https://slack.com/api/"
     assert (settings.port, settings.http_port) == (None, 3000)
     assert settings.visibility is Visibility.IN_CHANNEL
-    assert (settings.workers, settings.max_pending, settings.card_alerts) == (8, 32, 10)
+    assert (settings.workers, settings.max_pending, settings.card_alerts) == (16, 256, 10)
 
 
 def test_settings_never_show_secrets() -> None:

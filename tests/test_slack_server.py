@@ -81,7 +81,7 @@ def slow() -> Iterator[Served]:
 def test_twenty_concurrent_commands_ack_within_three_seconds_while_defender_is_slow(slow: Served) -> None:
     rig = slow.rig
     assert rig.tenant.latency == 1.0
-    assert rig.bot.pool.capacity == 8 + 32  # BOT_WORKERS / BOT_MAX_PENDING defaults
+    assert rig.bot.pool.capacity == 16 + 256  # BOT_WORKERS / BOT_MAX_PENDING defaults
     # Ten distinct devices (one name per device, small alert lists), each asked for twice: once by id, once by name.
     seen: set[str] = set()
     devices: list[dict[str, Any]] = []
@@ -213,7 +213,7 @@ def test_healthz_reports_status_without_secrets(served: Served) -> None:
         assert isinstance(usage["minute_left"], int)
         assert isinstance(usage["hour_left"], int)
     assert health["budget"]["machine-alerts"]["minute_left"] < health["budget"]["alerts"]["minute_left"]
-    assert health["lookups"] == {"in_use": 0, "capacity": 40}
+    assert health["lookups"] == {"in_use": 0, "capacity": 272}
     text = response.text
     for secret in (SIGNING_SECRET, served.rig.standin.bot_token):
         assert secret not in text

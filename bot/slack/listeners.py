@@ -184,7 +184,7 @@ class Listeners:
             return
         plan = self._plan(parsed, requester, admitted)
         if plan.at_once:
-            ack(**self._run(plan.action, requester, plan.work).payload())
+            ack(**self._answer_now(plan, requester).payload())
             return
         url = str(command["response_url"])
         in_channel = plan.card and self._in_channel
@@ -325,6 +325,14 @@ class Listeners:
             device = parsed.query.device.value if isinstance(parsed, Lookup | StartWatch | StopWatch) else None
             self._audit.record(_action_of(parsed), requester, Outcome(admitted.result, device, reason=admitted.reason))
         return admitted
+
+    def _answer_now(self, plan: Plan, requester: Requester) -> Message:
+        """Run quick work inside the acknowledgement; a failure (the state store down) is still an answer."""
+        try:
+            return self._run(plan.action, requester, plan.work)
+        except Exception as exc:
+            self._audit.record(plan.action, requester, Outcome(Result.ERROR, reason="unexpected"))
+            return _oops(_report(exc, requester, "a command"))
 
     def _run(self, kind: Action, requester: Requester, work: Callable[[], Answer]) -> Message:
         """Do the work, counting the Defender requests it makes, and write its audit record."""

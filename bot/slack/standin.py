@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import sys
 import threading
 import time
 from collections import deque
@@ -57,6 +58,13 @@ class _State:
     expired: set[str] = field(default_factory=set)
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up (a bot process killed mid-request) is not the stand-in's error."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class SlackStandIn:
     def __init__(
         self,
@@ -71,7 +79,7 @@ class SlackStandIn:
         self._state = _State()
         self._changed = threading.Condition()
         self._ts = itertools.count(1)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server = _QuietServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="slack-standin")
         self._thread.start()
