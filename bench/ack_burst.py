@@ -23,6 +23,8 @@ from bench.rig import (
     Sent,
     TimedStandIn,
     Timer,
+    add_load_options,
+    bot_env,
     device_id,
     machine,
     ms,
@@ -125,13 +127,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, BurstResult]:
     parser.add_argument("--commands", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--devices", type=int, default=10)
-    parser.add_argument("--latency", type=float, default=DEFAULT_LATENCY, help="seconds per Defender request")
-    parser.add_argument("--env", action="append", default=[], help="KEY=VALUE setting for the real bot")
+    add_load_options(parser)
     parser.add_argument("--quick", action="store_true", help="CI smoke size: 30 commands over 0.5 s, 5 devices")
     args = parser.parse_args(argv)
     if args.quick:
         args.commands, args.seconds, args.devices = 30, 0.5, 5
-    env = dict(item.split("=", 1) for item in args.env)
+    env = bot_env(args)
     timer = Timer()
     print(f"{machine()}; Defender latency {args.latency * 1000:.0f} ms")
     print(f"{args.commands} slash commands over {args.seconds:g} s for {args.devices} devices, cold cache\n")

@@ -22,6 +22,8 @@ from bench.rig import (
     Planned,
     TimedStandIn,
     Timer,
+    add_load_options,
+    bot_env,
     device_id,
     machine,
     ms,
@@ -109,13 +111,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, StormResult | int]:
     parser.add_argument("--people", type=int, default=20)
     parser.add_argument("--devices", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--latency", type=float, default=DEFAULT_LATENCY, help="seconds per Defender request")
-    parser.add_argument("--env", action="append", default=[], help="KEY=VALUE setting for the real bot")
+    add_load_options(parser)
     parser.add_argument("--quick", action="store_true", help="CI smoke size: 4 people × 3 devices over 2 s")
     args = parser.parse_args(argv)
     if args.quick:
         args.people, args.devices, args.seconds = 4, 3, 2.0
-    env = dict(item.split("=", 1) for item in args.env)
+    env = bot_env(args)
     ttl = float(env.get("ALERT_CACHE_TTL_SECONDS", TTL))
     timer = Timer()
     plan = storm_plan(args.people, args.devices, args.seconds)

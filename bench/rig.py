@@ -321,16 +321,25 @@ class AppProcess:
         self.close()
 
 
+def add_load_options(parser: argparse.ArgumentParser) -> None:
+    """`--latency` of the Defender double and `--env KEY=VALUE` settings for the real bot."""
+    parser.add_argument("--latency", type=float, default=DEFAULT_LATENCY, help="seconds per Defender request")
+    parser.add_argument("--env", action="append", default=[], help="KEY=VALUE setting for the real bot")
+
+
+def bot_env(args: argparse.Namespace) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in args.env)
+
+
 def _serve(argv: Sequence[str] | None = None) -> None:
     """The child: build one app on a Defender double, serve it on a free port, print the port, wait for EOF."""
     parser = argparse.ArgumentParser(prog="python -m bench.rig")
     parser.add_argument("kind", choices=APPS)
     parser.add_argument("--slack-api-url", required=True)
     parser.add_argument("--bot-token", required=True)
-    parser.add_argument("--latency", type=float, default=DEFAULT_LATENCY)
     parser.add_argument("--devices", type=int, default=0)
     parser.add_argument("--alerts-each", type=int, default=8)
-    parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the real bot's settings")
+    add_load_options(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
@@ -344,7 +353,7 @@ def _serve(argv: Sequence[str] | None = None) -> None:
 
     tenant = CountingTenant(latency=args.latency)
     add_devices(tenant, args.devices, alerts_each=args.alerts_each)
-    env = {**OURS_ENV, **dict(item.split("=", 1) for item in args.env)}
+    env = {**OURS_ENV, **bot_env(args)}
     slack_env = {"SLACK_BOT_TOKEN": args.bot_token, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
                  "SLACK_API_URL": args.slack_api_url, **env}  # fmt: skip
     bot_health: Any = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -65,3 +66,16 @@ def run_concurrently(count: int, work: Callable[[], T]) -> list[T | BaseExceptio
     for thread in threads:
         thread.join()
     return outcomes
+
+
+def stop_processes(processes: list[subprocess.Popen[bytes]]) -> None:
+    """Ask each still-running process to stop (SIGTERM), then kill any that has not within 5 s."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)

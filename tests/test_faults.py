@@ -70,6 +70,7 @@ from tests.slack_support import (
     header,
     slack_env,
 )
+from tests.support import stop_processes
 
 FIN_014 = "ws-fin-014.contoso.local"
 FIN_015 = "ws-fin-015.contoso.local"
@@ -920,14 +921,7 @@ def processes(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], BotProcess]
             time.sleep(0.1)
 
     yield start
-    for process in started:
-        if process.popen.poll() is None:
-            process.popen.terminate()
-            try:
-                process.popen.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.popen.kill()
-                process.popen.wait(timeout=5)
+    stop_processes([process.popen for process in started])
 
 
 def send(process: BotProcess, request: tuple[bytes, dict[str, str]], client: httpx.Client) -> dict[str, Any]:

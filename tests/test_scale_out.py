@@ -34,6 +34,7 @@ from bot.defender.simulator import BUSY_HOSTNAME, SimulatedTenant
 from bot.slack.standin import Posted, SlackRequests, SlackStandIn
 from tests.redis_support import REDIS_URL, delete_prefix, require_redis, unique_prefix, url_with_prefix
 from tests.slack_support import SIGNING_SECRET, close_soon, free_port
+from tests.support import stop_processes
 
 PROCESSES = 3
 DEVICES = 20
@@ -243,15 +244,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         with httpx.Client(timeout=10.0, limits=limits) as client:
             yield Cluster(bots, defender, standin, prefix, SlackRequests(SIGNING_SECRET), client)
     finally:
-        for bot in bots:
-            if bot.popen.poll() is None:
-                bot.popen.terminate()
-        for bot in bots:
-            try:
-                bot.popen.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                bot.popen.kill()
-                bot.popen.wait(timeout=5)
+        stop_processes([bot.popen for bot in bots])
         for file in files:
             file.close()
         defender.close()

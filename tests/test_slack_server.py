@@ -35,6 +35,7 @@ from tests.slack_support import (
     header,
     shutdown_task_threads,
 )
+from tests.support import stop_processes
 
 STARTUP_TIMEOUT = 20.0
 
@@ -300,14 +301,7 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., Process]]:
         return process
 
     yield start
-    for process in started:
-        if process.popen.poll() is None:
-            process.popen.terminate()
-            try:
-                process.popen.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.popen.kill()
-                process.popen.wait(timeout=5)
+    stop_processes([process.popen for process in started])
     for file in files:
         file.close()
 

@@ -31,9 +31,8 @@ from bot.shared.redis_state import SharedState, SharedStateDown
 
 log = logging.getLogger(__name__)
 
-# KEYS: the API's call log. ARGV: now ('' = the server's clock), minute cap, hour cap, member.
-# Returns the wait in seconds as a string ('0' = admitted and recorded).
-_ACQUIRE = """
+# Every script's first argument is the time: '' takes the Redis server's clock (one clock for all processes).
+_NOW = """
 local now
 if ARGV[1] == '' then
   local t = redis.call('TIME')
@@ -41,6 +40,11 @@ if ARGV[1] == '' then
 else
   now = tonumber(ARGV[1])
 end
+"""
+
+# KEYS: the API's call log. ARGV: now ('' = the server's clock), minute cap, hour cap, member.
+# Returns the wait in seconds as a string ('0' = admitted and recorded).
+_ACQUIRE = _NOW + """
 local minute_cap = tonumber(ARGV[2])
 local hour_cap = tonumber(ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 3600)
@@ -65,14 +69,7 @@ return '0'
 """
 
 # KEYS: the API's call log. ARGV: now ('' = server clock). Returns {calls in the last minute, in the last hour}.
-_USAGE = """
-local now
-if ARGV[1] == '' then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-else
-  now = tonumber(ARGV[1])
-end
+_USAGE = _NOW + """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 3600)
 return {redis.call('ZCOUNT', KEYS[1], '(' .. (now - 60), '+inf'), redis.call('ZCARD', KEYS[1])}
 """
@@ -87,14 +84,7 @@ return 1
 """
 
 # KEYS: the API's call log. ARGV: now ('' = server clock), then pairs of (time, member) made while Redis was away.
-_REPLAY = """
-local now
-if ARGV[1] == '' then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-else
-  now = tonumber(ARGV[1])
-end
+_REPLAY = _NOW + """
 for i = 2, #ARGV, 2 do
   local at = tonumber(ARGV[i])
   if at > now - 3600 then
