@@ -7,12 +7,10 @@ error messages ("reference 3f9c2a1b7d4e"), so support can find every log line of
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import json
 import logging
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import IO
 
@@ -30,17 +28,6 @@ def begin_request() -> str:
     value = uuid.uuid4().hex[:12]
     _CORRELATION.set(value)
     return value
-
-
-@contextlib.contextmanager
-def correlated() -> Iterator[str]:
-    """Run a block of background work (a poll cycle) under its own id."""
-    value = uuid.uuid4().hex[:12]
-    token = _CORRELATION.set(value)
-    try:
-        yield value
-    finally:
-        _CORRELATION.reset(token)
 
 
 class _Correlation(logging.Filter):

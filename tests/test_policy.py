@@ -329,7 +329,7 @@ def test_access_settings_are_read(tmp_path: Path) -> None:
     settings = load_slack_settings(SlackMode.HTTP, env, dotenv_path=None)
     access = settings.access
     assert (access.channels, access.users, access.usergroups) == ({"C0INCIDENT", "dm"}, {"U0ALICE"}, {"S0SOC"})
-    assert (access.allow_external, access.contact, access.restricts_devices) == (True, "#soc", True)
+    assert (access.allow_external, access.contact, access.groups.configured) == (True, "#soc", True)
     assert (settings.user_rate_per_minute, settings.channel_rate_per_minute) == (5, 0)
 
 

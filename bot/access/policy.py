@@ -32,7 +32,6 @@ MAX_GROUP_NAME = 256
 _CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,30}")
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,30}")
 _USERGROUP_ID = re.compile(r"S[A-Z0-9]{2,30}")
-_TEAM_ID = re.compile(r"[TE][A-Z0-9]{2,30}")
 
 
 class PolicyError(ValueError):
@@ -219,10 +218,6 @@ def parse_id_list(text: str, kind: str) -> frozenset[str]:
     return frozenset(item.lower() if item.lower() == DM_KEY else item for item in ids)
 
 
-def is_team_id(value: str) -> bool:
-    return bool(_TEAM_ID.fullmatch(value))
-
-
 @dataclass(frozen=True, slots=True)
 class AccessPolicy:
     """Everything that decides whether a request is answered and what it may see. Unset parts allow."""
@@ -233,10 +228,6 @@ class AccessPolicy:
     groups: GroupPolicy = field(default_factory=GroupPolicy)
     allow_external: bool = False
     contact: str = DEFAULT_CONTACT  # whom a refused person should ask (BOT_ACCESS_CONTACT)
-
-    @property
-    def restricts_devices(self) -> bool:
-        return self.groups.configured
 
     def check(
         self, requester: Requester, installation: Installation, memberships: Memberships
@@ -249,8 +240,7 @@ class AccessPolicy:
         if not own_team and not self.allow_external:
             return Refusal(Rule.EXTERNAL, "This bot does not answer people from other organisations.")
         if self.channels is not None and not self._channel_listed(requester):
-            where = "direct messages" if requester.in_dm else "this channel"
-            return Refusal(Rule.CHANNEL, f"This bot is not enabled in {where}. {ask}")
+            return Refusal(Rule.CHANNEL, f"This bot is not enabled in {_place(requester)}. {ask}")
         try:
             if not self._person_listed(requester.user_id, memberships):
                 return Refusal(Rule.USER, f"You are not on this bot's list of people who may use it. {ask}")
@@ -258,7 +248,7 @@ class AccessPolicy:
         except MembershipUnavailable:
             return Refusal(Rule.MEMBERSHIP, "The bot could not check your user groups in Slack. Try again shortly.")
         if scope.empty:
-            return Refusal(Rule.DEVICE_GROUPS, f"No device groups are open to you in {self._place(requester)}. {ask}")
+            return Refusal(Rule.DEVICE_GROUPS, f"No device groups are open to you in {_place(requester)}. {ask}")
         return scope
 
     def _channel_listed(self, requester: Requester) -> bool:
@@ -282,5 +272,6 @@ class AccessPolicy:
             scope = scope & personal
         return scope
 
-    def _place(self, requester: Requester) -> str:
-        return "direct messages" if requester.in_dm else "this channel"
+
+def _place(requester: Requester) -> str:
+    return "direct messages" if requester.in_dm else "this channel"

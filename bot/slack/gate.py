@@ -27,8 +27,8 @@ class Gate:
     def __init__(
         self, policy: AccessPolicy, installation: Installation, memberships: Memberships, limiter: RequestLimiter
     ) -> None:
-        self.policy = policy
-        self.installation = installation
+        self._policy = policy
+        self._installation = installation
         self._memberships = memberships
         self._limiter = limiter
 
@@ -45,15 +45,15 @@ class Gate:
 
     def check(self, requester: Requester) -> Refusal | DeviceScope:
         """The access policy alone (a watch's follow-ups are checked this way, without rate limits)."""
-        return self.policy.check(requester, self.installation, self._memberships)
+        return self._policy.check(requester, self._installation, self._memberships)
 
     def on_behalf_of(self, channel_id: str, user_id: str) -> Requester:
         """A requester for work the bot does later for someone (a watch's poll), in its own workspace."""
         return Requester(
-            team_id=self.installation.team_id or "",
+            team_id=self._installation.team_id or "",
             channel_id=channel_id,
             user_id=user_id,
-            enterprise_id=self.installation.enterprise_id,
+            enterprise_id=self._installation.enterprise_id,
         )
 
 
