@@ -334,7 +334,7 @@ DEMO_PEOPLE = (
 )
 
 
-def test_demo_plays_a_slack_session() -> None:
+def test_demo_plays_a_slack_session(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run("demo")
     assert code == 0, out + err
     for line in DEMO_PEOPLE:
@@ -347,6 +347,8 @@ def test_demo_plays_a_slack_session() -> None:
     assert "JSON payload:" not in out
     assert "\x1b" not in out
     assert SIMULATOR_NOTICE not in out
+    # The scripted requests write no audit trail over the readable output.
+    assert '"audit":' not in err + capsys.readouterr().err
 
 
 def test_demo_interactive_with_json(monkeypatch: pytest.MonkeyPatch) -> None:

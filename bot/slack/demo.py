@@ -323,6 +323,7 @@ def run_demo(
             standin = stack.enter_context(SlackStandIn())
             env = {"SLACK_BOT_TOKEN": standin.bot_token, "SLACK_SIGNING_SECRET": secret}
             env["SLACK_API_URL"] = standin.api_url
+            env["BOT_AUDIT_LOG"] = "off"  # scripted requests: audit lines would only bury the readable cards
             # Never a real tenant, and never a state file in the person's working directory.
             demo_settings = dataclasses.replace(settings, backend=Backend.SIMULATOR, state_url=MEMORY_STATE)
             runtime = build_runtime(demo_settings)
