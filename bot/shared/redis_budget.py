@@ -44,7 +44,9 @@ end
 
 # KEYS: the API's call log. ARGV: now ('' = the server's clock), minute cap, hour cap, member.
 # Returns the wait in seconds as a string ('0' = admitted and recorded).
-_ACQUIRE = _NOW + """
+_ACQUIRE = (
+    _NOW
+    + """
 local minute_cap = tonumber(ARGV[2])
 local hour_cap = tonumber(ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 3600)
@@ -67,12 +69,16 @@ redis.call('ZADD', KEYS[1], now, ARGV[4])
 redis.call('PEXPIRE', KEYS[1], 3601000)
 return '0'
 """
+)
 
 # KEYS: the API's call log. ARGV: now ('' = server clock). Returns {calls in the last minute, in the last hour}.
-_USAGE = _NOW + """
+_USAGE = (
+    _NOW
+    + """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 3600)
 return {redis.call('ZCOUNT', KEYS[1], '(' .. (now - 60), '+inf'), redis.call('ZCARD', KEYS[1])}
 """
+)
 
 # KEYS: the block key. ARGV: milliseconds. Extends a block, never shortens one.
 _BLOCK = """
@@ -84,7 +90,9 @@ return 1
 """
 
 # KEYS: the API's call log. ARGV: now ('' = server clock), then pairs of (time, member) made while Redis was away.
-_REPLAY = _NOW + """
+_REPLAY = (
+    _NOW
+    + """
 for i = 2, #ARGV, 2 do
   local at = tonumber(ARGV[i])
   if at > now - 3600 then
@@ -94,6 +102,7 @@ end
 redis.call('PEXPIRE', KEYS[1], 3601000)
 return 1
 """
+)
 
 
 class RedisRateBudget:
