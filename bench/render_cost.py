@@ -139,8 +139,7 @@ def _fill(kind: str, devices: int, alerts_each: int) -> dict[str, Any]:
     from bench.baseline.app import build_baseline
     from bench.rig import TimedStandIn
     from bot.config import SlackMode, load_settings, load_slack_settings
-    from bot.runtime import build_runtime
-    from bot.slack.app import build_slack_bot
+    from bot.runtime import build_runtime, build_slack_bot
 
     def alerts_of(mid: str) -> list[Json]:
         return [{**template, "id": f"da{k:04d}_{mid}", "machineId": mid} for k, template in enumerate(templates)]

@@ -38,7 +38,7 @@ from typing import IO, Any
 import httpx
 
 from bot.defender.simulator import Json, SimulatedTenant
-from bot.slack.standin import Posted, SlackRequests, SlackStandIn
+from bot.demo.standin import Posted, SlackRequests, SlackStandIn
 
 ROOT = Path(__file__).resolve().parent.parent
 SIGNING_SECRET = "bench-signing-secret-5d1c"  # noqa: S105 - a local test double's secret
@@ -347,8 +347,7 @@ def _serve(argv: Sequence[str] | None = None) -> None:
 
     from bench.baseline.app import build_baseline
     from bot.config import SlackMode, load_settings, load_slack_settings
-    from bot.runtime import build_runtime
-    from bot.slack.app import build_slack_bot
+    from bot.runtime import build_runtime, build_slack_bot
     from bot.slack.server import HttpServer, wsgi_app
 
     tenant = CountingTenant(latency=args.latency)

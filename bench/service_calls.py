@@ -22,12 +22,13 @@ import httpx
 
 from bench.baseline.app import lookup_text
 from bench.rig import ratio, table
-from bot.alerts.budget import BudgetExhausted, RateBudget
 from bot.alerts.query import parse_query
 from bot.alerts.service import AlertService
 from bot.defender.auth import StaticTokenProvider
 from bot.defender.client import DefenderClient
+from bot.defender.limits import BudgetExhausted
 from bot.defender.simulator import SIMULATOR_BASE_URL, SimulatedTenant, SimulatorTransport
+from bot.state.budget import RateBudget
 from tests.support import FakeClock, machine_id, run_concurrently
 
 

@@ -23,18 +23,19 @@ from pathlib import Path
 from typing import Any
 
 from bench.rig import add_devices, ratio, table
-from bot.alerts.budget import Api, Priority, RateBudget
 from bot.alerts.query import parse_query
 from bot.alerts.service import AlertService
 from bot.defender.auth import StaticTokenProvider
 from bot.defender.client import DefenderClient
+from bot.defender.limits import Api, Priority
 from bot.defender.simulator import AAD_TENANT_ID, SIMULATOR_BASE_URL, SimulatedTenant, SimulatorTransport
 from bot.slack.actions import ButtonSeal
 from bot.slack.cards import CardContext
-from bot.slack.outbox import Outbox
+from bot.slack.poster import Poster
 from bot.slack.watching import SlackWatches
+from bot.state.budget import RateBudget
+from bot.state.sqlite import SqliteWatchStore
 from bot.watch.poller import Poller
-from bot.watch.store import SqliteWatchStore
 from tests.support import FakeClock
 
 INTERVAL = 60.0
@@ -45,7 +46,7 @@ BACKGROUND_MINUTE, BACKGROUND_HOUR = PER_MINUTE // 2, int(PER_HOUR * 0.8)
 
 
 class StubSlack:
-    """Just enough of slack_sdk's WebClient for `Outbox`: counts calls, remembers threaded metadata."""
+    """Just enough of slack_sdk's WebClient for `Poster`: counts calls, remembers threaded metadata."""
 
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
@@ -133,7 +134,7 @@ def run_scaling(devices: int, intervals: int = 30, *, updates_per_interval: int 
     with tempfile.TemporaryDirectory() as folder:
         store = SqliteWatchStore(Path(folder) / "watches.db")
         context = CardContext("https://security.microsoft.com", AAD_TENANT_ID, seal=ButtonSeal(bytes(32)))
-        watches = SlackWatches(store, service, Outbox(slack), lambda: context, now=clock.wall)  # type: ignore[arg-type]
+        watches = SlackWatches(store, service, Poster(slack), lambda: context, now=clock.wall)  # type: ignore[arg-type]
         poller = Poller(store, service, client, watches, interval=INTERVAL, clock=clock, now=clock.wall)
         watches.poller = poller
         for n, machine_id in enumerate(watched):

@@ -173,8 +173,8 @@ class _Reader:
 
 
 def _state_url(text: str) -> str:
-    from bot.shared.urls import RedactedUrl, is_redis_url, parse_redis_url
-    from bot.watch.store import sqlite_path
+    from bot.state.sqlite import sqlite_path
+    from bot.state.urls import RedactedUrl, is_redis_url, parse_redis_url
 
     if is_redis_url(text):
         try:

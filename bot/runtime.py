@@ -1,23 +1,44 @@
-"""Assembles one process's long-lived parts from `Settings`: budget, token provider, client, service."""
+"""The composition root: one process's long-lived parts built from settings.
+
+`build_runtime` wires state, the Defender client and the alert service; `build_slack_bot` puts the Slack edge
+(Bolt app, listeners, work pool, watches) on top. Nothing below this module chooses an implementation.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
 import httpx
+from prometheus_client import CollectorRegistry
+from slack_bolt import App
+from slack_sdk import WebClient
 
-from bot.alerts.budget import Budget, RateBudget
+from bot.access.audit import AuditLog
+from bot.access.policy import Installation
 from bot.alerts.service import AlertService
-from bot.config import Backend, ConfigError, Settings
+from bot.config import Backend, ConfigError, Settings, SlackMode, SlackSettings
 from bot.defender.auth import MsalTokenProvider, StaticTokenProvider, TokenProvider
 from bot.defender.client import DefenderClient
+from bot.defender.limits import Api, Budget, BudgetCaps
 from bot.defender.simulator import AAD_TENANT_ID, SIMULATOR_BASE_URL, SimulatedTenant, SimulatorTransport
-from bot.shared.protocols import SharedCache
-from bot.shared.urls import is_redis_url
+from bot.slack.actions import ButtonSeal
+from bot.slack.cards import CardContext
+from bot.slack.gate import Gate
+from bot.slack.listeners import Listeners
+from bot.slack.poster import Poster, web_client
+from bot.slack.replies import Replier
+from bot.slack.usergroups import SlackMemberships
+from bot.slack.watching import SlackWatches
+from bot.slack.work import WorkPool
+from bot.state.factory import StateBackend, StateOptions, live_watch_count, open_state, pending_reply_count
+from bot.state.watches import WatchStore
+from bot.telemetry import metrics
+from bot.watch.poller import Poller
 
-if TYPE_CHECKING:
-    from bot.shared.redis_state import SharedState
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +48,7 @@ class Runtime:
     client: DefenderClient
     service: AlertService
     tenant: SimulatedTenant | None  # set when the built-in simulator stands in for Defender
-    shared: SharedState | None = None  # the Redis connection when BOT_STATE_URL is redis://…
+    state: StateBackend
 
     @property
     def link_tenant_id(self) -> str | None:
@@ -36,8 +57,7 @@ class Runtime:
 
     def close(self) -> None:
         self.client.close()
-        if self.shared is not None:
-            self.shared.close()
+        self.state.close()
 
 
 def _token_provider(settings: Settings) -> TokenProvider:
@@ -62,7 +82,8 @@ def _token_provider(settings: Settings) -> TokenProvider:
 
 def build_runtime(settings: Settings, *, tenant: SimulatedTenant | None = None) -> Runtime:
     """Wire the process; with the simulator backend, `tenant` replaces the built-in data set."""
-    shared, budget, cache = _shared_parts(settings)
+    state = open_state(_state_options(settings))
+    budget = state.budget
     timeout = httpx.Timeout(settings.request_timeout, connect=5.0)
     if settings.backend is Backend.SIMULATOR and settings.simulator_url is not None:
         tenant = None  # served by another process over HTTP (tests of several bot processes)
@@ -84,34 +105,133 @@ def build_runtime(settings: Settings, *, tenant: SimulatedTenant | None = None) 
         ttl=settings.cache_ttl,
         max_stale=settings.cache_max_stale,
         maxsize=settings.cache_maxsize,
-        shared=cache,
+        shared=state.cache,
     )
-    return Runtime(settings, budget, client, service, tenant, shared)
+    return Runtime(settings, budget, client, service, tenant, state)
 
 
-def _shared_parts(settings: Settings) -> tuple[SharedState | None, Budget, SharedCache | None]:
-    """With `BOT_STATE_URL=redis://…`: the connection, the shared budget and cache; else in-process ones."""
-    if not is_redis_url(settings.state_url):
-        budget = RateBudget(
-            settings.calls_per_minute,
-            settings.calls_per_hour,
-            background_minute_share=settings.background_minute_share,
-            background_hour_share=settings.background_hour_share,
-        )
-        return None, budget, None
-    from bot.shared.redis_budget import RedisRateBudget
-    from bot.shared.redis_cache import RedisSharedCache
-    from bot.shared.redis_state import SharedState
-
-    shared = SharedState(settings.state_url)
-    shared.ping()  # connects now; an unreachable server is logged and the process starts on local state
-    shared_budget = RedisRateBudget(
-        shared,
+def _state_options(settings: Settings) -> StateOptions:
+    caps = BudgetCaps(
         settings.calls_per_minute,
         settings.calls_per_hour,
-        background_minute_share=settings.background_minute_share,
-        background_hour_share=settings.background_hour_share,
-        processes=settings.processes,
+        settings.background_minute_share,
+        settings.background_hour_share,
     )
-    cache = RedisSharedCache(shared, alerts_ttl=max(settings.cache_ttl, settings.cache_max_stale))
-    return shared, shared_budget, cache
+    # The shared cache keeps alert lists as long as they may still be served stale.
+    alerts_ttl = max(settings.cache_ttl, settings.cache_max_stale)
+    return StateOptions(settings.state_url, caps, settings.processes, alerts_ttl)
+
+
+def budget_left(budget: Budget) -> Iterator[tuple[str, int, int]]:
+    """(endpoint, calls left this minute, calls left this hour) for each Defender API."""
+    for api in Api:
+        usage = budget.usage(api)
+        yield api.value, usage.minute_left, usage.hour_left
+
+
+@dataclass(frozen=True, slots=True)
+class SlackBot:
+    app: App
+    pool: WorkPool
+    runtime: Runtime
+    settings: SlackSettings
+    store: WatchStore
+    poller: Poller
+    seal: ButtonSeal
+    audit: AuditLog
+    registry: CollectorRegistry
+
+    def start_background(self) -> None:
+        """Start the watch poller (in `http` and `socket` processes; the store's lease keeps it to one)."""
+        self.poller.start()
+
+    def health(self) -> dict[str, Any]:
+        """A small status document for `GET /healthz`: no secrets, no alert data."""
+        budget = {
+            endpoint: {"minute_left": minute_left, "hour_left": hour_left}
+            for endpoint, minute_left, hour_left in budget_left(self.runtime.budget)
+        }
+        return {
+            "status": "ok",
+            "defender_backend": self.runtime.settings.backend.value,
+            "cached_devices": self.runtime.service.cached_devices,
+            "budget": budget,
+            "lookups": {"in_use": self.pool.in_use, "capacity": self.pool.capacity},
+            "watches": {"live": live_watch_count(self.store), "poll_interval_seconds": self.poller.interval},
+            "shared_state": self.runtime.state.status(),
+        }
+
+    def metrics(self) -> bytes:
+        """`GET /metrics`: Prometheus text format."""
+        return metrics.exposition(self.registry)
+
+    def close(self) -> None:
+        self.poller.stop()
+        self.pool.shutdown(wait=False)
+        self.store.close()
+        self.runtime.close()
+        self.audit.close()
+
+
+def _installation(client: WebClient) -> Installation:
+    """Where the bot is installed; `auth.test` also fails here, at start-up, for a bad bot token."""
+    found = client.auth_test()
+    return Installation(
+        team_id=found.get("team_id") or None,
+        enterprise_id=found.get("enterprise_id") or None,
+        enterprise_install=bool(found.get("is_enterprise_install")),
+    )
+
+
+def build_slack_bot(runtime: Runtime, settings: SlackSettings) -> SlackBot:
+    """Wire the Bolt app and the access gate; a bad bot token fails here, at start-up."""
+    client = web_client(settings.bot_token.reveal(), settings.api_url)
+    installation = _installation(client)
+    http_mode = settings.mode is SlackMode.HTTP
+    app = App(
+        client=client,
+        signing_secret=settings.signing_secret.reveal() if settings.signing_secret else "",
+        request_verification_enabled=http_mode,  # Socket Mode requests arrive over an authenticated socket
+        process_before_response=True,
+        logger=logging.getLogger("slack_bolt"),
+    )
+    pool = WorkPool(settings.workers, settings.max_pending)
+    # Buttons are sealed with a key from the signing secret (the app token in Socket Mode without one).
+    seal = ButtonSeal.from_secret(settings.button_secret.reveal())
+
+    def card_context() -> CardContext:
+        return CardContext(
+            runtime.settings.portal_url, runtime.link_tenant_id, max_alerts=settings.card_alerts, seal=seal
+        )
+
+    # Membership checks sit on the acknowledgement path: a short timeout and no retries.
+    memberships = SlackMemberships(WebClient(token=settings.bot_token.reveal(), base_url=settings.api_url, timeout=2))
+    limiter = runtime.state.request_limiter(  # per process, or in Redis for every process
+        user_per_minute=settings.user_rate_per_minute, channel_per_minute=settings.channel_rate_per_minute
+    )
+    gate = Gate(settings.access, installation, memberships, limiter)
+    audit = AuditLog.open(settings.audit_log)
+    poster = Poster(client)
+    store = runtime.state.watch_store()  # SQLite, or Redis with BOT_STATE_URL=redis://…
+    watches = SlackWatches(
+        store,
+        runtime.service,
+        poster,
+        card_context,
+        access=lambda channel, user: gate.check(gate.on_behalf_of(channel, user)),
+    )
+    poll_seconds = runtime.settings.watch_poll_seconds
+    lease_ttl = runtime.state.lease_ttl(poll_seconds)
+    poller = Poller(store, runtime.service, runtime.client, watches, interval=poll_seconds, lease_ttl=lease_ttl)
+    watches.poller = poller
+    replier = Replier(runtime.service, card_context, backend=runtime.settings.backend.value)
+    listeners = Listeners(replier, watches, pool, poster, settings.visibility, gate, audit, seal)
+    listeners.register(app, runtime.state.event_deduper())
+    state = metrics.State(
+        budget_left=lambda: budget_left(runtime.budget),
+        cached_devices=lambda: runtime.service.cached_devices,
+        live_watches=lambda: live_watch_count(store) or 0,  # 0 while Redis is away (/healthz says so)
+        pending_followups=lambda: pending_reply_count(store) or 0,
+        lookups_in_use=lambda: pool.in_use,
+    )
+    return SlackBot(app, pool, runtime, settings, store, poller, seal, audit, metrics.bot_registry(state))

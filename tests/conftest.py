@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
-from bot.slack.standin import SlackStandIn
+from bot.demo.standin import SlackStandIn
 from tests import fake_secrets
 
 SECRETS_VISIBLE = "secrets_visible"

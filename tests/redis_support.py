@@ -15,8 +15,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from bot.shared.redis_state import SharedState
-from bot.shared.urls import parse_redis_url
+from bot.state.redis.connection import SharedState
+from bot.state.urls import parse_redis_url
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
 

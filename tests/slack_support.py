@@ -24,10 +24,9 @@ from slack_bolt.request import BoltRequest
 from bot.alerts.service import AlertService
 from bot.config import SlackMode, load_settings, load_slack_settings
 from bot.defender.simulator import SimulatedTenant
-from bot.runtime import build_runtime
-from bot.slack.app import SlackBot, build_slack_bot
+from bot.demo.standin import Posted, SlackRequests, SlackStandIn
+from bot.runtime import SlackBot, build_runtime, build_slack_bot
 from bot.slack.server import HttpServer
-from bot.slack.standin import Posted, SlackRequests, SlackStandIn
 from tests import fake_secrets
 
 SIGNING_SECRET = fake_secrets.SIGNING_SECRET

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
+from bot.demo.standin import Posted, SlackRequests
 from bot.slack import actions
-from bot.slack.standin import Posted, SlackRequests
 from tests.slack_support import SIGNING_SECRET, Harness, ack_json, all_text, buttons, harness
 
 FIN_014 = "ws-fin-014.contoso.local"  # device group Workstations

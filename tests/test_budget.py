@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from bot.alerts.budget import Api, Budget, BudgetExhausted, Priority, RateBudget
-from bot.shared.redis_budget import RedisRateBudget
+from bot.defender.limits import Api, Budget, BudgetExhausted, Priority
+from bot.state.budget import RateBudget
+from bot.state.redis.budget import RedisRateBudget
 from tests.redis_support import shared_state
 from tests.support import FakeClock, run_concurrently
 

@@ -15,7 +15,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.alerts.budget import Api, BudgetExhausted
 from bot.alerts.problems import PERMISSION_HINT, Problem, ProblemKind, explain
 from bot.alerts.query import USAGE, AlertFilters, DeviceQuery, QueryError, parse_query
 from bot.alerts.result import DeviceAlerts, display_order
@@ -29,6 +28,7 @@ from bot.defender.errors import (
     PermissionDenied,
     Throttled,
 )
+from bot.defender.limits import Api, BudgetExhausted
 from bot.defender.models import (
     Alert,
     AlertStatus,
@@ -40,9 +40,8 @@ from bot.defender.models import (
     parse_alert,
     parse_machine,
 )
+from bot.defender.portal import alert_url, device_url
 from bot.defender.refs import DeviceRef, RefKind
-from bot.links import alert_url, device_url
-from bot.sanitize import clean
 from bot.slack import actions, mrkdwn
 from bot.slack.blockkit import (
     MAX_BLOCKS,
@@ -63,7 +62,8 @@ from bot.slack.watch_cards import (
     watch_started_card,
     watches_card,
 )
-from bot.watch.model import Change, ChangeKind, Watch, WatchStatus
+from bot.state.watches import Change, ChangeKind, Watch, WatchStatus
+from bot.text import clean
 from tests.support import TEST_SEAL
 
 PORTAL = "https://security.microsoft.com"

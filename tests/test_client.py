@@ -14,7 +14,6 @@ from typing import ClassVar
 import httpx
 import pytest
 
-from bot.alerts.budget import Api, BudgetExhausted, Priority, RateBudget
 from bot.defender.client import DefenderClient
 from bot.defender.errors import (
     AuthError,
@@ -25,7 +24,9 @@ from bot.defender.errors import (
     PermissionDenied,
     Throttled,
 )
+from bot.defender.limits import Api, BudgetExhausted, Priority
 from bot.defender.models import Severity
+from bot.state.budget import RateBudget
 from tests.support import FakeClock, machine_id
 
 BASE = "https://api.test"

@@ -20,11 +20,11 @@ from urllib.parse import unquote
 import pytest
 
 from bot.config import Backend, Settings, load_settings
-from bot.slack import demo
+from bot.demo import session as demo
+from bot.demo.preview import BUILDER_URL, RULE, builder_url, render_text
+from bot.demo.session import THREAD_TS, run_demo
+from bot.demo.standin import Posted, SlackStandIn
 from bot.slack.blockkit import Message
-from bot.slack.demo import THREAD_TS, run_demo
-from bot.slack.preview import BUILDER_URL, RULE, builder_url, render_text
-from bot.slack.standin import Posted, SlackStandIn
 from bot.watch.poller import CycleReport, Poller
 from tests import fake_secrets
 

@@ -52,10 +52,9 @@ from bot.config import SlackMode, load_settings, load_slack_settings
 from bot.defender.auth import MsalTokenProvider, StaticTokenProvider, TokenProvider
 from bot.defender.client import DefenderClient
 from bot.defender.simulator import SimulatedTenant
-from bot.runtime import build_runtime
-from bot.slack.app import SlackBot, build_slack_bot
-from bot.slack.standin import Posted, SlackRequests, SlackStandIn
-from bot.watch.model import WatchStatus
+from bot.demo.standin import Posted, SlackRequests, SlackStandIn
+from bot.runtime import SlackBot, build_runtime, build_slack_bot
+from bot.state.watches import WatchStatus
 from tests import fake_secrets
 from tests.oidc_double import OidcDouble
 from tests.slack_support import (

@@ -45,11 +45,11 @@ from bot.defender.simulator import (
     QUIET_HOSTNAME,
     SimulatedTenant,
 )
+from bot.demo.standin import Posted, SlackRequests
 from bot.slack import actions, listeners
 from bot.slack.blockkit import Message, violations
-from bot.slack.outbox import web_client
+from bot.slack.poster import web_client
 from bot.slack.server import HttpServer, wsgi_app
-from bot.slack.standin import Posted, SlackRequests
 from tests import fake_secrets, slack_support
 from tests.slack_support import (
     COMMAND_ACK_BUDGET,

@@ -14,8 +14,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
-from bot import logs
 from bot.slack.server import HttpServer, wsgi_app
+from bot.telemetry import logs
 from tests.slack_support import Harness, all_text, close_server, harness
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]

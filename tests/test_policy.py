@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from bot.access.audit import Action, AuditLog, Outcome, Result
 from bot.access.policy import (
-    EVERY_DEVICE,
     AccessPolicy,
-    DeviceScope,
     Installation,
     MembershipUnavailable,
     PolicyError,
@@ -22,10 +21,10 @@ from bot.access.policy import (
     parse_group_policy,
     parse_id_list,
 )
-from bot.access.ratelimit import RequestLimiter
-from bot.audit import Action, AuditLog, Outcome, Result
+from bot.alerts.scope import EVERY_DEVICE, DeviceScope
 from bot.config import ConfigError, SlackMode, load_slack_settings
 from bot.slack.actions import ButtonSeal, InvalidButton
+from bot.state.limits import RequestLimiter
 from tests.support import FakeClock
 
 HOME = Installation("T0HOME")

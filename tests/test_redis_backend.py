@@ -20,21 +20,21 @@ from contextlib import contextmanager
 
 import pytest
 
-from bot.alerts.budget import Api, BudgetExhausted
 from bot.alerts.service import AlertService
 from bot.config import ConfigError, load_settings
 from bot.defender.auth import StaticTokenProvider
 from bot.defender.client import DefenderClient
 from bot.defender.errors import Throttled
+from bot.defender.limits import Api, BudgetExhausted
 from bot.defender.simulator import SIMULATOR_BASE_URL, SimulatedTenant, SimulatorTransport
-from bot.shared.redis_budget import RedisRateBudget
-from bot.shared.redis_cache import RedisSharedCache
-from bot.shared.redis_dedupe import RedisEventDeduper
-from bot.shared.redis_flight import ClusterFlight
-from bot.shared.redis_limits import RedisRequestLimiter
-from bot.shared.redis_state import SharedState, SharedStateDown
-from bot.shared.redis_store import RedisWatchStore
-from bot.shared.urls import parse_redis_url, redact
+from bot.state.redis.budget import RedisRateBudget
+from bot.state.redis.cache import RedisSharedCache
+from bot.state.redis.connection import SharedState, SharedStateDown
+from bot.state.redis.dedupe import RedisEventDeduper
+from bot.state.redis.flight import ClusterFlight
+from bot.state.redis.limits import RedisRequestLimiter
+from bot.state.redis.watches import RedisWatchStore
+from bot.state.urls import parse_redis_url, redact
 from tests import fake_secrets
 from tests.redis_support import require_redis, shared_state, unique_prefix, url_with_prefix
 
@@ -448,20 +448,19 @@ def test_state_is_logged_without_its_password(caplog: pytest.LogCaptureFixture) 
 def test_health_says_where_shared_state_lives() -> None:
     require_redis()
     from bot.runtime import build_runtime
-    from bot.shared.wiring import shared_state_status
 
     prefix = unique_prefix()
     runtime = build_runtime(load_settings({"BOT_STATE_URL": url_with_prefix(prefix)}, dotenv_path=None))
     try:
-        assert runtime.shared is not None
+        assert runtime.state.shared is not None
         assert isinstance(runtime.budget, RedisRateBudget)
-        assert shared_state_status(runtime) == "redis"
+        assert runtime.state.status() == "redis"
     finally:
         runtime.close()
     local = build_runtime(load_settings({"BOT_STATE_URL": "sqlite:///:memory:"}, dotenv_path=None))
     try:
-        assert local.shared is None
-        assert shared_state_status(local) == "local"
+        assert local.state.shared is None
+        assert local.state.status() == "local"
     finally:
         local.close()
 

@@ -31,7 +31,7 @@ import pytest
 import redis
 
 from bot.defender.simulator import BUSY_HOSTNAME, SimulatedTenant
-from bot.slack.standin import Posted, SlackRequests, SlackStandIn
+from bot.demo.standin import Posted, SlackRequests, SlackStandIn
 from tests.redis_support import REDIS_URL, delete_prefix, require_redis, unique_prefix, url_with_prefix
 from tests.slack_support import SIGNING_SECRET, close_soon, free_port
 from tests.support import stop_processes

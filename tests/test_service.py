@@ -10,14 +10,14 @@ import httpx
 import pytest
 
 from bench.service_calls import CountingDefender, concurrent_same_device, filter_variants, run_storm
-from bot.access.policy import DeviceScope
-from bot.alerts.budget import Api, BudgetExhausted, Priority, RateBudget
 from bot.alerts.query import AlertFilters
 from bot.alerts.result import DeviceAlerts
+from bot.alerts.scope import DeviceScope
 from bot.alerts.service import AlertService
 from bot.defender.auth import StaticTokenProvider
 from bot.defender.client import DefenderClient
 from bot.defender.errors import DefenderUnavailable, DeviceNotFound, PermissionDenied, Throttled
+from bot.defender.limits import Api, BudgetExhausted, Priority
 from bot.defender.models import AlertStatus, Severity
 from bot.defender.simulator import (
     BUSY_HOSTNAME,
@@ -27,6 +27,7 @@ from bot.defender.simulator import (
     SimulatedTenant,
     SimulatorTransport,
 )
+from bot.state.budget import RateBudget
 from tests.support import FakeClock, machine_id, run_concurrently
 
 FIN = "ws-fin-014.contoso.local"

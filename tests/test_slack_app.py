@@ -594,22 +594,22 @@ def test_response_url_server_error_is_retried(rig: Harness) -> None:
 
 
 def test_post_message_refused_is_logged(rig: Harness, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="bot.slack.outbox")
+    caplog.set_level(logging.WARNING, logger="bot.slack.poster")
     rig.standin.fail_next("chat.postMessage", status=200, error="channel_not_found")
     rig.event(rig.requests.mention("ws-fin-014", channel="C0GONE"))
     rig.wait_idle()
     assert rig.standin.posts == []
-    messages = [r.getMessage() for r in caplog.records if r.name == "bot.slack.outbox"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "bot.slack.poster"]
     assert messages == ["chat.postMessage to C0GONE failed: channel_not_found"]
 
 
 def test_expired_response_url_is_logged_not_raised(rig: Harness, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="bot.slack.outbox")
+    caplog.set_level(logging.WARNING, logger="bot.slack.poster")
     rig.standin.expire("gone")
     assert ack_json(rig.command(FIN_014, "gone"))["text"] == f"Looking up {FIN_014}…"
     rig.wait_idle()
     assert rig.standin.posts == []
-    messages = [r.getMessage() for r in caplog.records if r.name == "bot.slack.outbox"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "bot.slack.poster"]
     assert messages == ["response_url answered 404 expired_url"]
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     # the bot keeps working afterwards

@@ -26,7 +26,7 @@ from bot.slack.commands import (
     message_text,
     parse_command,
 )
-from bot.watch.model import DEFAULT_DURATION, MAX_DURATION
+from bot.watch.terms import DEFAULT_DURATION, MAX_DURATION
 
 MID = "1e5bc9d7e413ddd7902c2932e418702b84d0cc07"
 HOST = "ws-fin-014.contoso.local"

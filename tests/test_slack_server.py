@@ -19,10 +19,10 @@ import httpx
 import pytest
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
-from bot.alerts.budget import Api
+from bot.defender.limits import Api
 from bot.defender.simulator import BUSY_HOSTNAME, DUPLICATE_HOSTNAME, SimulatedTenant
+from bot.demo.standin import SlackRequests, SlackStandIn
 from bot.slack.server import HttpServer, wsgi_app
-from bot.slack.standin import SlackRequests, SlackStandIn
 from tests import fake_secrets
 from tests.slack_support import (
     COMMAND_ACK_BUDGET,

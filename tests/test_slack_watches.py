@@ -22,13 +22,13 @@ import pytest
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
 from bot.defender.simulator import HOSTILE_HOSTNAME
+from bot.demo.standin import Posted, SlackRequests, SlackStandIn
 from bot.slack import actions
 from bot.slack.blockkit import Message, violations
-from bot.slack.outbox import FOLLOWUP_EVENT
+from bot.slack.poster import FOLLOWUP_EVENT
 from bot.slack.server import HttpServer, wsgi_app
-from bot.slack.standin import Posted, SlackRequests, SlackStandIn
 from bot.slack.watching import SlackWatches
-from bot.watch.model import WatchStatus
+from bot.state.watches import WatchStatus
 from tests.slack_support import (
     MEMORY_STATE_URL,
     PINGS,

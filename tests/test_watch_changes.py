@@ -7,8 +7,8 @@ from typing import Any
 
 from bot.alerts.query import AlertFilters, parse_query
 from bot.defender.models import Alert, parse_alert
+from bot.state.watches import AlertState, Change, ChangeKind
 from bot.watch.changes import baseline, compare
-from bot.watch.model import AlertState, Change, ChangeKind
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 MID = "c" * 40

@@ -25,8 +25,8 @@ import pytest
 from slack_sdk.http_retry import builtin_handlers as slack_builtin_handlers
 from slack_sdk.http_retry import handler as slack_handlers
 
-from bot.slack.standin import SlackStandIn
-from bot.watch.model import PendingReply, Watch, WatchStatus
+from bot.demo.standin import SlackStandIn
+from bot.state.watches import PendingReply, Watch, WatchStatus
 from bot.watch.poller import Delivered, Publisher
 from tests.test_watch_poller import FIN_014, FIN_015, INTERVAL, Rig, close_soon, reference, text_of
 
@@ -288,10 +288,10 @@ PROCESS = textwrap.dedent(
     from bot.defender.simulator import SIMULATOR_BASE_URL, SimulatedTenant, SimulatorTransport
     from bot.slack.cards import CardContext
     from tests.support import TEST_SEAL
-    from bot.slack.outbox import Outbox, web_client
+    from bot.slack.poster import Poster, web_client
     from bot.slack.watching import SlackWatches
     from bot.watch.poller import Poller
-    from bot.watch.store import SqliteWatchStore
+    from bot.state.sqlite import SqliteWatchStore
 
     T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
     phase = os.environ["PHASE"]
@@ -301,9 +301,9 @@ PROCESS = textwrap.dedent(
     client = DefenderClient(SIMULATOR_BASE_URL, StaticTokenProvider("t"), transport=SimulatorTransport(tenant))
     service = AlertService(client, now=lambda: wall[0])
     store = SqliteWatchStore(os.environ["DB"])
-    outbox = Outbox(web_client(os.environ["TOKEN"], os.environ["API_URL"]))
+    poster = Poster(web_client(os.environ["TOKEN"], os.environ["API_URL"]))
     portal = "https://security.microsoft.com"
-    watches = SlackWatches(store, service, outbox, lambda: CardContext(portal, None, seal=TEST_SEAL),
+    watches = SlackWatches(store, service, poster, lambda: CardContext(portal, None, seal=TEST_SEAL),
                            now=lambda: wall[0])
 
 

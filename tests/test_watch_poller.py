@@ -25,23 +25,22 @@ from slack_sdk.http_retry import builtin_handlers as slack_builtin_handlers
 from slack_sdk.http_retry import handler as slack_handlers
 
 from bench.watch_scaling import run_scaling
-from bot.alerts.budget import RateBudget
 from bot.alerts.query import parse_query
 from bot.alerts.service import AlertService
 from bot.config import SlackMode, load_settings, load_slack_settings
 from bot.defender.auth import StaticTokenProvider
 from bot.defender.client import DefenderClient
 from bot.defender.simulator import AAD_TENANT_ID, SIMULATOR_BASE_URL, SimulatedTenant, SimulatorTransport
-from bot.runtime import build_runtime
-from bot.slack.app import build_slack_bot
+from bot.demo.standin import Posted, SlackRequests, SlackStandIn
+from bot.runtime import build_runtime, build_slack_bot
 from bot.slack.cards import CardContext
-from bot.slack.outbox import Outbox, web_client
-from bot.slack.standin import Posted, SlackRequests, SlackStandIn
+from bot.slack.poster import Poster, web_client
 from bot.slack.watching import SlackWatches
+from bot.state.budget import RateBudget
+from bot.state.sqlite import SqliteWatchStore
+from bot.state.watches import Watch
 from bot.watch import poller as poller_module
-from bot.watch.model import Watch
 from bot.watch.poller import CycleReport, Poller, Publisher
-from bot.watch.store import SqliteWatchStore
 from tests import fake_secrets
 from tests.support import TEST_SEAL, FakeClock
 
@@ -98,9 +97,9 @@ class Rig:
         )
         service = AlertService(client, clock=clock, now=clock.wall)
         store = SqliteWatchStore(path)
-        outbox = Outbox(web_client(standin.bot_token, standin.api_url))
+        poster = Poster(web_client(standin.bot_token, standin.api_url))
         watches = SlackWatches(
-            store, service, outbox, lambda: CardContext(PORTAL, AAD_TENANT_ID, seal=TEST_SEAL), now=clock.wall
+            store, service, poster, lambda: CardContext(PORTAL, AAD_TENANT_ID, seal=TEST_SEAL), now=clock.wall
         )
         wrapped: Publisher = publisher(watches) if publisher is not None else watches
         poller = Poller(store, service, client, wrapped, interval=INTERVAL, clock=clock, now=clock.wall, holder=holder)

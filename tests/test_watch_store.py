@@ -1,4 +1,4 @@
-"""The watch store: schema migrations, watches, remembered alert state, the changes outbox, meta and the lease.
+"""The watch store: schema migrations, watches, remembered alert state, the changes table, meta and the lease.
 
 Every behavioural test takes the `store` fixture (or `backend`, which opens several stores on the same data, as
 several processes would), parametrized over SQLite and Redis (`REDIS_URL`, see tests/redis_support.py); only the
@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from bot.shared.redis_state import SharedState
-from bot.shared.redis_store import RedisWatchStore
-from bot.watch.model import AlertState, Change, ChangeKind, WatchStatus
-from bot.watch.store import SqliteWatchStore, WatchStore, sqlite_path
+from bot.state.redis.connection import SharedState
+from bot.state.redis.watches import RedisWatchStore
+from bot.state.sqlite import SqliteWatchStore, sqlite_path
+from bot.state.watches import AlertState, Change, ChangeKind, WatchStatus, WatchStore
 from tests.redis_support import delete_prefix, require_redis, unique_prefix, url_with_prefix
 from tests.support import run_concurrently
 

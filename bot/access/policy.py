@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from bot.alerts.scope import EVERY_DEVICE, NO_DEVICE, DeviceScope
+
 DM_KEY = "dm"  # in allow-lists and the group policy: direct messages with the bot
 DEFAULT_KEY = "default"  # in the group policy: every channel without its own entry
 ALL_GROUPS = "*"
@@ -78,46 +80,6 @@ class Installation:
         if self.enterprise_install:
             return bool(enterprise_id) and enterprise_id == self.enterprise_id
         return team_id is not None and team_id == self.team_id
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceScope:
-    """The Defender device groups a request may see; `groups=None` means every device."""
-
-    groups: frozenset[str] | None = None
-
-    @property
-    def everything(self) -> bool:
-        return self.groups is None
-
-    @property
-    def empty(self) -> bool:
-        return self.groups is not None and not self.groups
-
-    def allows(self, group: str | None) -> bool:
-        """A device in no group is visible only to an unrestricted scope."""
-        if self.groups is None:
-            return True
-        return group is not None and group.casefold() in self.groups
-
-    def __or__(self, other: DeviceScope) -> DeviceScope:
-        if self.groups is None or other.groups is None:
-            return EVERY_DEVICE
-        return DeviceScope(self.groups | other.groups)
-
-    def __and__(self, other: DeviceScope) -> DeviceScope:
-        if self.groups is None:
-            return other
-        if other.groups is None:
-            return self
-        return DeviceScope(self.groups & other.groups)
-
-    def describe(self) -> str:
-        return "every device group" if self.groups is None else ", ".join(sorted(self.groups)) or "no device group"
-
-
-EVERY_DEVICE = DeviceScope()
-NO_DEVICE = DeviceScope(frozenset())
 
 
 def _scope(names: Iterable[str]) -> DeviceScope:

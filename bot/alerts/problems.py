@@ -9,7 +9,6 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from bot.alerts.budget import BudgetExhausted
 from bot.alerts.query import QueryError
 from bot.defender.errors import (
     AuthError,
@@ -21,6 +20,7 @@ from bot.defender.errors import (
     PermissionDenied,
     Throttled,
 )
+from bot.defender.limits import BudgetExhausted
 
 PERMISSION_HINT = (
     "Grant the app registration the Alert.Read.All and Machine.Read.All application permissions "

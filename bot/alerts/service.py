@@ -23,10 +23,9 @@ from typing import TypeVar
 
 import cachetools
 
-from bot.access.policy import EVERY_DEVICE, DeviceScope
-from bot.alerts.budget import BudgetExhausted, Priority
 from bot.alerts.query import AlertFilters
 from bot.alerts.result import DeviceAlerts, display_order
+from bot.alerts.scope import EVERY_DEVICE, DeviceScope
 from bot.alerts.singleflight import SingleFlight
 from bot.defender.client import DefenderClient
 from bot.defender.errors import (
@@ -38,9 +37,10 @@ from bot.defender.errors import (
     PermissionDenied,
     Throttled,
 )
+from bot.defender.limits import BudgetExhausted, Priority
 from bot.defender.models import Alert, Machine
 from bot.defender.refs import DeviceRef, parse_device_ref
-from bot.shared.protocols import NothingShared, SharedCache
+from bot.state.cache import NothingShared, SharedCache
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ class AlertService:
 
         `refresh` skips a fresh cache entry (still single-flighted and budgeted; an entry younger than
         `min_refresh_interval` is reused so that a button mashed by ten people costs one call).
-        Raises `DefenderError` subclasses or `BudgetExhausted` when no data, not even stale, exists;
+        Raises a `DefenderError` (`BudgetExhausted` among them) when no data, not even stale, exists;
         `DeviceNotFound` (without suggestions) for a device outside `scope`.
         """
         device = ref if isinstance(ref, DeviceRef) else parse_device_ref(ref)
@@ -175,7 +175,7 @@ class AlertService:
             (snapshot, borrowed), shared = self._alert_flights.run(
                 machine_id, lambda: self._fetch_once(machine_id, priority, fresh_for)
             )
-        except (DefenderError, BudgetExhausted) as exc:
+        except DefenderError as exc:
             reason = _STALE_REASONS.get(type(exc))
             stale = self._latest(machine_id)
             if reason is None or stale is None:
@@ -267,7 +267,7 @@ class AlertService:
         if not known:
             try:
                 cached = self._detail_flights.run(machine_id, lambda: self._fetch_details_once(machine_id, priority))[0]
-            except (DefenderError, BudgetExhausted) as exc:
+            except DefenderError as exc:
                 if strict:
                     raise
                 log.info("no details for machine %s: %s", machine_id, type(exc).__name__)

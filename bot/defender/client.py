@@ -21,7 +21,6 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from bot.alerts.budget import Api, Priority, SharedThrottle
 from bot.defender.auth import TokenProvider
 from bot.defender.errors import (
     AuthError,
@@ -32,9 +31,10 @@ from bot.defender.errors import (
     PermissionDenied,
     Throttled,
 )
+from bot.defender.limits import Api, Priority, SharedThrottle
 from bot.defender.models import Alert, Machine, format_timestamp, parse_alert, parse_machine
 from bot.defender.refs import RefKind, odata_literal, parse_device_ref, path_segment
-from bot.metrics import DEFENDER_REQUESTS, defender_outcome
+from bot.telemetry.metrics import DEFENDER_REQUESTS, defender_outcome
 
 log = logging.getLogger(__name__)
 

@@ -11,15 +11,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.access.policy import EVERY_DEVICE, DeviceScope
 from bot.alerts.problems import Problem, ProblemKind
 from bot.alerts.query import USAGE
 from bot.alerts.result import DeviceAlerts
+from bot.alerts.scope import EVERY_DEVICE, DeviceScope
 from bot.defender.models import Alert, AlertStatus, Severity
-from bot.links import alert_url, device_url
+from bot.defender.portal import alert_url, device_url
 from bot.slack import actions, mrkdwn
 from bot.slack.blockkit import MAX_BLOCKS, MAX_SECTION_TEXT, MAX_TOTAL_TEXT, Block, Message, block_text_length
-from bot.timefmt import ago, counts
+from bot.text import ago, counts
 
 SEVERITY_EMOJI = {
     Severity.HIGH: ":red_circle:",

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from bot.alerts.query import USAGE, DeviceQuery, QueryError, parse_query
-from bot.watch.model import DEFAULT_DURATION, MAX_DURATION
+from bot.watch.terms import DEFAULT_DURATION, MAX_DURATION
 
 MAX_MESSAGE_LENGTH = 40_000  # Slack's own cap on message text; cut there before any pattern runs
 MAX_COMMAND_LENGTH = 1_000  # far more than any valid command; longer text is refused, not cut

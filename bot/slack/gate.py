@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bot.access.policy import AccessPolicy, DeviceScope, Installation, Memberships, Refusal, Requester
-from bot.access.ratelimit import RequestLimiter
-from bot.audit import Result
+from bot.access.audit import Result
+from bot.access.policy import AccessPolicy, Installation, Memberships, Refusal, Requester
+from bot.alerts.scope import DeviceScope
+from bot.state.limits import RequestLimiter
 
 
 @dataclass(frozen=True, slots=True)

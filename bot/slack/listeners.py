@@ -13,13 +13,12 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-import cachetools
-from slack_bolt import Ack, App, BoltResponse
+from slack_bolt import Ack, App
 
-from bot import logs
-from bot.access.policy import DeviceScope, Requester
+from bot.access.audit import Action, AuditLog, Outcome, Result
+from bot.access.policy import Requester
 from bot.alerts.query import DeviceQuery, QueryError
-from bot.audit import Action, AuditLog, Outcome, Result
+from bot.alerts.scope import DeviceScope
 from bot.config import Visibility
 from bot.defender.client import counting_requests
 from bot.slack import actions, cards, gate, middleware
@@ -36,39 +35,18 @@ from bot.slack.commands import (
     parse_command,
 )
 from bot.slack.gate import Denied, Gate
-from bot.slack.outbox import Outbox
+from bot.slack.poster import Poster
 from bot.slack.replies import BUSY, Answer, Replier
 from bot.slack.watching import SlackWatches
 from bot.slack.work import WorkPool
-from bot.watch.model import DEFAULT_DURATION
+from bot.state.dedupe import EventDeduper
+from bot.telemetry import logs
+from bot.watch.terms import DEFAULT_DURATION
 
 log = logging.getLogger(__name__)
 
 COMMAND = "/device-alerts"
 INVALID_BUTTON = "That button's data is not valid. Run the command again."
-
-
-class EventDeduper:
-    """Drops an event whose `event_id` was seen before: Slack retries deliveries, and a retry must not reply twice."""
-
-    def __init__(self, ttl: float = 3600.0, maxsize: int = 10_000) -> None:
-        self._seen: cachetools.TTLCache[str, bool] = cachetools.TTLCache(maxsize, ttl)
-        self._lock = threading.Lock()
-
-    def first_time(self, event_id: str) -> bool:
-        with self._lock:
-            if event_id in self._seen:
-                return False
-            self._seen[event_id] = True
-            return True
-
-    def middleware(self, body: dict[str, Any], next: Callable[[], None]) -> BoltResponse | None:
-        event_id = body.get("event_id")
-        if isinstance(event_id, str) and not self.first_time(event_id):
-            log.info("dropped a repeated delivery of event %s", event_id)
-            return BoltResponse(status=200, body="")
-        next()
-        return None
 
 
 def _in_background(work: Callable[[], object]) -> None:
@@ -130,7 +108,7 @@ class Listeners:
         replier: Replier,
         watches: SlackWatches,
         pool: WorkPool,
-        outbox: Outbox,
+        poster: Poster,
         visibility: Visibility,
         gate: Gate,
         audit: AuditLog,
@@ -139,7 +117,7 @@ class Listeners:
         self._replier = replier
         self._watches = watches
         self._pool = pool
-        self._outbox = outbox
+        self._poster = poster
         self._in_channel = visibility is Visibility.IN_CHANNEL
         self._gate = gate
         self._audit = audit
@@ -163,7 +141,7 @@ class Listeners:
     def register(self, app: App, deduper: EventDeduper) -> None:
         app.middleware(middleware.correlate)
         app.middleware(middleware.repair_form_body)
-        app.middleware(deduper.middleware)
+        app.middleware(middleware.drop_repeated_events(deduper))
         app.command(COMMAND)(self.on_command)
         app.event("app_mention")(self.on_mention)
         app.event("message")(self.on_message)
@@ -192,9 +170,9 @@ class Listeners:
         def job() -> None:
             # A channel card is a new message; anything seen only by the asker replaces the note.
             message = self._run(plan.action, requester, plan.work)
-            self._outbox.respond(url, message, in_channel=in_channel, replace_original=not in_channel)
+            self._poster.respond(url, message, in_channel=in_channel, replace_original=not in_channel)
 
-        submitted = self._submit(plan.action, requester, job, lambda message: self._outbox.respond(url, message))
+        submitted = self._submit(plan.action, requester, job, lambda message: self._poster.respond(url, message))
         ack(**cards.notice(plan.note if submitted else BUSY).payload())
 
     # Mentions and direct messages --------------------------------------------------------------
@@ -216,19 +194,19 @@ class Listeners:
         admitted = self._admit(requester, parsed)
         if isinstance(admitted, Denied):
             note = cards.notice(admitted.message)
-            _in_background(lambda: self._outbox.post_ephemeral(channel, requester.user_id, note, thread_ts=thread_ts))
+            _in_background(lambda: self._poster.post_ephemeral(channel, requester.user_id, note, thread_ts=thread_ts))
             return
         plan = self._plan(parsed, requester, admitted)
 
         def job() -> None:
             message = self._run(plan.action, requester, plan.work)
-            self._outbox.post(channel, message, thread_ts=thread_ts)
+            self._poster.post(channel, message, thread_ts=thread_ts)
 
         def deliver(message: Message) -> None:
-            self._outbox.post(channel, message, thread_ts=thread_ts)
+            self._poster.post(channel, message, thread_ts=thread_ts)
 
         if not self._submit(plan.action, requester, job, deliver):
-            _in_background(lambda: self._outbox.post(channel, cards.notice(BUSY), thread_ts=thread_ts))
+            _in_background(lambda: self._poster.post(channel, cards.notice(BUSY), thread_ts=thread_ts))
 
     # Buttons -----------------------------------------------------------------------------------
 
@@ -297,15 +275,15 @@ class Listeners:
 
         def job() -> None:
             message = self._run(kind, requester, lambda: answer(query, scope))
-            self._outbox.respond(url, message, replace_original=replace_original)
+            self._poster.respond(url, message, replace_original=replace_original)
 
-        if not self._submit(kind, requester, job, lambda message: self._outbox.respond(url, message)):
+        if not self._submit(kind, requester, job, lambda message: self._poster.respond(url, message)):
             self._tell(url, cards.notice(BUSY))
 
     def _tell(self, response_url: str, message: Message) -> None:
         """An ephemeral note to the person who pressed a button."""
         if response_url:
-            _in_background(lambda: self._outbox.respond(response_url, message))
+            _in_background(lambda: self._poster.respond(response_url, message))
 
     # Errors ------------------------------------------------------------------------------------
 

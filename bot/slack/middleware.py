@@ -1,14 +1,22 @@
-"""Bolt middleware that runs before every listener: correlation ids, and a repair of Bolt's form parsing."""
+"""Bolt middleware that runs before every listener, one concern each: correlation ids, a repair of Bolt's form
+parsing, dropping Slack's repeated event deliveries, and who is asking.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import parse_qsl
 
+from slack_bolt import BoltResponse
 from slack_bolt.request import BoltRequest
 from slack_bolt.request.internals import build_context
 
-from bot import logs
+from bot.state.dedupe import EventDeduper
+from bot.telemetry import logs
+
+log = logging.getLogger(__name__)
 
 FORM = "application/x-www-form-urlencoded"
 
@@ -32,3 +40,17 @@ def repair_form_body(req: BoltRequest, next: Callable[[], None]) -> None:
             req.body = fields
             build_context(req.context, fields)
     next()
+
+
+def drop_repeated_events(deduper: EventDeduper) -> Callable[..., BoltResponse | None]:
+    """Answer a repeated delivery of an event (same `event_id`) with 200 and do nothing else."""
+
+    def drop_repeated(body: dict[str, Any], next: Callable[[], None]) -> BoltResponse | None:
+        event_id = body.get("event_id")
+        if isinstance(event_id, str) and not deduper.first_time(event_id):
+            log.info("dropped a repeated delivery of event %s", event_id)
+            return BoltResponse(status=200, body="")
+        next()
+        return None
+
+    return drop_repeated

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-from bot.sanitize import clean
+from bot.text import clean
 
 
 def escape(value: str) -> str:

@@ -9,18 +9,17 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bot import logs
-from bot.access.policy import EVERY_DEVICE, DeviceScope
-from bot.alerts.budget import BudgetExhausted
+from bot.access.audit import OK, Outcome, Result
 from bot.alerts.problems import Problem, ProblemKind, explain
 from bot.alerts.query import DeviceQuery
+from bot.alerts.scope import EVERY_DEVICE, DeviceScope
 from bot.alerts.service import AlertService
-from bot.audit import OK, Outcome, Result
 from bot.defender.errors import DefenderError
-from bot.metrics import LOOKUPS
 from bot.slack import cards
 from bot.slack.blockkit import Message, violations
 from bot.slack.commands import Help, Invalid
+from bot.telemetry import logs
+from bot.telemetry.metrics import LOOKUPS
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +60,7 @@ class Replier:
     ) -> Answer:
         try:
             result = self._service.device_alerts(query.device, query.filters, refresh=refresh, scope=scope)
-        except (DefenderError, BudgetExhausted) as exc:
+        except DefenderError as exc:
             problem = explain(exc)
             log.warning(
                 "lookup of %s failed: %s (%s; tracking id %s)",

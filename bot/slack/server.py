@@ -12,21 +12,35 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
+from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from waitress.server import BaseWSGIServer, MultiSocketServer, create_server
 from waitress.wasyncore import close_all
 
-from bot.metrics import ACK_SECONDS, CONTENT_TYPE
-from bot.slack.app import SlackBot
+from bot.config import SlackSettings
+from bot.telemetry.metrics import ACK_SECONDS, CONTENT_TYPE
 
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
 METRICS_PATH = "/metrics"
+
+
+class Served(Protocol):
+    """What the HTTP side serves: the Bolt app, the health document and the metrics (`bot.runtime.SlackBot`)."""
+
+    @property
+    def app(self) -> App: ...
+    @property
+    def settings(self) -> SlackSettings: ...
+    def health(self) -> dict[str, Any]: ...
+    def metrics(self) -> bytes: ...
+
+
 REQUEST_THREADS = 16  # requests only parse and acknowledge; slow work runs on the bot's own pool
 
 
@@ -110,7 +124,7 @@ class HttpServer:
             self._thread.join(timeout=5)
 
 
-def run_http(bot: SlackBot) -> None:
+def run_http(bot: Served) -> None:
     """Serve Slack and the health endpoint on 0.0.0.0:$PORT until interrupted."""
     application = wsgi_app(bot.health, SlackRequestHandler(bot.app), bot.metrics)
     HttpServer(application, "0.0.0.0", bot.settings.http_port).serve_forever()  # noqa: S104 - a public web process

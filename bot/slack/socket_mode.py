@@ -6,13 +6,12 @@ import logging
 
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-from bot.slack.app import SlackBot
-from bot.slack.server import HttpServer, wsgi_app
+from bot.slack.server import HttpServer, Served, wsgi_app
 
 log = logging.getLogger(__name__)
 
 
-def run_socket_mode(bot: SlackBot) -> None:
+def run_socket_mode(bot: Served) -> None:
     """Connect and serve until interrupted; with PORT set, also answer `GET /healthz` there."""
     app_token = bot.settings.app_token
     if app_token is None:

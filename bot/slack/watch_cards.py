@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bot.defender.models import AlertStatus, Severity
-from bot.links import alert_url
+from bot.defender.portal import alert_url
 from bot.slack import mrkdwn
 from bot.slack.blockkit import Block, Message
 from bot.slack.cards import SEVERITY_EMOJI, CardContext, context_block, section_block
-from bot.watch.model import Change, ChangeKind, Watch, WatchStatus
+from bot.state.watches import Change, ChangeKind, Watch, WatchStatus
+from bot.watch.terms import watch_filters
 
 MAX_CHANGE_LINES = 8
 MAX_WATCH_LINES = 10
@@ -56,7 +57,7 @@ def followup_card(device_name: str, changes: Sequence[Change], context: CardCont
 def watch_started_card(watch: Watch, user: str) -> Message:
     device = mrkdwn.text(watch.device_name, 100)
     text = f":eyes: {mrkdwn.user(user)} is watching *{device}* until {mrkdwn.date(watch.expires_at)}."
-    filters = f" Only {mrkdwn.text(watch.filters.describe())} is reported." if watch.filter_text else ""
+    filters = f" Only {mrkdwn.text(watch_filters(watch).describe())} is reported." if watch.filter_text else ""
     note = " New alerts and status changes will appear in this thread."
     return Message(mrkdwn.text(f"Watching {watch.device_name}", 300), [section_block(text + filters + note)])
 
@@ -73,7 +74,7 @@ def watches_card(watches: Sequence[Watch]) -> Message:
             f"{mrkdwn.date(watch.created_at)}, until {mrkdwn.date(watch.expires_at)}, last check {checked}"
         )
         if watch.filter_text:
-            line += f" · {mrkdwn.text(watch.filters.describe())}"
+            line += f" · {mrkdwn.text(watch_filters(watch).describe())}"
         if watch.status is WatchStatus.PAUSED:
             line += f" · :double_vertical_bar: paused: {mrkdwn.text(watch.pause_reason or 'unknown', 100)}"
         blocks.append(section_block(line))

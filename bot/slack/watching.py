@@ -12,25 +12,26 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from bot import logs
-from bot.access.policy import EVERY_DEVICE, DeviceScope, Refusal, Rule
-from bot.alerts.budget import BudgetExhausted, Priority
+from bot.access.audit import OK, Outcome, Result
+from bot.access.policy import Refusal, Rule
 from bot.alerts.problems import explain
 from bot.alerts.query import AlertFilters, DeviceQuery
 from bot.alerts.result import DeviceAlerts
+from bot.alerts.scope import EVERY_DEVICE, DeviceScope
 from bot.alerts.service import AlertService
-from bot.audit import OK, Outcome, Result
 from bot.defender.errors import DefenderError
-from bot.metrics import FOLLOWUPS_POSTED
+from bot.defender.limits import Priority
 from bot.slack import cards
 from bot.slack.blockkit import Message
-from bot.slack.outbox import Delivery, Outbox, ThreadUnreadable
+from bot.slack.poster import Delivery, Poster, ThreadUnreadable
 from bot.slack.replies import Answer, problem_outcome
 from bot.slack.watch_cards import followup_card, watch_started_card, watches_card
+from bot.state.watches import PendingReply, Watch, WatchStatus, WatchStore
+from bot.telemetry import logs
+from bot.telemetry.metrics import FOLLOWUPS_POSTED
 from bot.watch.changes import baseline
-from bot.watch.model import PendingReply, Watch, WatchStatus
 from bot.watch.poller import Delivered, DeliveryUnknown, Poller
-from bot.watch.store import WatchStore
+from bot.watch.terms import watch_filters
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ class SlackWatches:
         self,
         store: WatchStore,
         service: AlertService,
-        outbox: Outbox,
+        poster: Poster,
         card_context: Callable[[], cards.CardContext],
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         access: AccessCheck = lambda channel, user: EVERY_DEVICE,
@@ -60,7 +61,7 @@ class SlackWatches:
         self._store = store
         self._access = access
         self._service = service
-        self._outbox = outbox
+        self._poster = poster
         self._card_context = card_context
         self._now = now
         self.poller: Poller | None = None  # set once the poller exists; ending a watch goes through it
@@ -79,7 +80,7 @@ class SlackWatches:
     def _start(self, channel: str, user: str, query: DeviceQuery, duration: timedelta, scope: DeviceScope) -> Answer:
         try:
             everything = self._service.device_alerts(query.device, scope=scope)
-        except (DefenderError, BudgetExhausted) as exc:
+        except DefenderError as exc:
             problem = explain(exc)
             card = cards.problem_card(problem, query.device.value, reference=logs.correlation_id())
             return Answer(card, problem_outcome(problem, query.device.value))
@@ -107,8 +108,8 @@ class SlackWatches:
                 return Answer(cards.notice(f"Could not post the watch card here: {reason}."), failed)
             watch = self._store.watch(watch.id) or watch
         else:
-            self._outbox.update(channel, watch.root_ts, root)
-        started = self._outbox.post(channel, watch_started_card(watch, user), thread_ts=watch.root_ts)
+            self._poster.update(channel, watch.root_ts, root)
+        started = self._poster.post(channel, watch_started_card(watch, user), thread_ts=watch.root_ts)
         if started.error in PAUSING_ERRORS:  # e.g. resumed before the bot was invited back: still cannot post
             reason = _PAUSE_REASONS[started.error or ""]
             self._store.set_status(watch.id, WatchStatus.PAUSED, reason)
@@ -131,10 +132,12 @@ class SlackWatches:
         for watch in self._store.live_watches(channel):
             if watch.root_ts == message_ts:
                 try:
-                    result = self._service.device_alerts(watch.machine_id, watch.filters, refresh=True, scope=scope)
-                except (DefenderError, BudgetExhausted):
+                    result = self._service.device_alerts(
+                        watch.machine_id, watch_filters(watch), refresh=True, scope=scope
+                    )
+                except DefenderError:
                     return None  # the plain lookup path explains the problem
-                card = self._root_card(watch, result, watch.filters, None)
+                card = self._root_card(watch, result, watch_filters(watch), None)
                 return Answer(card, Outcome(Result.OK, watch.machine_id, from_cache=result.from_cache))
         return None
 
@@ -157,7 +160,7 @@ class SlackWatches:
         if lost is not None:
             return Delivered(pause_reason=lost) if lost else Delivered()
         message = followup_card(watch.device_name, reply.changes, self._card_context())
-        delivery = self._outbox.post(watch.channel, message, thread_ts=watch.root_ts, reference=reply.reference)
+        delivery = self._poster.post(watch.channel, message, thread_ts=watch.root_ts, reference=reply.reference)
         if delivery.ok and delivery.ts:
             FOLLOWUPS_POSTED.inc()
             return Delivered(ts=delivery.ts)
@@ -171,7 +174,7 @@ class SlackWatches:
         # Only replies posted since the first attempt can be it (a minute's margin for clock skew).
         oldest = reply.attempted_at.timestamp() - 60 if reply.attempted_at else 0.0
         try:
-            return self._outbox.find_reference(watch.channel, watch.root_ts, reply.reference, oldest=oldest)
+            return self._poster.find_reference(watch.channel, watch.root_ts, reply.reference, oldest=oldest)
         except ThreadUnreadable as exc:
             raise DeliveryUnknown(str(exc)) from None
 
@@ -181,15 +184,15 @@ class SlackWatches:
         if self._access_lost(watch) is not None:
             return
         try:
-            result = self._service.device_alerts(watch.machine_id, watch.filters, priority=Priority.BACKGROUND)
-        except (DefenderError, BudgetExhausted):
+            result = self._service.device_alerts(watch.machine_id, watch_filters(watch), priority=Priority.BACKGROUND)
+        except DefenderError:
             return  # the card keeps its last state; the next check redraws it
         current = self._store.watch(watch.id) or watch
-        card = self._root_card(current, result, watch.filters, note)
+        card = self._root_card(current, result, watch_filters(watch), note)
         if current.root_ts is None:
             self._place_root(current, card)
         else:
-            self._outbox.update(watch.channel, current.root_ts, card)
+            self._poster.update(watch.channel, current.root_ts, card)
 
     def _root_attempted(self, watch: Watch) -> bool:
         return self._store.get_meta(_root_attempt_key(watch)) is not None
@@ -204,15 +207,15 @@ class SlackWatches:
         attempted = self._store.get_meta(_root_attempt_key(watch))
         if attempted is not None:
             try:
-                found = self._outbox.find_reference(watch.channel, None, reference, oldest=float(attempted) - 60)
+                found = self._poster.find_reference(watch.channel, None, reference, oldest=float(attempted) - 60)
             except ThreadUnreadable as exc:
                 return Delivery(error=str(exc))
             if found is not None:
                 log.info("adopted the root card of watch %s posted before a restart", watch.id)
                 self._store.set_root(watch.id, found)
-                return self._outbox.update(watch.channel, found, card)
+                return self._poster.update(watch.channel, found, card)
         self._store.set_meta(_root_attempt_key(watch), str(self._now().timestamp()))
-        delivery = self._outbox.post(watch.channel, card, reference=reference)
+        delivery = self._poster.post(watch.channel, card, reference=reference)
         if delivery.ok and delivery.ts:
             self._store.set_root(watch.id, delivery.ts)
         return delivery
@@ -232,7 +235,7 @@ class SlackWatches:
             return None
         try:
             group = self._service.device_group(watch.machine_id)
-        except (DefenderError, BudgetExhausted):
+        except DefenderError:
             return ""
         return None if decision.allows(group) else "the bot's access policy no longer allows it (device_groups)"
 

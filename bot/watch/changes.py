@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from bot.alerts.query import AlertFilters
 from bot.defender.models import Alert, AlertStatus
-from bot.watch.model import AlertState, Change, ChangeKind
+from bot.state.watches import AlertState, Change, ChangeKind
 
 
 def state_of(alert: Alert) -> AlertState:

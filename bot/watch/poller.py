@@ -23,14 +23,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from bot.alerts.budget import BudgetExhausted, Priority
 from bot.alerts.service import AlertService
 from bot.defender.client import DefenderClient
 from bot.defender.errors import AuthError, DefenderError, Throttled
+from bot.defender.limits import BudgetExhausted, Priority
 from bot.defender.models import Alert
+from bot.state.watches import Change, ChangeKind, PendingReply, Watch, WatchStatus, WatchStore
 from bot.watch.changes import compare
-from bot.watch.model import Change, ChangeKind, PendingReply, Watch, WatchStatus
-from bot.watch.store import WatchStore
+from bot.watch.terms import watch_filters
 
 log = logging.getLogger(__name__)
 
@@ -171,13 +171,13 @@ class Poller:
             updated = self._client.list_alerts_updated_since(since, top=DELTA_TOP, priority=Priority.BACKGROUND)
             report.defender_calls += 1
             by_device = self._by_device(updated, watches, truncated=len(updated) >= DELTA_TOP, report=report)
-        except (BudgetExhausted, DefenderError) as exc:
+        except DefenderError as exc:
             self._slow_down(exc, watches)
             return
         self._speed_up(watches)
         for watch in watches:
             alerts = by_device.get(watch.machine_id, [])
-            state, changes = compare(self._store.known_state(watch.id), alerts, watch.filters)
+            state, changes = compare(self._store.known_state(watch.id), alerts, watch_filters(watch))
             check_id = self._store.record_check(watch.id, state, changes, now)
             # Even with no updates: the poll covered this device, so its cached list is complete and fresh.
             self._service.merge_updates(watch.machine_id, alerts, covered_since=since)

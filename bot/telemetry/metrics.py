@@ -16,8 +16,6 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from bot.alerts.budget import Api, WindowUsage
-
 DEFENDER_REQUESTS = Counter(
     "device_alerts_defender_requests",
     "Requests sent to the Defender API, by endpoint and outcome (retries and extra pages count).",
@@ -65,7 +63,7 @@ def defender_outcome(status: int | None) -> str:
 class State:
     """Where the scrape-time levels come from."""
 
-    budget: Callable[[Api], WindowUsage]
+    budget_left: Callable[[], Iterable[tuple[str, int, int]]]  # (endpoint, minute left, hour left) per API
     cached_devices: Callable[[], int]
     live_watches: Callable[[], int]
     pending_followups: Callable[[], int]
@@ -82,10 +80,9 @@ class StateCollector(Collector):
             "Defender calls the bot may still make in the sliding window, per API.",
             labels=["endpoint", "window"],
         )
-        for api in Api:
-            usage = self._state.budget(api)
-            left.add_metric([api.value, "minute"], usage.minute_left)
-            left.add_metric([api.value, "hour"], usage.hour_left)
+        for endpoint, minute_left, hour_left in self._state.budget_left():
+            left.add_metric([endpoint, "minute"], minute_left)
+            left.add_metric([endpoint, "hour"], hour_left)
         yield left
         levels: Mapping[str, tuple[str, Callable[[], int]]] = {
             "device_alerts_cached_devices": ("Devices whose alerts are cached.", self._state.cached_devices),

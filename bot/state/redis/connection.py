@@ -20,7 +20,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from bot.shared.urls import RedisUrl, parse_redis_url
+from bot.state.urls import RedisUrl, parse_redis_url
 
 log = logging.getLogger(__name__)
 

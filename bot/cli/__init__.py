@@ -15,15 +15,14 @@ from typing import TextIO
 from slack_bolt.error import BoltError
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from bot import logs
-from bot.alerts.budget import BudgetExhausted
 from bot.alerts.problems import ProblemKind, explain
 from bot.alerts.query import USAGE, QueryError, parse_query
+from bot.cli.terminal import PortalContext, render
 from bot.config import ConfigError, Settings, SlackMode, load_settings, load_slack_settings, slack_mode
 from bot.defender.errors import DefenderError
 from bot.runtime import Runtime, build_runtime
-from bot.sanitize import clean
-from bot.terminal import PortalContext, render
+from bot.telemetry import logs
+from bot.text import clean
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_NOT_FOUND, EXIT_DEFENDER = 0, 2, 3, 4
 
@@ -53,7 +52,7 @@ def lookup(runtime: Runtime, text: str, out: TextIO, err: TextIO) -> int:
     try:
         query = parse_query(text)
         result = runtime.service.device_alerts(query.device, query.filters)
-    except (QueryError, DefenderError, BudgetExhausted) as exc:
+    except (QueryError, DefenderError) as exc:
         code, message = describe_failure(exc)
         print(message, file=err)
         return code
@@ -82,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _serve(mode: SlackMode, settings: Settings, env: dict[str, str], err: TextIO) -> int:
     """Run the Slack app until interrupted."""
-    from bot.slack.app import build_slack_bot
+    from bot.runtime import build_slack_bot
     from bot.slack.server import run_http
     from bot.slack.socket_mode import run_socket_mode
 
@@ -137,7 +136,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO = sys.stdout, err: Te
     if command in ("http", "socket"):
         return _serve(SlackMode(command), settings, env, err)
     if command == "demo":
-        from bot.slack.demo import run_demo
+        from bot.demo.session import run_demo
 
         return run_demo(settings, out=out, as_json=args.json, interactive=args.interactive)
     runtime = build_runtime(settings)

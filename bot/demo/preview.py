@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-from bot.sanitize import clean
 from bot.slack.blockkit import Block, Message
+from bot.text import clean
 
 BUILDER_URL = "https://app.slack.com/block-kit-builder#"
 RULE = "─" * 60

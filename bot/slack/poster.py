@@ -22,8 +22,8 @@ from slack_sdk.http_retry.handler import RetryHandler
 from slack_sdk.web import SlackResponse
 from slack_sdk.webhook import WebhookClient
 
-from bot.metrics import SLACK_ERRORS
 from bot.slack.blockkit import Message
+from bot.telemetry.metrics import SLACK_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class Delivery:
         return self.error is None
 
 
-class Outbox:
+class Poster:
     """Where answers leave the bot."""
 
     def __init__(self, client: WebClient) -> None:

@@ -11,9 +11,8 @@ from datetime import UTC, datetime
 
 from bot.alerts.result import DeviceAlerts
 from bot.defender.models import Alert
-from bot.links import alert_url, device_url
-from bot.sanitize import clean
-from bot.timefmt import ago, counts, since
+from bot.defender.portal import alert_url, device_url
+from bot.text import ago, clean, counts, since
 
 TITLE_LIMIT = 110
 

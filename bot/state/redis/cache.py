@@ -15,9 +15,9 @@ from datetime import datetime
 from typing import TypeVar
 
 from bot.defender.models import Alert, Machine
-from bot.shared.codec import CodecError, Packer
-from bot.shared.redis_flight import ClusterFlight
-from bot.shared.redis_state import SharedState, SharedStateDown
+from bot.state.redis.codec import CodecError, Packer
+from bot.state.redis.connection import SharedState, SharedStateDown
+from bot.state.redis.flight import ClusterFlight
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ still drops the retries that reach it.
 
 from __future__ import annotations
 
-from bot.shared.redis_state import SharedState, SharedStateDown
-from bot.slack.listeners import EventDeduper
+from bot.state.dedupe import EventDeduper
+from bot.state.redis.connection import SharedState, SharedStateDown
 
 
 class RedisEventDeduper(EventDeduper):

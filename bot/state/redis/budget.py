@@ -2,7 +2,7 @@
 
 Per API one sorted set holds the calls of the last hour (score: time of the call); the minute window is
 the part of it younger than 60 s. A Lua script counts, decides and records in one step, so two processes
-can never both take the last slot. The caps per priority are the ones `RateBudget` uses (background work
+can never both take the last slot. The caps per priority are `BudgetCaps`, as for `RateBudget` (background work
 gets a share of each window), and the waits it reports are the same. Time comes from the Redis server
 (`TIME`), so processes on hosts with different clocks share one window; tests may pass a clock.
 
@@ -26,8 +26,9 @@ from functools import partial
 
 import redis
 
-from bot.alerts.budget import HOUR, MINUTE, Api, BudgetExhausted, Priority, RateBudget, WindowUsage
-from bot.shared.redis_state import SharedState, SharedStateDown
+from bot.defender.limits import HOUR, MINUTE, Api, BudgetCaps, BudgetExhausted, Priority, WindowUsage
+from bot.state.budget import RateBudget
+from bot.state.redis.connection import SharedState, SharedStateDown
 
 log = logging.getLogger(__name__)
 
@@ -119,23 +120,17 @@ class RedisRateBudget:
         processes: int = 1,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        # The checks (limits at least 1, shares between 0 and 1) and the caps are RateBudget's.
-        reference = RateBudget(
-            per_minute,
-            per_hour,
-            background_minute_share=background_minute_share,
-            background_hour_share=background_hour_share,
-        )
+        self.limits = BudgetCaps(per_minute, per_hour, background_minute_share, background_hour_share)
         self.per_minute = per_minute
         self.per_hour = per_hour
         self.processes = max(1, processes)
-        self._caps = reference._caps
         self._shared = shared
         self._clock = clock  # None: the Redis server's clock
         # While Redis is away: this process's share of the limits, and the calls made under it.
+        local = self.limits.divided(self.processes)
         self.local = RateBudget(
-            max(1, per_minute // self.processes),
-            max(1, per_hour // self.processes),
+            local.per_minute,
+            local.per_hour,
             background_minute_share=background_minute_share,
             background_hour_share=background_hour_share,
             clock=clock or time.monotonic,
@@ -156,7 +151,7 @@ class RedisRateBudget:
 
     def acquire(self, api: Api, priority: Priority = Priority.INTERACTIVE) -> None:
         """Record one call to `api` in the shared windows, or raise `BudgetExhausted` with the wait."""
-        minute_cap, hour_cap = self._caps[priority]
+        minute_cap, hour_cap = self.limits.caps(priority)
         if minute_cap == 0 or hour_cap == 0:
             raise BudgetExhausted(api, MINUTE)
         args: list[str | int] = [self._now_arg(), minute_cap, hour_cap, uuid.uuid4().hex]

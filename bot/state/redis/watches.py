@@ -2,7 +2,7 @@
 
 Every write that must be atomic is one Lua script (Redis runs a script alone, like a transaction):
 `start_watch` (find-or-create per channel and device), `record_check` (new state, check time and the
-changes not seen before, under one check id), the outbox updates and the poller's lease. The change keys
+changes not seen before, under one check id), the reply updates and the poller's lease. The change keys
 of each watch live in a set, so a change found twice (overlapping polls, a check repeated after a crash,
 two pollers during a hand-over) is recorded once: the idempotency keys are shared by every process.
 
@@ -29,11 +29,11 @@ keys they compute.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from bot.shared.redis_state import SharedState
-from bot.watch.model import AlertState, Change, PendingReply, Watch, WatchStatus
+from bot.state.redis.connection import SharedState
+from bot.state.watches import AlertState, Change, PendingReply, Watch, WatchStatus, iso_time, parse_time, watch_from_row
 
 RETAIN_SECONDS = 30 * 24 * 3600
 
@@ -160,14 +160,6 @@ return 0
 """
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat()
-
-
-def _time(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
-
-
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -196,20 +188,7 @@ class RedisWatchStore:
         row = {_text(k): _text(v) for k, v in fields.items()}
         if not row:
             return None
-        return Watch(
-            id=int(row["id"]),
-            channel=row["channel"],
-            machine_id=row["machine_id"],
-            device_name=row["device_name"],
-            filter_text=row["filter_text"],
-            created_by=row["created_by"],
-            created_at=datetime.fromisoformat(row["created_at"]),
-            expires_at=datetime.fromisoformat(row["expires_at"]),
-            root_ts=row.get("root_ts"),
-            status=WatchStatus(row["status"]),
-            pause_reason=row.get("pause_reason"),
-            last_checked_at=_time(row.get("last_checked_at")),
-        )
+        return watch_from_row(row)
 
     def start_watch(
         self, *, channel: str, machine_id: str, device_name: str, filter_text: str, user: str, expires_at: datetime,
@@ -226,8 +205,8 @@ class RedisWatchStore:
             device_name,
             filter_text,
             user,
-            _iso(now),
-            _iso(expires_at),
+            iso_time(now),
+            iso_time(expires_at),
             self._key("watch", ""),
         ]
         watch_id, created = self._shared.run(lambda r: self._start(keys=keys, args=args, client=r))
@@ -285,16 +264,16 @@ class RedisWatchStore:
         state: dict[str, AlertState] = {}
         for alert_id, value in rows.items():
             status, assigned_to, last_update = json.loads(value)
-            state[_text(alert_id)] = AlertState(status, assigned_to, _time(last_update))
+            state[_text(alert_id)] = AlertState(status, assigned_to, parse_time(last_update))
         return state
 
     def record_check(
         self, watch_id: int, state: dict[str, AlertState], changes: list[Change], checked_at: datetime
     ) -> int | None:
         # Everything is serialized before the script runs: a failure here writes nothing.
-        args: list[str | int] = [watch_id, _iso(checked_at), self._key("reply", ""), len(state)]
+        args: list[str | int] = [watch_id, iso_time(checked_at), self._key("reply", ""), len(state)]
         for alert_id, s in state.items():
-            last = _iso(s.last_update) if s.last_update is not None else None
+            last = iso_time(s.last_update) if s.last_update is not None else None
             args += [alert_id, json.dumps([s.status, s.assigned_to, last])]
         for change in changes:
             args += [change.key, json.dumps(change.to_json())]
@@ -320,7 +299,7 @@ class RedisWatchStore:
             i += 3 + count
             watch_id, check_id = member.split(":")
             changes = tuple(Change.from_json(json.loads(p)) for p in payloads)
-            replies.append(PendingReply(int(watch_id), int(check_id), changes, _time(attempted or None)))
+            replies.append(PendingReply(int(watch_id), int(check_id), changes, parse_time(attempted or None)))
         return replies
 
     def _mark_reply(self, reply: PendingReply, field: str, value: str) -> None:
@@ -330,7 +309,7 @@ class RedisWatchStore:
         self._shared.run(lambda r: self._mark(keys=keys, args=args, client=r))
 
     def mark_attempted(self, reply: PendingReply, at: datetime) -> None:
-        self._mark_reply(reply, "attempted_at", _iso(at))
+        self._mark_reply(reply, "attempted_at", iso_time(at))
 
     def mark_posted(self, reply: PendingReply, ts: str) -> None:
         self._mark_reply(reply, "posted_ts", ts)

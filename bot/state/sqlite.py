@@ -13,56 +13,17 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import Protocol
 from urllib.parse import urlsplit
 
-from bot.watch.model import AlertState, Change, PendingReply, Watch, WatchStatus
+from bot.state.watches import AlertState, Change, PendingReply, Watch, WatchStatus, iso_time, parse_time, watch_from_row
 
 DEFAULT_STATE_URL = "sqlite:///device-alerts.db"
 
 
-class WatchStore(Protocol):
-    def start_watch(
-        self,
-        *,
-        channel: str,
-        machine_id: str,
-        device_name: str,
-        filter_text: str,
-        user: str,
-        expires_at: datetime,
-        now: datetime,
-    ) -> tuple[Watch, bool]:
-        """Create a watch, or extend the live one for this channel and device; True when created."""  # fmt: skip
-        ...
-
-    def watch(self, watch_id: int) -> Watch | None: ...
-    def find_watch(self, channel: str, machine_id: str) -> Watch | None: ...
-    def live_watches(self, channel: str | None = None) -> list[Watch]: ...
-    def set_root(self, watch_id: int, ts: str) -> None: ...
-    def set_status(self, watch_id: int, status: WatchStatus, reason: str | None = None) -> None: ...
-    def known_state(self, watch_id: int) -> dict[str, AlertState]: ...
-
-    def record_check(
-        self, watch_id: int, state: dict[str, AlertState], changes: list[Change], checked_at: datetime
-    ) -> int | None:
-        """Save state and changes atomically; the check id when new changes were recorded."""
-        ...
-
-    def pending_replies(self) -> list[PendingReply]: ...
-    def mark_attempted(self, reply: PendingReply, at: datetime) -> None: ...
-    def mark_posted(self, reply: PendingReply, ts: str) -> None: ...
-    def get_meta(self, key: str) -> str | None: ...
-    def set_meta(self, key: str, value: str) -> None: ...
-    def try_lease(self, holder: str, now: float, ttl: float) -> bool: ...
-    def release_lease(self, holder: str) -> None: ...
-    def close(self) -> None: ...
-
-
 _MIGRATIONS: tuple[str, ...] = (
-    # 1: watches, per-alert state, changes (the outbox), metadata, and the poller's lease
+    # 1: watches, per-alert state, changes (pending and posted replies), metadata, and the poller's lease
     """
     CREATE TABLE watches (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -111,14 +72,6 @@ def sqlite_path(state_url: str) -> str:
     return parts.path[1:]
 
 
-def _iso(moment: datetime | None) -> str | None:
-    return moment.astimezone(UTC).isoformat() if moment is not None else None
-
-
-def _time(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
-
-
 class SqliteWatchStore:
     """The embedded store: one SQLite file in WAL mode, safe for the threads of one or more processes."""
 
@@ -163,20 +116,7 @@ class SqliteWatchStore:
 
     @staticmethod
     def _watch(row: sqlite3.Row) -> Watch:
-        return Watch(
-            id=row["id"],
-            channel=row["channel"],
-            machine_id=row["machine_id"],
-            device_name=row["device_name"],
-            filter_text=row["filter_text"],
-            created_by=row["created_by"],
-            created_at=datetime.fromisoformat(row["created_at"]),
-            expires_at=datetime.fromisoformat(row["expires_at"]),
-            root_ts=row["root_ts"],
-            status=WatchStatus(row["status"]),
-            pause_reason=row["pause_reason"],
-            last_checked_at=_time(row["last_checked_at"]),
-        )
+        return watch_from_row(dict(row))
 
     def start_watch(
         self, *, channel: str, machine_id: str, device_name: str, filter_text: str, user: str, expires_at: datetime,
@@ -188,14 +128,14 @@ class SqliteWatchStore:
                 db.execute(
                     "UPDATE watches SET expires_at = ?, filter_text = ?, created_by = ?, status = 'active',"
                     " pause_reason = NULL WHERE id = ?",
-                    (_iso(expires_at), filter_text, user, existing["id"]),
+                    (iso_time(expires_at), filter_text, user, existing["id"]),
                 )
                 watch_id, created = existing["id"], False
             else:
                 cursor = db.execute(
                     "INSERT INTO watches (channel, machine_id, device_name, filter_text, created_by, created_at,"
                     " expires_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, 'active')",
-                    (channel, machine_id, device_name, filter_text, user, _iso(now), _iso(expires_at)),
+                    (channel, machine_id, device_name, filter_text, user, iso_time(now), iso_time(expires_at)),
                 )
                 watch_id, created = cursor.lastrowid, True
             row = db.execute("SELECT * FROM watches WHERE id = ?", (watch_id,)).fetchone()
@@ -241,7 +181,8 @@ class SqliteWatchStore:
         with self._lock:
             rows = self._db.execute("SELECT * FROM alert_state WHERE watch_id = ?", (watch_id,)).fetchall()
         return {
-            row["alert_id"]: AlertState(row["status"], row["assigned_to"], _time(row["last_update"])) for row in rows
+            row["alert_id"]: AlertState(row["status"], row["assigned_to"], parse_time(row["last_update"]))
+            for row in rows
         }
 
     def record_check(
@@ -252,9 +193,12 @@ class SqliteWatchStore:
                 "INSERT INTO alert_state (watch_id, alert_id, status, assigned_to, last_update) VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT (watch_id, alert_id) DO UPDATE SET status = excluded.status,"
                 " assigned_to = excluded.assigned_to, last_update = excluded.last_update",
-                [(watch_id, alert_id, s.status, s.assigned_to, _iso(s.last_update)) for alert_id, s in state.items()],
+                [
+                    (watch_id, alert_id, s.status, s.assigned_to, iso_time(s.last_update))
+                    for alert_id, s in state.items()
+                ],
             )
-            db.execute("UPDATE watches SET last_checked_at = ? WHERE id = ?", (_iso(checked_at), watch_id))
+            db.execute("UPDATE watches SET last_checked_at = ? WHERE id = ?", (iso_time(checked_at), watch_id))
             if not changes:
                 return None
             check_id = int(db.execute("SELECT COALESCE(MAX(check_id), 0) + 1 FROM changes").fetchone()[0])
@@ -282,7 +226,7 @@ class SqliteWatchStore:
                 watch_id,
                 check_id,
                 tuple(Change.from_json(json.loads(r["payload"])) for r in group),
-                _time(group[0]["attempted_at"]),
+                parse_time(group[0]["attempted_at"]),
             )
             for (watch_id, check_id), group in grouped.items()
         ]
@@ -291,7 +235,7 @@ class SqliteWatchStore:
         with self._transaction() as db:
             db.execute(
                 "UPDATE changes SET attempted_at = ? WHERE watch_id = ? AND check_id = ?",
-                (_iso(at), reply.watch_id, reply.check_id),
+                (iso_time(at), reply.watch_id, reply.check_id),
             )
 
     def mark_posted(self, reply: PendingReply, ts: str) -> None:

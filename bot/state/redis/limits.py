@@ -8,8 +8,8 @@ falls back to its own buckets.
 
 from __future__ import annotations
 
-from bot.access.ratelimit import RequestLimiter, SlowDown
-from bot.shared.redis_state import SharedState, SharedStateDown
+from bot.state.limits import RequestLimiter, SlowDown
+from bot.state.redis.connection import SharedState, SharedStateDown
 
 _IDLE_SECONDS = 600
 

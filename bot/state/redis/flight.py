@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable
 from typing import TypeVar
 
-from bot.shared.redis_state import SharedState, SharedStateDown
+from bot.state.redis.connection import SharedState, SharedStateDown
 
 log = logging.getLogger(__name__)
 

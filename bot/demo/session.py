@@ -26,15 +26,14 @@ from slack_bolt.error import BoltError
 
 from bot.config import Backend, Settings, SlackMode, load_slack_settings
 from bot.defender.simulator import BUSY_HOSTNAME, HOSTILE_HOSTNAME
-from bot.runtime import Runtime, build_runtime
-from bot.sanitize import clean
+from bot.demo.preview import builder_url, render_text
+from bot.demo.standin import Posted, Request, SlackRequests, SlackStandIn
+from bot.runtime import Runtime, build_runtime, build_slack_bot
 from bot.slack import actions
-from bot.slack.app import build_slack_bot
 from bot.slack.blockkit import Message
 from bot.slack.commands import Lookup, StartWatch, StopWatch, parse_command
-from bot.slack.preview import builder_url, render_text
 from bot.slack.server import EVENTS_PATH, HttpServer, wsgi_app
-from bot.slack.standin import Posted, Request, SlackRequests, SlackStandIn
+from bot.text import clean
 from bot.watch.poller import Poller
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130

@@ -1,0 +1,115 @@
+"""Defender's rate limits as the client sees them: which API a call counts against, its priority, the gate.
+
+Defender allows 100 calls per minute and 1,500 per hour per app + tenant, counted separately per API.
+The client asks a `Budget` before every call (first attempts, retries and extra pages alike); a call that
+would break a window is never made and raises `BudgetExhausted`, a `DefenderError` like every other reason
+a lookup produced no data. The windows themselves are state: `bot.state.budget` keeps them in the process,
+`bot.state.redis.budget` in Redis for every process.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from bot.defender.errors import DefenderError
+
+MINUTE = 60.0
+HOUR = 3600.0
+
+
+class Api(enum.Enum):
+    """Defender APIs with their own rate-limit counters."""
+
+    MACHINE_ALERTS = "machine-alerts"  # GET /api/machines/{id}/alerts
+    MACHINE = "machine"  # GET /api/machines/{id}
+    MACHINES = "machines"  # GET /api/machines
+    ALERTS = "alerts"  # GET /api/alerts
+
+
+class Priority(enum.Enum):
+    INTERACTIVE = "interactive"
+    BACKGROUND = "background"
+
+
+class BudgetExhausted(DefenderError):
+    """A call was not made because it would exceed the rate budget."""
+
+    def __init__(self, api: Api, retry_after: float) -> None:
+        super().__init__(f"Defender call budget for {api.value} used up; next slot in {retry_after:.0f} s")
+        self.api = api
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetCaps:
+    """The limits per window and the share of each that background work (watch polling) may use.
+
+    Background work may only fill part of each window, so people in an incident are never starved by it.
+    """
+
+    per_minute: int = 100
+    per_hour: int = 1500
+    background_minute_share: float = 0.5
+    background_hour_share: float = 0.8
+
+    def __post_init__(self) -> None:
+        if self.per_minute < 1 or self.per_hour < 1:
+            raise ValueError("budget limits must be at least 1")
+        if not (0.0 <= self.background_minute_share <= 1.0 and 0.0 <= self.background_hour_share <= 1.0):
+            raise ValueError("background shares must be between 0 and 1")
+
+    def caps(self, priority: Priority) -> tuple[int, int]:
+        """(minute cap, hour cap) for calls of `priority`."""
+        if priority is Priority.INTERACTIVE:
+            return self.per_minute, self.per_hour
+        return int(self.per_minute * self.background_minute_share), int(self.per_hour * self.background_hour_share)
+
+    def divided(self, processes: int) -> BudgetCaps:
+        """This process's share when `processes` share the tenant's limits without a common count."""
+        return BudgetCaps(
+            max(1, self.per_minute // processes),
+            max(1, self.per_hour // processes),
+            self.background_minute_share,
+            self.background_hour_share,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WindowUsage:
+    api: Api
+    used_last_minute: int
+    used_last_hour: int
+    minute_limit: int
+    hour_limit: int
+
+    @property
+    def minute_left(self) -> int:
+        return max(0, self.minute_limit - self.used_last_minute)
+
+    @property
+    def hour_left(self) -> int:
+        return max(0, self.hour_limit - self.used_last_hour)
+
+
+class Budget(Protocol):
+    """What the client (`acquire`, before every call) and /healthz (`usage`) need of a rate budget."""
+
+    per_minute: int
+    per_hour: int
+
+    def acquire(self, api: Api, priority: Priority = ...) -> None: ...
+    def usage(self, api: Api) -> WindowUsage: ...
+
+
+@runtime_checkable
+class SharedThrottle(Protocol):
+    """A gate that also remembers Defender's 429 `Retry-After` for every process (the Redis budget).
+
+    The client records each 429 here as well as in itself, and asks before each call; the in-process
+    budget is not one, so a single process keeps the client's own memory only.
+    """
+
+    def block(self, api: Api, seconds: float) -> None: ...
+    def blocked_for(self, api: Api) -> float: ...

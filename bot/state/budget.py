@@ -1,0 +1,76 @@
+"""The in-process rate budget: per-API minute and hour windows kept as logs of call times.
+
+The windows are logs of call times rather than fixed buckets: a fixed bucket lets 2x the limit through
+around a bucket edge, which is exactly what gets a tenant throttled. The `limits` package has the same
+moving-window strategy, but reads the wall clock itself (no injectable clock, so an hour cannot be
+simulated in a test) and has no notion of one window shared by two priorities.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+from bot.defender.limits import HOUR, MINUTE, Api, BudgetCaps, BudgetExhausted, Priority, WindowUsage
+
+
+class _Window:
+    """Times of the calls made within the last `length` seconds."""
+
+    def __init__(self, length: float) -> None:
+        self.length = length
+        self.calls: deque[float] = deque()
+
+    def count(self, now: float) -> int:
+        while self.calls and self.calls[0] <= now - self.length:
+            self.calls.popleft()
+        return len(self.calls)
+
+    def wait_until_below(self, cap: int, now: float) -> float:
+        """Seconds until fewer than `cap` calls remain in the window (0 when already below)."""
+        excess = self.count(now) - cap
+        if excess < 0:
+            return 0.0
+        return max(0.0, self.calls[excess] + self.length - now)
+
+
+class RateBudget:
+    """Thread-safe per-API minute and hour windows with an interactive reserve."""
+
+    def __init__(
+        self,
+        per_minute: int = 100,
+        per_hour: int = 1500,
+        *,
+        background_minute_share: float = 0.5,
+        background_hour_share: float = 0.8,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limits = BudgetCaps(per_minute, per_hour, background_minute_share, background_hour_share)
+        self.per_minute = per_minute
+        self.per_hour = per_hour
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._windows = {api: (_Window(MINUTE), _Window(HOUR)) for api in Api}
+
+    def acquire(self, api: Api, priority: Priority = Priority.INTERACTIVE) -> None:
+        """Record one call to `api`, or raise `BudgetExhausted` with the wait if it does not fit."""
+        minute_cap, hour_cap = self.limits.caps(priority)
+        minute, hour = self._windows[api]
+        if minute_cap == 0 or hour_cap == 0:
+            raise BudgetExhausted(api, MINUTE)  # this priority has no share at all
+        with self._lock:
+            now = self._clock()
+            wait = max(minute.wait_until_below(minute_cap, now), hour.wait_until_below(hour_cap, now))
+            if wait > 0:
+                raise BudgetExhausted(api, wait)
+            minute.calls.append(now)
+            hour.calls.append(now)
+
+    def usage(self, api: Api) -> WindowUsage:
+        minute, hour = self._windows[api]
+        with self._lock:
+            now = self._clock()
+            return WindowUsage(api, minute.count(now), hour.count(now), self.per_minute, self.per_hour)
