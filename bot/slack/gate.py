@@ -7,7 +7,6 @@ nothing is fetched. An admitted request carries the `DeviceScope` its lookups ar
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from bot.access.audit import Result
 from bot.access.policy import AccessPolicy, Installation, Memberships, Refusal, Requester
@@ -56,65 +55,3 @@ class Gate:
             user_id=user_id,
             enterprise_id=self._installation.enterprise_id,
         )
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else ""
-
-
-def _optional(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _mapping(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _field(body: dict[str, Any], key: str, inner: str) -> Any:
-    value = body.get(key)
-    return value.get(inner) if isinstance(value, dict) else None
-
-
-def from_command(payload: dict[str, Any]) -> Requester:
-    return Requester(
-        team_id=_text(payload.get("team_id")),
-        channel_id=_text(payload.get("channel_id")),
-        user_id=_text(payload.get("user_id")),
-        enterprise_id=_optional(payload.get("enterprise_id")),
-        user_team_id=_optional(payload.get("user_team_id")),
-    )
-
-
-def from_event(body: dict[str, Any]) -> Requester:
-    """An Events API envelope: the workspace it was delivered for, and the author's own workspace."""
-    event = _mapping(body.get("event"))
-    authorizations = body.get("authorizations")
-    delivered_for = _mapping(authorizations[0]) if isinstance(authorizations, list) and authorizations else {}
-    team_id = _text(delivered_for.get("team_id")) or _text(body.get("team_id"))
-    return Requester(
-        team_id=team_id,
-        channel_id=_text(event.get("channel")),
-        user_id=_text(event.get("user")),
-        enterprise_id=_optional(body.get("enterprise_id")),
-        user_team_id=_optional(event.get("user_team")) or _optional(event.get("team")) or team_id or None,
-    )
-
-
-def from_action(body: dict[str, Any]) -> Requester:
-    """A block_actions payload: the workspace and channel where the button was pressed, and who pressed it."""
-    return Requester(
-        team_id=_text(_field(body, "team", "id")),
-        channel_id=_text(_field(body, "channel", "id")) or _text(_field(body, "container", "channel_id")),
-        user_id=_text(_field(body, "user", "id")),
-        enterprise_id=_optional(_field(body, "enterprise", "id")),
-        user_team_id=_optional(_field(body, "user", "team_id")),
-    )
-
-
-def from_body(body: dict[str, Any]) -> Requester:
-    """Whichever kind of request `body` is (for error reports, where the listener's kind is unknown)."""
-    if "command" in body:
-        return from_command(body)
-    if "event" in body:
-        return from_event(body)
-    return from_action(body)

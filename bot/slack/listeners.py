@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack, App, BoltContext
 
 from bot.access.audit import Action, AuditLog, Outcome, Result
 from bot.access.policy import Requester
@@ -21,7 +21,7 @@ from bot.alerts.query import DeviceQuery, QueryError
 from bot.alerts.scope import DeviceScope
 from bot.config import Visibility
 from bot.defender.client import counting_requests
-from bot.slack import actions, cards, gate, middleware
+from bot.slack import actions, cards, middleware
 from bot.slack.blockkit import Message
 from bot.slack.commands import (
     Command,
@@ -37,6 +37,7 @@ from bot.slack.commands import (
 from bot.slack.gate import Denied, Gate
 from bot.slack.poster import Poster
 from bot.slack.replies import BUSY, Answer, Replier
+from bot.slack.requester import identify, requester_in
 from bot.slack.watching import SlackWatches
 from bot.slack.work import WorkPool
 from bot.state.dedupe import EventDeduper
@@ -142,6 +143,7 @@ class Listeners:
         app.middleware(middleware.correlate)
         app.middleware(middleware.repair_form_body)
         app.middleware(middleware.drop_repeated_events(deduper))
+        app.middleware(identify)
         app.command(COMMAND)(self.on_command)
         app.event("app_mention")(self.on_mention)
         app.event("message")(self.on_message)
@@ -153,8 +155,8 @@ class Listeners:
 
     # Slash command -----------------------------------------------------------------------------
 
-    def on_command(self, ack: Ack, command: dict[str, Any]) -> None:
-        requester = gate.from_command(command)
+    def on_command(self, ack: Ack, command: dict[str, Any], context: BoltContext) -> None:
+        requester = requester_in(context)
         parsed = parse_command(str(command.get("text", "")))
         admitted = self._admit(requester, parsed)
         if isinstance(admitted, Denied):
@@ -177,18 +179,17 @@ class Listeners:
 
     # Mentions and direct messages --------------------------------------------------------------
 
-    def on_mention(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+    def on_mention(self, event: dict[str, Any], context: BoltContext) -> None:
         if str(event.get("channel", "")).startswith("D"):
             return  # a mention inside a DM also arrives as a message.im event, answered there
-        self._answer_message(body, event, thread_ts=event.get("thread_ts") or event.get("ts"))
+        self._answer_message(requester_in(context), event, thread_ts=event.get("thread_ts") or event.get("ts"))
 
-    def on_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+    def on_message(self, event: dict[str, Any], context: BoltContext) -> None:
         if event.get("channel_type") != "im" or event.get("subtype") or event.get("bot_id"):
             return  # only people's direct messages; the bot's own and edited messages are ignored
-        self._answer_message(body, event, thread_ts=event.get("thread_ts"))
+        self._answer_message(requester_in(context), event, thread_ts=event.get("thread_ts"))
 
-    def _answer_message(self, body: dict[str, Any], event: dict[str, Any], *, thread_ts: str | None) -> None:
-        requester = gate.from_event(body)
+    def _answer_message(self, requester: Requester, event: dict[str, Any], *, thread_ts: str | None) -> None:
         channel = requester.channel_id
         parsed = parse_command(message_text(str(event.get("text", ""))))
         admitted = self._admit(requester, parsed)
@@ -210,42 +211,43 @@ class Listeners:
 
     # Buttons -----------------------------------------------------------------------------------
 
-    def on_refresh(self, ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+    def on_refresh(self, ack: Ack, body: dict[str, Any], action: dict[str, Any], context: BoltContext) -> None:
         message_ts = str(_nested(body, "container", "message_ts") or "")
-        channel = gate.from_action(body).channel_id
+        channel = requester_in(context).channel_id
 
         def answer(query: DeviceQuery, scope: DeviceScope) -> Answer:
             # A watch's root card stays a root card: same watch line, same Unwatch button.
             root = self._watches.root_card_for(channel, message_ts, scope) if message_ts else None
             return root or self._replier.lookup(query, refresh=True, scope=scope)
 
-        self._on_button(ack, body, action, Action.BUTTON_REFRESH, answer, replace_original=True)
+        self._on_button(ack, body, action, context, Action.BUTTON_REFRESH, answer, replace_original=True)
 
     def on_open_device(self, ack: Ack) -> None:
         ack()  # a link button: Slack opens the URL itself, but still expects the interaction acknowledged
 
-    def on_watch(self, ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+    def on_watch(self, ack: Ack, body: dict[str, Any], action: dict[str, Any], context: BoltContext) -> None:
         """Watch from a card: the device and filters come from the button, the channel from the payload."""
-        requester = gate.from_action(body)
+        requester = requester_in(context)
 
         def start(query: DeviceQuery, scope: DeviceScope) -> Answer:
             return self._watches.start(requester.channel_id, requester.user_id, query, DEFAULT_DURATION, scope)
 
-        self._on_button(ack, body, action, Action.BUTTON_WATCH, start)
+        self._on_button(ack, body, action, context, Action.BUTTON_WATCH, start)
 
-    def on_unwatch(self, ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
-        requester = gate.from_action(body)
+    def on_unwatch(self, ack: Ack, body: dict[str, Any], action: dict[str, Any], context: BoltContext) -> None:
+        requester = requester_in(context)
 
         def stop(query: DeviceQuery, scope: DeviceScope) -> Answer:
             return self._watches.stop(requester.channel_id, requester.user_id, query)
 
-        self._on_button(ack, body, action, Action.BUTTON_UNWATCH, stop)
+        self._on_button(ack, body, action, context, Action.BUTTON_UNWATCH, stop)
 
     def _on_button(
         self,
         ack: Ack,
         body: dict[str, Any],
         action: dict[str, Any],
+        context: BoltContext,
         kind: Action,
         answer: Callable[[DeviceQuery, DeviceScope], Answer],
         *,
@@ -258,7 +260,7 @@ class Listeners:
         """
         ack()
         url = str(body.get("response_url", ""))
-        requester = gate.from_action(body)
+        requester = requester_in(context)
         try:
             query = actions.parse_lookup_value(self._seal.open(str(action.get("value", ""))))
         except QueryError:
@@ -287,9 +289,9 @@ class Listeners:
 
     # Errors ------------------------------------------------------------------------------------
 
-    def on_error(self, error: Exception, body: dict[str, Any]) -> None:
+    def on_error(self, error: Exception, body: dict[str, Any], context: BoltContext) -> None:
         kind = body.get("type") or ("command" if "command" in body else "request")
-        reference = _report(error, gate.from_body(body), f"a {kind} request")
+        reference = _report(error, requester_in(context), f"a {kind} request")
         url = body.get("response_url")
         if isinstance(url, str):
             self._tell(url, _oops(reference))

@@ -23,6 +23,7 @@ from slack_sdk.web import SlackResponse
 from slack_sdk.webhook import WebhookClient
 
 from bot.slack.blockkit import Message
+from bot.slack.errors import SlackErrorKind, classify
 from bot.telemetry.metrics import SLACK_ERRORS
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,6 @@ def web_client(token: str, base_url: str) -> WebClient:
 FOLLOWUP_EVENT = "device_alerts_followup"
 ROOT_EVENT = "device_alerts_watch_card"
 MAX_THREAD_PAGES = 20
-TRANSIENT_ERRORS = frozenset({"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"})
 
 
 class ThreadUnreadable(Exception):
@@ -150,7 +150,7 @@ class Poster:
                     )
             except SlackApiError as exc:
                 error = str(exc.response.get("error") or "")
-                if exc.response.status_code == 429 or exc.response.status_code >= 500 or error in TRANSIENT_ERRORS:
+                if classify(error, exc.response.status_code) is SlackErrorKind.TRANSIENT:
                     raise ThreadUnreadable(error or str(exc.response.status_code)) from None
                 log.warning("cannot check thread %s in %s for earlier posts: %s", thread_ts, channel, error)
                 return None

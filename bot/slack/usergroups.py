@@ -19,6 +19,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.access.policy import MembershipUnavailable
 from bot.alerts.singleflight import SingleFlight
+from bot.slack.errors import SlackErrorKind, classify
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +63,7 @@ class SlackMemberships:
         return users
 
     def _stale(self, usergroup_id: str, known: tuple[frozenset[str], float] | None, error: str) -> frozenset[str]:
-        hint = (
-            " (the app needs the usergroups:read scope)" if error in ("missing_scope", "not_allowed_token_type") else ""
-        )
+        hint = " (the app needs the usergroups:read scope)" if classify(error) is SlackErrorKind.MISSING_SCOPE else ""
         if known is None:
             log.warning("cannot read the members of user group %s: %s%s", usergroup_id, error, hint)
             raise MembershipUnavailable(error)

@@ -23,6 +23,7 @@ from bot.defender.errors import DefenderError
 from bot.defender.limits import Priority
 from bot.slack import cards
 from bot.slack.blockkit import Message
+from bot.slack.errors import SlackErrorKind, classify, pause_reason
 from bot.slack.poster import Delivery, Poster, ThreadUnreadable
 from bot.slack.replies import Answer, problem_outcome
 from bot.slack.watch_cards import followup_card, watch_started_card, watches_card
@@ -37,15 +38,6 @@ log = logging.getLogger(__name__)
 
 # Whether a channel and person may (still) see devices: the access policy, as the gate applies it.
 AccessCheck = Callable[[str, str], Refusal | DeviceScope]
-
-# Slack errors after which posting in that channel will not work until someone acts.
-PAUSING_ERRORS = frozenset({"channel_not_found", "not_in_channel", "is_archived", "restricted_action"})
-_PAUSE_REASONS = {
-    "channel_not_found": "the channel is gone or the bot cannot see it",
-    "not_in_channel": "the bot is not in the channel: invite it, then start the watch again",
-    "is_archived": "the channel is archived",
-    "restricted_action": "the workspace does not let the bot post here",
-}
 
 
 class SlackWatches:
@@ -103,15 +95,15 @@ class SlackWatches:
             delivery = self._place_root(watch, root)
             if not delivery.ok or not delivery.ts:
                 self._store.set_status(watch.id, WatchStatus.ENDED)
-                reason = _PAUSE_REASONS.get(delivery.error or "", f"Slack answered {delivery.error}")
+                reason = pause_reason(delivery.error)
                 failed = Outcome(Result.ERROR, everything.machine_id, reason="slack_post_failed")
                 return Answer(cards.notice(f"Could not post the watch card here: {reason}."), failed)
             watch = self._store.watch(watch.id) or watch
         else:
             self._poster.update(channel, watch.root_ts, root)
         started = self._poster.post(channel, watch_started_card(watch, user), thread_ts=watch.root_ts)
-        if started.error in PAUSING_ERRORS:  # e.g. resumed before the bot was invited back: still cannot post
-            reason = _PAUSE_REASONS[started.error or ""]
+        if classify(started.error) is SlackErrorKind.PAUSING:  # e.g. resumed before the bot was invited back
+            reason = pause_reason(started.error)
             self._store.set_status(watch.id, WatchStatus.PAUSED, reason)
             return Answer(cards.notice(f"The watch on {everything.display_name} is paused: {reason}."), done)
         until = watch.expires_at.strftime("%Y-%m-%d %H:%M UTC")
@@ -164,8 +156,8 @@ class SlackWatches:
         if delivery.ok and delivery.ts:
             FOLLOWUPS_POSTED.inc()
             return Delivered(ts=delivery.ts)
-        if delivery.error in PAUSING_ERRORS:
-            return Delivered(pause_reason=_PAUSE_REASONS[delivery.error or ""])
+        if classify(delivery.error) is SlackErrorKind.PAUSING:
+            return Delivered(pause_reason=pause_reason(delivery.error))
         return Delivered()
 
     def find_reply(self, watch: Watch, reply: PendingReply) -> str | None:

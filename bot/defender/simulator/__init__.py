@@ -1,0 +1,29 @@
+"""Built-in Microsoft Defender for Endpoint simulator.
+
+A simulated tenant that answers the same HTTP API as Defender, mounted into httpx as a transport, so the bot's real
+client code (auth header, paging, filters, rate-limit and error handling) runs end to end with no network and no
+credentials. `dataset` holds the deterministic, deliberately awkward data; `odata` reads requests; `tenant` serves.
+"""
+
+from bot.defender.simulator.dataset import (
+    AAD_TENANT_ID,
+    BUSY_HOSTNAME,
+    DUPLICATE_HOSTNAME,
+    HOSTILE_HOSTNAME,
+    QUIET_HOSTNAME,
+    SIMULATOR_BASE_URL,
+    Json,
+)
+from bot.defender.simulator.tenant import SimulatedTenant, SimulatorTransport
+
+__all__ = [
+    "AAD_TENANT_ID",
+    "BUSY_HOSTNAME",
+    "DUPLICATE_HOSTNAME",
+    "HOSTILE_HOSTNAME",
+    "QUIET_HOSTNAME",
+    "SIMULATOR_BASE_URL",
+    "Json",
+    "SimulatedTenant",
+    "SimulatorTransport",
+]

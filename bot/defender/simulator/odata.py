@@ -1,0 +1,137 @@
+"""How the simulator reads requests and answers errors: routes, OData `$filter` clauses, query parameters."""
+
+from __future__ import annotations
+
+import operator
+import re
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+from urllib.parse import unquote
+
+import httpx
+
+from bot.defender.simulator.dataset import Json
+
+_ERROR_CODES = {400: "InvalidInput", 404: "ResourceNotFound"}
+
+# fmt: off
+# Filter grammars. OData string literals double embedded quotes: 'o''brien' means o'brien.
+_LITERAL = r"'((?:[^']|'')*)'"
+_TIMESTAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,7})?Z"
+MACHINE_EQ = re.compile(rf"computerDnsName\s+eq\s+{_LITERAL}")
+MACHINE_PREFIX = re.compile(rf"startswith\(\s*computerDnsName\s*,\s*{_LITERAL}\s*\)")
+_ALERT_CLAUSE = re.compile(rf"(?P<field>\w+)\s+(?P<op>eq|ne|ge|gt|le|lt)\s+(?:{_LITERAL}|(?P<ts>{_TIMESTAMP}))")
+_AND = re.compile(r"\s+and\s+")
+_TEXT_FIELDS = {"status", "severity", "category", "detectionSource"}
+_TIME_FIELDS = {"lastUpdateTime", "alertCreationTime"}
+_TIMESTAMP_RE = re.compile(_TIMESTAMP)
+_COMPARE: dict[str, Callable[[Any, Any], Any]] = {
+    "eq": operator.eq, "ne": operator.ne, "ge": operator.ge, "gt": operator.gt, "le": operator.le, "lt": operator.lt,
+}
+# fmt: on
+
+
+class ApiError(Exception):
+    """An error answer; raised anywhere in request handling and rendered as a Defender error body."""
+
+    def __init__(
+        self, status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code or _default_code(status)
+        self.headers = headers or {}
+
+    def response(self) -> httpx.Response:
+        body = {"error": {"code": self.code, "message": str(self), "target": str(uuid.uuid4())}}
+        return httpx.Response(self.status, json=body, headers=self.headers)
+
+
+class Fault(NamedTuple):
+    status: int
+    code: str | None
+    retry_after: int | None
+
+
+def _default_code(status: int) -> str:
+    return _ERROR_CODES.get(status) or httpx.codes.get_reason_phrase(status).replace(" ", "") or "Error"
+
+
+def ticks(stamp: object) -> int | None:
+    """Exact 100 ns ticks of a Defender timestamp (datetime would drop the 7th digit); None if unparsable."""
+    if not isinstance(stamp, str) or not _TIMESTAMP_RE.fullmatch(stamp):
+        return None
+    whole, _, fraction = stamp[:-1].partition(".")
+    seconds = int(datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp())
+    return seconds * 10_000_000 + int(fraction.ljust(7, "0"))
+
+
+def literal(raw: str) -> str:
+    return raw.replace("''", "'")
+
+
+def _text_predicate(field: str, compare: Callable[[Any, Any], Any], value: str) -> Callable[[Json], bool]:
+    return lambda alert: bool(compare(alert.get(field), value))
+
+
+def _time_predicate(field: str, compare: Callable[[Any, Any], Any], limit: int) -> Callable[[Json], bool]:
+    def check(alert: Json) -> bool:
+        stamp = ticks(alert.get(field))
+        return stamp is not None and bool(compare(stamp, limit))
+
+    return check
+
+
+def alert_predicates(expression: str) -> list[Callable[[Json], bool]]:
+    """Parse `clause and clause ...` for alerts; anything outside the supported subset is InvalidInput."""
+    predicates: list[Callable[[Json], bool]] = []
+    position = 0
+    while True:
+        match = _ALERT_CLAUSE.match(expression, position)
+        if not match:
+            raise ApiError(400, f"Unsupported $filter expression: {expression}")
+        field, op, text, stamp = match["field"], match["op"], match[3], match["ts"]
+        limit = ticks(stamp)
+        if field in _TEXT_FIELDS and text is not None and op in ("eq", "ne"):
+            predicates.append(_text_predicate(field, _COMPARE[op], literal(text)))
+        elif field in _TIME_FIELDS and limit is not None and op not in ("eq", "ne"):
+            predicates.append(_time_predicate(field, _COMPARE[op], limit))
+        else:
+            raise ApiError(400, f"Unsupported $filter clause: {match.group(0)}")
+        if match.end() == len(expression):
+            return predicates
+        separator = _AND.match(expression, match.end())
+        if not separator:
+            raise ApiError(400, f"Unsupported $filter expression: {expression}")
+        position = separator.end()
+
+
+def int_param(params: httpx.QueryParams, name: str, default: int, maximum: int) -> int:
+    raw = params.get(name)
+    if raw is None:
+        return default
+    if not re.fullmatch(r"[0-9]{1,9}", raw) or int(raw) > maximum:
+        raise ApiError(400, f"{name} must be an integer between 0 and {maximum}")
+    return int(raw)
+
+
+def route(raw_path: bytes) -> tuple[str, str]:
+    """Map a raw path to (api kind, machine id or name or ""); each segment is percent-decoded exactly once."""
+    path = raw_path.split(b"?", 1)[0].decode("ascii", "replace")
+    segments = [unquote(segment) for segment in path.split("/")]
+    # A decoded "/" inside a segment (from %2F) must not let a name address another route.
+    if segments[:1] != [""] or any("/" in segment for segment in segments):
+        raise ApiError(404, "Resource not found")
+    lowered = [segment.lower() for segment in segments[1:]]
+    match lowered:
+        case ["api", "alerts"]:
+            return "alerts", ""
+        case ["api", "machines"]:
+            return "machines-list", ""
+        case ["api", "machines", _]:
+            return "machine-get", segments[3]
+        case ["api", "machines", _, "alerts"]:
+            return "machine-alerts", segments[3]
+    raise ApiError(404, f"No API at {path}")

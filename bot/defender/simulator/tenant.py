@@ -1,0 +1,345 @@
+"""The simulated tenant and its httpx transport: the same HTTP API as Defender, with no network."""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+import time
+import uuid
+from collections import defaultdict, deque
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from bot.defender.simulator.dataset import (
+    ALERT_DEFAULTS,
+    ASSIGNEES,
+    COMMENTS,
+    DEVICES,
+    EXTRA_ALERTS,
+    FRACTION_DIGITS,
+    ID_PREFIXES,
+    INVESTIGATION_STATES,
+    MAX_TOP,
+    ODATA,
+    RBAC_GROUPS,
+    RELATED_USERS,
+    SEED,
+    SEVERITIES,
+    SEVERITY_WEIGHTS,
+    STATUS_WEIGHTS,
+    STATUSES,
+    TEMPLATES,
+    VERDICTS,
+    WINDOW_SECONDS,
+    Device,
+    Json,
+    iso,
+    machine_id,
+)
+from bot.defender.simulator.odata import (
+    MACHINE_EQ,
+    MACHINE_PREFIX,
+    ApiError,
+    Fault,
+    alert_predicates,
+    int_param,
+    literal,
+    route,
+    ticks,
+)
+
+
+class SimulatedTenant:
+    """A fake Defender tenant: devices, alerts, an API rate limiter and fault injection, all behind one lock."""
+
+    def __init__(
+        self,
+        now: Callable[[], datetime] | None = None,
+        calls_per_minute: int = 100,
+        clock: Callable[[], float] | None = None,
+        latency: float = 0.0,
+        page_size: int = 200,
+    ) -> None:
+        self._now = now or (lambda: datetime.now(UTC))
+        self._clock = clock or time.monotonic
+        self.calls_per_minute = calls_per_minute
+        self.latency = latency
+        self.page_size = page_size
+        self.machines: list[Json] = []
+        self.alerts: list[Json] = []
+        self.request_log: list[tuple[str, str]] = []
+        self.calls = 0
+        # Several client threads share one tenant; every read or write of the state above holds this lock.
+        self._lock = threading.Lock()
+        self._rng = random.Random(SEED)
+        self._alert_ids: set[str] = set()  # every id ever issued, so generated ids never repeat
+        self._windows: defaultdict[str, deque[float]] = defaultdict(deque)
+        self._faults: deque[Fault] = deque()
+        self._populate(self._now())
+
+    @classmethod
+    def default(cls) -> SimulatedTenant:
+        """The built-in data set with default limits (same as calling the constructor)."""
+        return cls()
+
+    # -- helpers for tests -------------------------------------------------------------------------------------------
+
+    def add_alert(self, machine_id: str, **fields: Any) -> Json:
+        """Create an alert on a device, timestamped now; `fields` override any Defender field. Returns a copy."""
+        with self._lock:
+            machine = next((m for m in self.machines if m["id"] == machine_id), None)
+            if machine is None:
+                raise KeyError(machine_id)
+            incident = 1 + max((a.get("incidentId") or 0 for a in self.alerts), default=0)
+            alert = self._base_alert(machine, self._now(), incident)
+            alert.update(fields)
+            if any(a["id"] == alert["id"] for a in self.alerts):
+                raise ValueError(f"duplicate alert id {alert['id']}")
+            self._alert_ids.add(alert["id"])
+            self.alerts.append(alert)
+            return dict(alert)
+
+    def set_alert_status(self, alert_id: str, status: str, **extra: Any) -> Json:
+        """Change an alert's status as an analyst would, bumping lastUpdateTime so incremental polls see it."""
+        with self._lock:
+            alert = next((a for a in self.alerts if a["id"] == alert_id), None)
+            if alert is None:
+                raise KeyError(alert_id)
+            stamp = iso(self._now())
+            alert.update(status=status, lastUpdateTime=stamp, resolvedTime=stamp if status == "Resolved" else None)
+            alert.update(extra)
+            return dict(alert)
+
+    def fail_next(
+        self, status_code: int, *, code: str | None = None, times: int = 1, retry_after: int | None = None
+    ) -> None:
+        """Answer the next `times` requests with this error (code defaults to Defender's for the status)."""
+        with self._lock:
+            self._faults.extend([Fault(status_code, code, retry_after)] * times)
+
+    # -- HTTP ----------------------------------------------------------------------------------------------------------
+
+    def serve(self, request: httpx.Request) -> httpx.Response:
+        """Answer one request exactly as Defender would; the transport delegates here."""
+        if self.latency > 0:
+            time.sleep(self.latency)  # outside the lock so slow calls still overlap
+        with self._lock:
+            self.calls += 1
+            query = "&".join(f"{key}={value}" for key, value in request.url.params.multi_items())
+            self.request_log.append((request.method, request.url.path + (f"?{query}" if query else "")))
+            try:
+                return self._dispatch(request)
+            except ApiError as error:
+                return error.response()
+
+    def _dispatch(self, request: httpx.Request) -> httpx.Response:
+        if self._faults:
+            fault = self._faults.popleft()
+            headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else None
+            raise ApiError(fault.status, "Injected fault", fault.code, headers)
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(401, "Authorization header with a bearer token is required")
+        kind, ident = route(request.url.raw_path)
+        if request.method != "GET":
+            raise ApiError(405, f"{request.method} is not allowed here", headers={"Allow": "GET"})
+        self._admit(kind)
+        params = request.url.params
+        if kind == "machines-list":
+            return httpx.Response(
+                200, json={"@odata.context": ODATA + "Machines", "value": self._list_machines(params.get("$filter"))}
+            )
+        if kind == "machine-get":
+            return httpx.Response(200, json={"@odata.context": ODATA + "Machines/$entity", **self._find_machine(ident)})
+        if kind == "machine-alerts":
+            machine_id = ident.lower()
+            if not any(m["id"] == machine_id for m in self.machines):
+                raise ApiError(404, f"Machine {ident} was not found")
+            alerts = [a for a in self.alerts if a.get("machineId") == machine_id]
+            return self._page(request.url, alerts)
+        return self._page(request.url, self.alerts)
+
+    def _admit(self, kind: str) -> None:
+        """Sliding 60 s window per API, like Defender's per-API limits."""
+        now = self._clock()
+        window = self._windows[kind]
+        while window and window[0] <= now - WINDOW_SECONDS:
+            window.popleft()
+        if len(window) >= self.calls_per_minute:
+            wait = max(1, math.ceil(window[0] + WINDOW_SECONDS - now))
+            raise ApiError(429, f"Over {self.calls_per_minute} calls per minute", headers={"Retry-After": str(wait)})
+        window.append(now)
+
+    def _list_machines(self, expression: str | None) -> list[Json]:
+        if expression is None:
+            return self.machines
+        if match := MACHINE_EQ.fullmatch(expression.strip()):
+            name = literal(match[1]).casefold()
+            return [m for m in self.machines if str(m["computerDnsName"]).casefold() == name]
+        if match := MACHINE_PREFIX.fullmatch(expression.strip()):
+            prefix = literal(match[1]).casefold()
+            return [m for m in self.machines if str(m["computerDnsName"]).casefold().startswith(prefix)]
+        raise ApiError(400, f"Unsupported $filter expression: {expression}")
+
+    def _find_machine(self, ident: str) -> Json:
+        """By id, else by name case-insensitively; a re-onboarded name resolves to its most recently seen record."""
+        by_id = [m for m in self.machines if m["id"] == ident.lower()]
+        named = by_id or [m for m in self.machines if str(m["computerDnsName"]).casefold() == ident.casefold()]
+        if not named:
+            raise ApiError(404, f"Machine {ident} was not found")
+        return max(named, key=lambda m: ticks(m.get("lastSeen")) or 0)
+
+    def _page(self, url: httpx.URL, records: list[Json]) -> httpx.Response:
+        """Filter, cap at $top and return one page, linking to the next with an offset $skiptoken."""
+        params = url.params
+        expression = params.get("$filter")
+        if expression is not None:
+            predicates = alert_predicates(expression.strip())
+            records = [r for r in records if all(p(r) for p in predicates)]
+        total = min(len(records), int_param(params, "$top", MAX_TOP, MAX_TOP))
+        offset = int_param(params, "$skiptoken", 0, MAX_TOP)
+        end = min(total, offset + self.page_size)
+        body: Json = {"@odata.context": ODATA + "Alerts", "value": records[offset:end]}
+        if end < total:
+            body["@odata.nextLink"] = str(url.copy_set_param("$skiptoken", str(end)))
+        return httpx.Response(200, json=body)
+
+    # -- data set ------------------------------------------------------------------------------------------------------
+
+    def _populate(self, now: datetime) -> None:
+        self.machines = [self._machine(device, now) for device in DEVICES]
+        for index, (device, machine) in enumerate(zip(DEVICES, self.machines, strict=True)):
+            extras = [fields for host, fields in EXTRA_ALERTS if host == device.host]
+            for number in range(device.alerts + len(extras)):
+                overrides = extras[number - device.alerts] if number >= device.alerts else {}
+                incident = 10_000 + index * 1_000 + number // 4  # a few alerts per incident, as in real tenants
+                self.alerts.append(self._generated_alert(machine, now, incident, len(self.alerts), overrides))
+
+    def _machine(self, device: Device, now: datetime) -> Json:
+        rng = self._rng
+        windows = device.platform.startswith("Windows")
+        last_seen = now - timedelta(hours=device.seen_hours_ago)
+        internal = f"10.{rng.randint(0, 40)}.{rng.randint(0, 255)}.{rng.randint(2, 254)}"
+        record: Json = {
+            "id": machine_id(device),
+            "computerDnsName": device.host,
+            "firstSeen": iso(last_seen - timedelta(days=rng.randint(60, 700)), 7),
+            "lastSeen": iso(last_seen, 7),
+            "osPlatform": device.platform,
+            "osVersion": None if windows else device.version,
+            "osProcessor": "arm64" if device.platform in ("macOS", "Android", "iOS") else "x64",
+            "version": device.version,
+            "osBuild": device.build,
+            "lastIpAddress": internal,
+            "lastExternalIpAddress": f"203.0.113.{rng.randint(1, 254)}",
+            "healthStatus": device.health,
+            "onboardingStatus": "Onboarded",
+            "rbacGroupName": device.group,
+            "rbacGroupId": RBAC_GROUPS[device.group],
+            "riskScore": device.risk,
+            "exposureLevel": device.exposure,
+            "deviceValue": device.value,
+            "isAadJoined": windows,
+            "aadDeviceId": str(uuid.UUID(int=rng.getrandbits(128), version=4)) if device.platform != "Linux" else None,
+            "machineTags": list(device.tags),
+        }
+        if windows:
+            mac = "-".join(f"{rng.randint(0, 255):02X}" for _ in range(6))
+            record["ipAddresses"] = [
+                {"ipAddress": internal, "macAddress": mac, "type": "Ethernet", "operationalStatus": "Up"}
+            ]
+        return record
+
+    def _base_alert(self, machine: Json, created: datetime, incident: int, id_prefix: str = "da") -> Json:
+        """A plain New alert on `machine` at `created`; the generator and add_alert refine it."""
+        stamp = iso(created)
+        return {
+            "id": self._new_alert_id(created, id_prefix),
+            "incidentId": incident,
+            **ALERT_DEFAULTS,
+            "detectorId": str(uuid.UUID(int=self._rng.getrandbits(128), version=4)),
+            **dict.fromkeys(("alertCreationTime", "firstEventTime", "lastEventTime", "lastUpdateTime"), stamp),
+            "machineId": machine["id"],
+            "computerDnsName": machine["computerDnsName"],
+            "rbacGroupName": machine["rbacGroupName"],
+            "mitreTechniques": [],
+            "comments": [],
+            "evidence": [],
+        }
+
+    def _generated_alert(self, machine: Json, now: datetime, incident: int, serial: int, overrides: Json) -> Json:
+        """A varied, internally consistent alert; `serial` rotates timestamp precision so every form appears."""
+        rng = self._rng
+        template = rng.choice(TEMPLATES)
+        # Timeline first event < last event < created < comment < updated < now, each step at least a second
+        # apart so that truncating to fewer fractional digits can never reorder them.
+        created = now - timedelta(seconds=rng.randint(600, 30 * 86_400), microseconds=rng.randint(0, 999_999))
+        lead = rng.randint(2, 3_600)
+        first_event = created - timedelta(seconds=lead, microseconds=rng.randint(0, 999_999))
+        last_event = first_event + timedelta(seconds=rng.uniform(1, lead - 1))
+        updated = created + timedelta(seconds=rng.uniform(2, (now - created).total_seconds() - 2))
+        severity = rng.choices(SEVERITIES, SEVERITY_WEIGHTS)[0]
+        status = overrides.get("status", rng.choices(STATUSES, STATUS_WEIGHTS)[0])
+        classification, determination = rng.choice(VERDICTS)
+        assignee = rng.choice(ASSIGNEES)
+        related = rng.choice(RELATED_USERS)
+        alert = self._base_alert(machine, created, incident, ID_PREFIXES.get(template.source, "da"))
+        digits = [FRACTION_DIGITS[(serial + shift) % len(FRACTION_DIGITS)] for shift in range(4)]
+        last_update = iso(updated, digits[3])
+        comment = {
+            "comment": rng.choice(COMMENTS),
+            "createdBy": assignee,
+            "createdTime": iso(created + (updated - created) / 2, 3),
+        }
+        triaged = status != "New"
+        alert.update(
+            {
+                "severity": severity,
+                "status": status,
+                "title": template.title,
+                "category": template.category,
+                "description": f"{template.description} Device: {machine['computerDnsName']}.",
+                "detectionSource": template.source,
+                "threatFamilyName": template.family,
+                "threatName": template.threat,
+                "mitreTechniques": template.mitre if isinstance(template.mitre, str) else list(template.mitre),
+                "investigationState": rng.choice(INVESTIGATION_STATES),
+                "investigationId": rng.randint(1, 9_999) if template.source == "AutomatedInvestigation" else None,
+                "classification": classification if triaged else None,
+                "determination": determination if triaged else None,
+                "assignedTo": assignee if triaged else None,
+                "relatedUser": dict(related) if isinstance(related, dict) else related,
+                "alertCreationTime": iso(created, digits[0]),
+                "firstEventTime": iso(first_event, digits[1]),
+                "lastEventTime": iso(last_event, digits[2]),
+                "lastUpdateTime": last_update,
+                "resolvedTime": last_update if status == "Resolved" else None,  # resolving is the last update
+                "comments": [comment] if triaged else [],
+            }
+        )
+        alert.update(overrides)
+        return alert
+
+    def _new_alert_id(self, created: datetime, prefix: str) -> str:
+        """Defender-style id: prefix, .NET ticks of creation, `_`, signed 32-bit hash (so `_-` occurs too)."""
+        created_ticks = (created - datetime(1, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1) * 10
+        while True:
+            alert_id = f"{prefix}{created_ticks}_{self._rng.randint(-(2**31), 2**31 - 1)}"
+            if alert_id not in self._alert_ids:
+                self._alert_ids.add(alert_id)
+                return alert_id
+
+
+class SimulatorTransport(httpx.BaseTransport):
+    """httpx transport that routes every request to a SimulatedTenant instead of the network."""
+
+    def __init__(self, tenant: SimulatedTenant) -> None:
+        self.tenant = tenant
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        """Serve `request` from the simulated tenant (thread-safe; the tenant holds its own lock)."""
+        return self.tenant.serve(request)
