@@ -150,16 +150,16 @@ def _fill(kind: str, devices: int, alerts_each: int) -> dict[str, Any]:
     cached = 0
     if kind == "ours":
         env = {**OURS_ENV, "ALERT_CACHE_MAXSIZE": str(max(devices, 1))}
-        settings = load_settings(env, dotenv_path=None)
+        settings = load_settings(env)
         runtime = build_runtime(settings)
         client = DefenderClient(SIMULATOR_BASE_URL, StaticTokenProvider("bench"), transport=transport)
         service = AlertService(
-            client, ttl=3600, max_stale=settings.cache_max_stale, maxsize=settings.cache_maxsize
+            client, ttl=3600, max_stale=settings.cache.max_stale, maxsize=settings.cache.maxsize
         )  # a TTL past the fill, so every entry is still there at the end
         runtime = dataclasses.replace(runtime, client=client, service=service)
         slack_env = {"SLACK_BOT_TOKEN": standin.bot_token, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
                      "SLACK_API_URL": standin.api_url, **env}  # fmt: skip
-        bot = build_slack_bot(runtime, load_slack_settings(SlackMode.HTTP, slack_env, dotenv_path=None))
+        bot = build_slack_bot(runtime, load_slack_settings(SlackMode.HTTP, slack_env))
         for n in range(devices):
             service.device_alerts(device_id(n))
         cached = bot.runtime.service.cached_devices

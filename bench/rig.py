@@ -38,7 +38,8 @@ from typing import IO, Any
 import httpx
 
 from bot.defender.simulator import Json, SimulatedTenant
-from bot.demo.standin import Posted, SlackRequests, SlackStandIn
+from bot.demo.slack_requests import SlackRequests
+from bot.demo.standin import Posted, SlackStandIn
 
 ROOT = Path(__file__).resolve().parent.parent
 SIGNING_SECRET = "bench-signing-secret-5d1c"  # noqa: S105 - a local test double's secret
@@ -357,8 +358,8 @@ def _serve(argv: Sequence[str] | None = None) -> None:
                  "SLACK_API_URL": args.slack_api_url, **env}  # fmt: skip
     bot_health: Any = None
     if args.kind == "ours":
-        runtime = build_runtime(load_settings(env, dotenv_path=None), tenant=tenant)
-        bot = build_slack_bot(runtime, load_slack_settings(SlackMode.HTTP, slack_env, dotenv_path=None))
+        runtime = build_runtime(load_settings(env), tenant=tenant)
+        bot = build_slack_bot(runtime, load_slack_settings(SlackMode.HTTP, slack_env))
         bot.start_background()
         app, bot_health = bot.app, bot.health
     else:

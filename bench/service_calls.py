@@ -5,7 +5,7 @@ CI smoke size. The hour runs drive the bot's own `AlertService`, `DefenderClient
 every Defender call) directly, not through Slack; the baseline's lookup is `bench.baseline.app.lookup_text`, one
 call per lookup. Both ask the same Defender double, which enforces Defender's limits (100 calls per minute and
 1,500 per hour per API, sliding) by answering 429.
-The figures go into docs/benchmarks.md; tests/test_service.py asserts the invariants on the same runs.
+The figures go into docs/benchmarks.md; tests/unit/alerts/test_service.py asserts the invariants on the same runs.
 """
 
 from __future__ import annotations
@@ -16,20 +16,21 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import httpx
 
 from bench.baseline.app import lookup_text
-from bench.rig import ratio, table
+from bench.rig import device_id, ratio, table
 from bot.alerts.query import parse_query
 from bot.alerts.service import AlertService
 from bot.defender.auth import StaticTokenProvider
 from bot.defender.client import DefenderClient
 from bot.defender.limits import BudgetExhausted
 from bot.defender.simulator import SIMULATOR_BASE_URL, SimulatedTenant, SimulatorTransport
+from bot.demo.clock import FakeClock
 from bot.state.budget import RateBudget
-from tests.support import FakeClock, machine_id, run_concurrently
 
 
 class CountingDefender:
@@ -114,7 +115,7 @@ def storm_schedule(
 ) -> list[tuple[float, str]]:
     """(second of the hour, machine id) per lookup: `storm_share` of them inside `storm`, the rest spread out."""
     rng = random.Random(seed)
-    fleet = [machine_id(n) for n in range(devices)]
+    fleet = [device_id(n) for n in range(devices)]
     in_storm = int(lookups * storm_share)
     moments = sorted(
         [rng.uniform(*storm) for _ in range(in_storm)] + [rng.uniform(0, 3600) for _ in range(lookups - in_storm)]
@@ -178,7 +179,9 @@ def concurrent_same_device(threads: int = 20, latency: float = 0.3) -> int:
     client = DefenderClient(SIMULATOR_BASE_URL, StaticTokenProvider("t"), transport=SimulatorTransport(tenant))
     service = AlertService(client)
     device = tenant.machines[0]["id"]
-    run_concurrently(threads, lambda: service.device_alerts(device))
+    with ThreadPoolExecutor(threads) as people:
+        for asked in [people.submit(service.device_alerts, device) for _ in range(threads)]:
+            asked.result()
     return sum(path.endswith("/alerts") for _, path in tenant.request_log)
 
 

@@ -4,7 +4,7 @@ Run: `.venv/bin/python -m bench.watch_scaling` (no network: the simulator plays 
 appended, a stub Web API client plays Slack, a fake clock compresses the minutes; the store is a real SQLite
 file); `--quick` is the CI smoke size. The naive baseline polls each watched device's alerts once per interval
 (one call per device per interval: the "per-device polling" column). The figures go into docs/benchmarks.md;
-tests/test_watch_poller.py asserts the invariant on the same run: delta polling makes one Defender call per
+tests/integration/test_watch_poller.py asserts the invariant on the same run: delta polling makes one Defender call per
 interval however many devices are watched.
 """
 
@@ -29,6 +29,7 @@ from bot.defender.auth import StaticTokenProvider
 from bot.defender.client import DefenderClient
 from bot.defender.limits import Api, Priority
 from bot.defender.simulator import AAD_TENANT_ID, SIMULATOR_BASE_URL, SimulatedTenant, SimulatorTransport
+from bot.demo.clock import FakeClock
 from bot.slack.actions import ButtonSeal
 from bot.slack.cards import CardContext
 from bot.slack.poster import Poster
@@ -36,7 +37,6 @@ from bot.slack.watching import SlackWatches
 from bot.state.budget import RateBudget
 from bot.state.sqlite import SqliteWatchStore
 from bot.watch.poller import Poller
-from tests.support import FakeClock
 
 INTERVAL = 60.0
 CHANNELS = 20  # watches spread over a few incident channels

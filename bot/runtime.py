@@ -19,10 +19,10 @@ from slack_sdk import WebClient
 from bot.access.audit import AuditLog
 from bot.access.policy import Installation
 from bot.alerts.service import AlertService
-from bot.config import Backend, ConfigError, Settings, SlackMode, SlackSettings
+from bot.config import Backend, ConfigError, DefenderSettings, Settings, SlackMode, SlackSettings
 from bot.defender.auth import MsalTokenProvider, StaticTokenProvider, TokenProvider
 from bot.defender.client import DefenderClient
-from bot.defender.limits import Api, Budget, BudgetCaps
+from bot.defender.limits import Api, Budget
 from bot.defender.simulator import AAD_TENANT_ID, SIMULATOR_BASE_URL, SimulatedTenant, SimulatorTransport
 from bot.slack.actions import ButtonSeal
 from bot.slack.cards import CardContext
@@ -53,14 +53,14 @@ class Runtime:
     @property
     def link_tenant_id(self) -> str | None:
         """The tenant id portal links carry (`?tid=`), so they open in the right tenant."""
-        return AAD_TENANT_ID if self.tenant is not None else self.settings.tenant_id
+        return AAD_TENANT_ID if self.tenant is not None else self.settings.defender.tenant_id
 
     def close(self) -> None:
         self.client.close()
         self.state.close()
 
 
-def _token_provider(settings: Settings) -> TokenProvider:
+def _token_provider(settings: DefenderSettings) -> TokenProvider:
     credential: str | dict[str, str]
     if settings.certificate is not None:
         credential = settings.certificate.for_msal()
@@ -76,19 +76,28 @@ def _token_provider(settings: Settings) -> TokenProvider:
         credential=credential,
         scope=settings.scope,
         instance_discovery=settings.instance_discovery,
-        timeout=settings.request_timeout,
+        timeout=settings.timeout,
     )
 
 
-def build_runtime(settings: Settings, *, tenant: SimulatedTenant | None = None) -> Runtime:
-    """Wire the process; with the simulator backend, `tenant` replaces the built-in data set."""
+def build_runtime(
+    settings: Settings, *, tenant: SimulatedTenant | None = None, defender_url: str | None = None
+) -> Runtime:
+    """Wire the process; with the simulator backend, `tenant` replaces the built-in data set.
+
+    `defender_url` is a simulator served over HTTP by another process (tests of several bot processes): the
+    client calls it with a static token instead of running the simulator in this process.
+    """
+    defender = settings.defender
+    if defender_url is not None and defender.backend is not Backend.SIMULATOR:
+        raise ValueError("defender_url stands in for the simulator: it needs DEFENDER_BACKEND=simulator")
     state = open_state(_state_options(settings))
     budget = state.budget
-    timeout = httpx.Timeout(settings.request_timeout, connect=5.0)
-    if settings.backend is Backend.SIMULATOR and settings.simulator_url is not None:
-        tenant = None  # served by another process over HTTP (tests of several bot processes)
-        client = DefenderClient(settings.simulator_url, StaticTokenProvider("simulator"), gate=budget, timeout=timeout)
-    elif settings.backend is Backend.SIMULATOR:
+    timeout = httpx.Timeout(defender.timeout, connect=5.0)
+    if defender_url is not None:
+        tenant = None
+        client = DefenderClient(defender_url, StaticTokenProvider("simulator"), gate=budget, timeout=timeout)
+    elif defender.backend is Backend.SIMULATOR:
         tenant = tenant or SimulatedTenant()
         client = DefenderClient(
             SIMULATOR_BASE_URL,
@@ -99,27 +108,16 @@ def build_runtime(settings: Settings, *, tenant: SimulatedTenant | None = None) 
         )
     else:
         tenant = None
-        client = DefenderClient(settings.api_url, _token_provider(settings), gate=budget, timeout=timeout)
-    service = AlertService(
-        client,
-        ttl=settings.cache_ttl,
-        max_stale=settings.cache_max_stale,
-        maxsize=settings.cache_maxsize,
-        shared=state.cache,
-    )
+        client = DefenderClient(defender.api_url, _token_provider(defender), gate=budget, timeout=timeout)
+    cache = settings.cache
+    service = AlertService(client, ttl=cache.ttl, max_stale=cache.max_stale, maxsize=cache.maxsize, shared=state.cache)
     return Runtime(settings, budget, client, service, tenant, state)
 
 
 def _state_options(settings: Settings) -> StateOptions:
-    caps = BudgetCaps(
-        settings.calls_per_minute,
-        settings.calls_per_hour,
-        settings.background_minute_share,
-        settings.background_hour_share,
-    )
     # The shared cache keeps alert lists as long as they may still be served stale.
-    alerts_ttl = max(settings.cache_ttl, settings.cache_max_stale)
-    return StateOptions(settings.state_url, caps, settings.processes, alerts_ttl)
+    alerts_ttl = max(settings.cache.ttl, settings.cache.max_stale)
+    return StateOptions(settings.state.url, settings.budget, settings.state.processes, alerts_ttl)
 
 
 def budget_left(budget: Budget) -> Iterator[tuple[str, int, int]]:
@@ -153,7 +151,7 @@ class SlackBot:
         }
         return {
             "status": "ok",
-            "defender_backend": self.runtime.settings.backend.value,
+            "defender_backend": self.runtime.settings.defender.backend.value,
             "cached_devices": self.runtime.service.cached_devices,
             "budget": budget,
             "lookups": {"in_use": self.pool.in_use, "capacity": self.pool.capacity},
@@ -183,8 +181,11 @@ def _installation(client: WebClient) -> Installation:
     )
 
 
-def build_slack_bot(runtime: Runtime, settings: SlackSettings) -> SlackBot:
-    """Wire the Bolt app and the access gate; a bad bot token fails here, at start-up."""
+def build_slack_bot(runtime: Runtime, settings: SlackSettings, *, poll_seconds: float | None = None) -> SlackBot:
+    """Wire the Bolt app and the access gate; a bad bot token fails here, at start-up.
+
+    `poll_seconds` overrides `WATCH_POLL_SECONDS` (tests: below its production minimum of 10 s).
+    """
     client = web_client(settings.bot_token.reveal(), settings.api_url)
     installation = _installation(client)
     http_mode = settings.mode is SlackMode.HTTP
@@ -201,16 +202,16 @@ def build_slack_bot(runtime: Runtime, settings: SlackSettings) -> SlackBot:
 
     def card_context() -> CardContext:
         return CardContext(
-            runtime.settings.portal_url, runtime.link_tenant_id, max_alerts=settings.card_alerts, seal=seal
+            runtime.settings.defender.portal_url, runtime.link_tenant_id, max_alerts=settings.card_alerts, seal=seal
         )
 
     # Membership checks sit on the acknowledgement path: a short timeout and no retries.
     memberships = SlackMemberships(WebClient(token=settings.bot_token.reveal(), base_url=settings.api_url, timeout=2))
     limiter = runtime.state.request_limiter(  # per process, or in Redis for every process
-        user_per_minute=settings.user_rate_per_minute, channel_per_minute=settings.channel_rate_per_minute
+        user_per_minute=settings.access.user_rate_per_minute, channel_per_minute=settings.access.channel_rate_per_minute
     )
-    gate = Gate(settings.access, installation, memberships, limiter)
-    audit = AuditLog.open(settings.audit_log)
+    gate = Gate(settings.access.policy, installation, memberships, limiter)
+    audit = AuditLog.open(settings.access.audit_log)
     poster = Poster(client)
     store = runtime.state.watch_store()  # SQLite, or Redis with BOT_STATE_URL=redis://…
     watches = SlackWatches(
@@ -220,11 +221,11 @@ def build_slack_bot(runtime: Runtime, settings: SlackSettings) -> SlackBot:
         card_context,
         access=lambda channel, user: gate.check(gate.on_behalf_of(channel, user)),
     )
-    poll_seconds = runtime.settings.watch_poll_seconds
-    lease_ttl = runtime.state.lease_ttl(poll_seconds)
-    poller = Poller(store, runtime.service, runtime.client, watches, interval=poll_seconds, lease_ttl=lease_ttl)
+    interval = runtime.settings.watch.poll_seconds if poll_seconds is None else poll_seconds
+    lease_ttl = runtime.state.lease_ttl(interval)
+    poller = Poller(store, runtime.service, runtime.client, watches, interval=interval, lease_ttl=lease_ttl)
     watches.poller = poller
-    replier = Replier(runtime.service, card_context, backend=runtime.settings.backend.value)
+    replier = Replier(runtime.service, card_context, backend=runtime.settings.defender.backend.value)
     listeners = Listeners(replier, watches, pool, poster, settings.visibility, gate, audit, seal)
     listeners.register(app, runtime.state.event_deduper())
     state = metrics.State(

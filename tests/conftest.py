@@ -1,10 +1,16 @@
 """Suite-wide checks and settings.
 
+Tiers: `tests/unit/<package>/` (one bot package at a time, in process), `tests/integration/` (real HTTP servers
+on 127.0.0.1, signed Slack requests, MSAL over HTTPS, the Slack stand-in; one process) and `tests/system/`
+(several processes, crashes and kill -9, fault runs, Redis scale-out, the benchmarks, the long property runs).
+Every test under `tests/system/` gets the `system` marker here, so `python -m pytest -m "not system"` is the
+fast loop and `python -m pytest` runs everything. Shared doubles live in `tests/doubles/`.
+
 Secret hygiene: every test runs with a handler on the root logger at DEBUG that scans each record (message and
-exception text) for the fake secrets of `tests/fake_secrets.py`, and every payload a `SlackStandIn` receives
-(Web API arguments and response_url bodies, refused ones included) is scanned the same way. A test during which
-a secret showed up fails in its teardown. A test that has to show a secret on purpose says so with
-`@pytest.mark.secrets_visible`; its leaks are counted apart.
+exception text) for the fake secrets of `tests/doubles/secrets.py`, and every payload a `SlackStandIn` receives
+(Web API arguments and response_url bodies, refused ones included; `SlackStandIn.observe`) is scanned the same
+way. A test during which a secret showed up fails in its teardown. A test that has to show a secret on purpose
+says so with `@pytest.mark.secrets_visible`; its leaks are counted apart.
 
 Hypothesis: the `hardening` profile (at least 2,000 examples, no deadline) is registered here and applied on the
 decorators of the tests that want it, so other property tests keep their own counts.
@@ -14,18 +20,22 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 from bot.demo.standin import SlackStandIn
-from tests import fake_secrets
+from tests.doubles import secrets as fake_secrets
 
 SECRETS_VISIBLE = "secrets_visible"
+SYSTEM = "system"
+SYSTEM_TESTS = Path(__file__).resolve().parent / "system"
 
 settings.register_profile(
     "hardening",
@@ -117,26 +127,28 @@ def pytest_configure(config: pytest.Config) -> None:
         f"{SECRETS_VISIBLE}: the test puts a fake secret in a log or a Slack payload on purpose "
         "(the hygiene check counts it instead of failing)",
     )
+    config.addinivalue_line(
+        "markers",
+        f"{SYSTEM}: a system test (tests/system/, set automatically): several processes, crashes, fault runs, "
+        "scale-out, benchmarks, long property runs; `-m 'not system'` leaves them out of the fast loop",
+    )
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects on the markers
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.is_relative_to(SYSTEM_TESTS):
+            item.add_marker(SYSTEM)
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _scan_standin_payloads() -> Iterator[None]:
     """Every Web API call and response_url body any stand-in receives is scanned, for the whole session."""
-    web_api = SlackStandIn._web_api
-    respond = SlackStandIn._respond
-
-    def scanned_web_api(self: SlackStandIn, method: str, token: str, args: dict[str, Any]) -> tuple[int, Any]:
-        scan_payload(LEDGER, method, args)
-        return web_api(self, method, token, args)
-
-    def scanned_respond(self: SlackStandIn, name: str, body: dict[str, Any]) -> tuple[int, str]:
-        scan_payload(LEDGER, f"response_url {name}", body)
-        return respond(self, name, body)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(SlackStandIn, "_web_api", scanned_web_api)
-        patch.setattr(SlackStandIn, "_respond", scanned_respond)
+    stop = SlackStandIn.observe(lambda source, payload: scan_payload(LEDGER, source, payload))
+    try:
         yield
+    finally:
+        stop()
 
 
 @pytest.fixture(autouse=True)
@@ -159,6 +171,16 @@ def secret_hygiene(request: pytest.FixtureRequest) -> Iterator[Ledger]:
     assert not leaks, "a fake secret leaked:\n" + "\n".join(
         f"  {leak.where} {leak.source}: {', '.join(leak.secrets)} in …{leak.excerpt!r}…" for leak in leaks
     )
+
+
+@pytest.fixture
+def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """What the command line sees on a fresh machine: no Defender, cache or log variables, and a working
+    directory with no `.env`, so it falls back to the built-in simulator unless a test configures it otherwise."""
+    for name in list(os.environ):
+        if name.startswith(("DEFENDER_", "ALERT_")) or name == "LOG_LEVEL":
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)  # no stray .env from the project or the caller
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from typing import TextIO
@@ -18,7 +17,15 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from bot.alerts.problems import ProblemKind, explain
 from bot.alerts.query import USAGE, QueryError, parse_query
 from bot.cli.terminal import PortalContext, render
-from bot.config import ConfigError, Settings, SlackMode, load_settings, load_slack_settings, slack_mode
+from bot.config import (
+    ConfigError,
+    Settings,
+    SlackMode,
+    load_settings,
+    load_slack_settings,
+    read_environment,
+    slack_mode,
+)
 from bot.defender.errors import DefenderError
 from bot.runtime import Runtime, build_runtime
 from bot.telemetry import logs
@@ -56,7 +63,7 @@ def lookup(runtime: Runtime, text: str, out: TextIO, err: TextIO) -> int:
         code, message = describe_failure(exc)
         print(message, file=err)
         return code
-    print(render(result, PortalContext(runtime.settings.portal_url, runtime.link_tenant_id)), file=out)
+    print(render(result, PortalContext(runtime.settings.defender.portal_url, runtime.link_tenant_id)), file=out)
     return EXIT_OK
 
 
@@ -79,7 +86,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _serve(mode: SlackMode, settings: Settings, env: dict[str, str], err: TextIO) -> int:
+def _serve(
+    mode: SlackMode,
+    settings: Settings,
+    env: dict[str, str],
+    err: TextIO,
+    *,
+    defender_url: str | None = None,
+    poll_seconds: float | None = None,
+) -> int:
     """Run the Slack app until interrupted."""
     from bot.runtime import build_slack_bot
     from bot.slack.server import run_http
@@ -90,9 +105,9 @@ def _serve(mode: SlackMode, settings: Settings, env: dict[str, str], err: TextIO
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=err)
         return EXIT_BAD_INPUT
-    runtime = build_runtime(settings)
+    runtime = build_runtime(settings, defender_url=defender_url)
     try:
-        bot = build_slack_bot(runtime, slack)
+        bot = build_slack_bot(runtime, slack, poll_seconds=poll_seconds)
     except (BoltError, SlackClientError, OSError) as exc:
         print(
             f"Slack refused the bot token or could not be reached ({exc}): check SLACK_BOT_TOKEN and SLACK_API_URL",
@@ -115,9 +130,19 @@ def _serve(mode: SlackMode, settings: Settings, env: dict[str, str], err: TextIO
     return EXIT_OK
 
 
-def main(argv: Sequence[str] | None = None, *, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+    defender_url: str | None = None,
+    poll_seconds: float | None = None,
+) -> int:
+    """`python -m bot …`. `defender_url` and `poll_seconds` are for tests that run several bot processes
+    (tests/doubles/bot_process.py), never set from the command line or the environment: see `build_runtime`
+    and `build_slack_bot`."""
     args = _parser().parse_args(argv)
-    env = dict(os.environ)
+    env = read_environment()  # the environment over `.env`, read once for every setting
     command = args.command or slack_mode(env).value
     if command == "demo":
         env["DEFENDER_BACKEND"] = "simulator"
@@ -127,14 +152,14 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO = sys.stdout, err: Te
         print(f"configuration error: {exc}", file=err)
         return EXIT_BAD_INPUT
     terminal = command in ("alerts", "demo")
-    logs.configure(settings.log_level or ("WARNING" if terminal else "INFO"), settings.log_format, err)
-    if settings.log_level != "DEBUG":
+    logs.configure(settings.logging.level or ("WARNING" if terminal else "INFO"), settings.logging.format, err)
+    if settings.logging.level != "DEBUG":
         # One line per HTTP request is noise at INFO; the client logs what matters (errors, tracking ids).
         logging.getLogger("httpx").setLevel(logging.WARNING)
-    if settings.backend_defaulted:
+    if settings.defender.defaulted:
         print("No Defender credentials configured: using the built-in Defender simulator.", file=err)
     if command in ("http", "socket"):
-        return _serve(SlackMode(command), settings, env, err)
+        return _serve(SlackMode(command), settings, env, err, defender_url=defender_url, poll_seconds=poll_seconds)
     if command == "demo":
         from bot.demo.session import run_demo
 

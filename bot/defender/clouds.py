@@ -1,4 +1,4 @@
-"""Where each Microsoft cloud keeps its login authority, Defender API, token scope and portal."""
+"""Where each Microsoft cloud keeps its login authority, Defender API, token scope, portal and Microsoft Graph."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ class CloudEndpoints:
     api_base: str
     scope: str
     portal: str
+    graph_base: str = "https://graph.microsoft.com"  # Microsoft Graph (security alerts_v2, runHuntingQuery)
+    graph_scope: str = "https://graph.microsoft.com/.default"
 
 
 class Cloud(enum.Enum):
@@ -27,6 +29,9 @@ class Cloud(enum.Enum):
 
 
 _GOV_API = "https://api-gov.securitycenter.microsoft.us"
+# Commercial and GCC share the global Graph service; GCC High and DoD each have their own.
+_GRAPH_GCC_HIGH = "https://graph.microsoft.us"
+_GRAPH_DOD = "https://dod-graph.microsoft.us"
 _ENDPOINTS = {
     Cloud.COMMERCIAL: CloudEndpoints(
         "https://login.microsoftonline.com",
@@ -41,10 +46,20 @@ _ENDPOINTS = {
         "https://security.microsoft.com",
     ),
     Cloud.GCC_HIGH: CloudEndpoints(
-        "https://login.microsoftonline.us", _GOV_API, f"{_GOV_API}/.default", "https://security.microsoft.us"
+        "https://login.microsoftonline.us",
+        _GOV_API,
+        f"{_GOV_API}/.default",
+        "https://security.microsoft.us",
+        _GRAPH_GCC_HIGH,
+        f"{_GRAPH_GCC_HIGH}/.default",
     ),
     Cloud.DOD: CloudEndpoints(
-        "https://login.microsoftonline.us", _GOV_API, f"{_GOV_API}/.default", "https://security.apps.mil"
+        "https://login.microsoftonline.us",
+        _GOV_API,
+        f"{_GOV_API}/.default",
+        "https://security.apps.mil",
+        _GRAPH_DOD,
+        f"{_GRAPH_DOD}/.default",
     ),
 }
 
@@ -66,3 +81,9 @@ WELL_KNOWN_AUTHORITY_HOSTS = frozenset(
 
 def is_well_known_authority(url: str) -> bool:
     return (urlsplit(url).hostname or "").lower() in WELL_KNOWN_AUTHORITY_HOSTS
+
+
+def graph_scope_for(base_url: str) -> str:
+    """The token scope for the Graph service at `base_url` (its origin + `/.default`)."""
+    parts = urlsplit(base_url)
+    return f"{parts.scheme}://{parts.netloc}/.default"

@@ -32,7 +32,15 @@ class DeviceNotFound(DefenderError):
 
 
 class PermissionDenied(DefenderError):
-    """The app's token lacks a role; the message keeps Defender's 'required roles' text."""
+    """The app's token lacks a role; the message keeps Defender's 'required roles' text.
+
+    `permission` names the application permission the refused call needs when the client knows it (Microsoft
+    Graph's 403 does not reliably say), so the message can tell an admin exactly what to grant.
+    """
+
+    def __init__(self, message: str, *, permission: str | None = None, target: str | None = None) -> None:
+        super().__init__(message, target=target)
+        self.permission = permission
 
 
 class Throttled(DefenderError):

@@ -1,6 +1,8 @@
 """Defender's rate limits as the client sees them: which API a call counts against, its priority, the gate.
 
-Defender allows 100 calls per minute and 1,500 per hour per app + tenant, counted separately per API.
+The Defender for Endpoint API allows 100 calls per minute and 1,500 per hour per app + tenant, counted
+separately per API; those are `BudgetCaps.per_minute` / `per_hour` (configurable). The Microsoft Graph
+security APIs have limits of their own (`DEFAULT_API_LIMITS`, overridable per API through `BudgetCaps.per_api`).
 The client asks a `Budget` before every call (first attempts, retries and extra pages alike); a call that
 would break a window is never made and raises `BudgetExhausted`, a `DefenderError` like every other reason
 a lookup produced no data. The windows themselves are state: `bot.state.budget` keeps them in the process,
@@ -10,7 +12,9 @@ a lookup produced no data. The windows themselves are state: `bot.state.budget` 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Protocol, runtime_checkable
 
 from bot.defender.errors import DefenderError
@@ -26,6 +30,8 @@ class Api(enum.Enum):
     MACHINE = "machine"  # GET /api/machines/{id}
     MACHINES = "machines"  # GET /api/machines
     ALERTS = "alerts"  # GET /api/alerts
+    GRAPH_ALERTS = "graph-alerts"  # GET /v1.0/security/alerts_v2 (Microsoft Graph)
+    GRAPH_HUNTING = "graph-hunting"  # POST /v1.0/security/runHuntingQuery (Microsoft Graph)
 
 
 class Priority(enum.Enum):
@@ -43,28 +49,63 @@ class BudgetExhausted(DefenderError):
 
 
 @dataclass(frozen=True, slots=True)
+class ApiLimits:
+    """Calls one API allows per minute and per hour."""
+
+    per_minute: int
+    per_hour: int
+
+    def __post_init__(self) -> None:
+        if self.per_minute < 1 or self.per_hour < 1:
+            raise ValueError("budget limits must be at least 1")
+
+
+# The Graph APIs' own limits; every API not listed takes `BudgetCaps.per_minute` / `per_hour` (the MDE limits).
+# Graph alerts_v2: 150 requests a minute per app and tenant; Microsoft documents no hourly limit. The hour cap
+# of 3,000 (20 full minutes) is ours: ample for a tenant mirror polling every 30 s (a few pages each, ~120-360
+# calls an hour) and for a backfill of a few hundred thousand alerts, yet it stops a runaway loop from holding
+# the API at its limit all hour, starving lookups. Hunting: 45 calls a minute and 1,500 an hour per tenant
+# (Microsoft's documented quotas for runHuntingQuery).
+DEFAULT_API_LIMITS: Mapping[Api, ApiLimits] = {
+    Api.GRAPH_ALERTS: ApiLimits(150, 3000),
+    Api.GRAPH_HUNTING: ApiLimits(45, 1500),
+}
+
+
+@dataclass(frozen=True, slots=True)
 class BudgetCaps:
     """The limits per window and the share of each that background work (watch polling) may use.
 
-    Background work may only fill part of each window, so people in an incident are never starved by it.
+    `per_minute` / `per_hour` hold for every API without an entry in `per_api` (the Defender for Endpoint
+    APIs). `per_api` overrides the limits of single APIs on top of `DEFAULT_API_LIMITS` (the Graph APIs'),
+    so overriding one API never drops another's default. Background work may only fill part of each window,
+    so people in an incident are never starved by it.
     """
 
     per_minute: int = 100
     per_hour: int = 1500
     background_minute_share: float = 0.5
     background_hour_share: float = 0.8
+    # Left out of the hash (a mapping has none); kept read-only so equal caps stay equal.
+    per_api: Mapping[Api, ApiLimits] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "per_api", MappingProxyType({**DEFAULT_API_LIMITS, **self.per_api}))
         if self.per_minute < 1 or self.per_hour < 1:
             raise ValueError("budget limits must be at least 1")
         if not (0.0 <= self.background_minute_share <= 1.0 and 0.0 <= self.background_hour_share <= 1.0):
             raise ValueError("background shares must be between 0 and 1")
 
-    def caps(self, priority: Priority) -> tuple[int, int]:
-        """(minute cap, hour cap) for calls of `priority`."""
+    def limits(self, api: Api) -> ApiLimits:
+        """The interactive limits of `api`: its own entry, else the shared per-minute / per-hour limits."""
+        return self.per_api.get(api) or ApiLimits(self.per_minute, self.per_hour)
+
+    def caps(self, priority: Priority, api: Api | None = None) -> tuple[int, int]:
+        """(minute cap, hour cap) for calls of `priority` to `api` (None: an API without limits of its own)."""
+        limits = self.limits(api) if api is not None else ApiLimits(self.per_minute, self.per_hour)
         if priority is Priority.INTERACTIVE:
-            return self.per_minute, self.per_hour
-        return int(self.per_minute * self.background_minute_share), int(self.per_hour * self.background_hour_share)
+            return limits.per_minute, limits.per_hour
+        return int(limits.per_minute * self.background_minute_share), int(limits.per_hour * self.background_hour_share)
 
     def divided(self, processes: int) -> BudgetCaps:
         """This process's share when `processes` share the tenant's limits without a common count."""
@@ -73,6 +114,10 @@ class BudgetCaps:
             max(1, self.per_hour // processes),
             self.background_minute_share,
             self.background_hour_share,
+            {
+                api: ApiLimits(max(1, limits.per_minute // processes), max(1, limits.per_hour // processes))
+                for api, limits in self.per_api.items()
+            },
         )
 
 

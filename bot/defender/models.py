@@ -134,6 +134,15 @@ class Comment:
 
 
 @dataclass(frozen=True, slots=True)
+class AlertDevice:
+    """One device an alert concerns (Graph: one `deviceEvidence` item)."""
+
+    machine_id: str
+    computer_dns_name: str | None
+    rbac_group_name: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Alert:
     id: str
     title: str
@@ -161,6 +170,18 @@ class Alert:
     mitre_techniques: tuple[str, ...]
     related_user: RelatedUser | None
     comments: tuple[Comment, ...]
+    # Graph only (Defender's alerts leave them empty). `devices`: every device in the alert's evidence, in
+    # evidence order; `machine_id` and its neighbours above repeat the first of them.
+    devices: tuple[AlertDevice, ...] = ()
+    alert_web_url: str | None = None
+    incident_web_url: str | None = None
+
+    @property
+    def machine_ids(self) -> tuple[str, ...]:
+        """Every device the alert concerns: the evidence's devices (Graph), else its one `machine_id` (Defender)."""
+        if self.devices:
+            return tuple(dict.fromkeys(device.machine_id for device in self.devices))
+        return (self.machine_id,) if self.machine_id else ()
 
     @property
     def last_activity(self) -> datetime | None:

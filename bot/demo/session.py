@@ -27,7 +27,8 @@ from slack_bolt.error import BoltError
 from bot.config import Backend, Settings, SlackMode, load_slack_settings
 from bot.defender.simulator import BUSY_HOSTNAME, HOSTILE_HOSTNAME
 from bot.demo.preview import builder_url, render_text
-from bot.demo.standin import Posted, Request, SlackRequests, SlackStandIn
+from bot.demo.slack_requests import Request, SlackRequests
+from bot.demo.standin import Posted, SlackStandIn
 from bot.runtime import Runtime, build_runtime, build_slack_bot
 from bot.slack import actions
 from bot.slack.blockkit import Message
@@ -324,11 +325,15 @@ def run_demo(
             env["SLACK_API_URL"] = standin.api_url
             env["BOT_AUDIT_LOG"] = "off"  # scripted requests: audit lines would only bury the readable cards
             # Never a real tenant, and never a state file in the person's working directory.
-            demo_settings = dataclasses.replace(settings, backend=Backend.SIMULATOR, state_url=MEMORY_STATE)
+            demo_settings = dataclasses.replace(
+                settings,
+                defender=dataclasses.replace(settings.defender, backend=Backend.SIMULATOR),
+                state=dataclasses.replace(settings.state, url=MEMORY_STATE),
+            )
             runtime = build_runtime(demo_settings)
             stack.callback(runtime.close)  # in case the bot fails to build; closing twice is harmless
             try:  # auth.test, the bot's first call to the stand-in
-                bot = build_slack_bot(runtime, load_slack_settings(SlackMode.HTTP, env, dotenv_path=None))
+                bot = build_slack_bot(runtime, load_slack_settings(SlackMode.HTTP, env))
             except (BoltError, OSError) as exc:
                 print(f"demo: the bot could not reach its local Slack stand-in ({exc}); with HTTPS_PROXY set, "
                       "add 127.0.0.1 to NO_PROXY.", file=sys.stderr)  # fmt: skip

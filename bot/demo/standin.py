@@ -4,14 +4,13 @@
   `chat.postMessage`, `chat.postEphemeral`, `chat.update`, `conversations.replies`, `conversations.history`,
   `usergroups.users.list`, `apps.connections.open`) and for `response_url` endpoints. It records what the bot
   posts, rejects messages that break Block Kit limits as Slack would (`invalid_blocks`), and can fail on
-  purpose (429 with Retry-After, 5xx, an expired response_url).
-- `SlackRequests` builds the signed requests Slack sends to the bot: slash commands, events, button presses.
+  purpose (429 with Retry-After, 5xx, an expired response_url). `SlackStandIn.observe` sees every payload.
+
+The signed requests Slack sends to the bot are built by `bot.demo.slack_requests.SlackRequests`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import itertools
 import json
 import sys
@@ -21,13 +20,14 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import parse_qs, urlencode
+from typing import Any, ClassVar
+from urllib.parse import parse_qs
 
 from bot.slack.blockkit import Message, violations
 
 RESPONSE_PATH = "/response/"
 API_PATH = "/api/"
+PayloadObserver = Callable[[str, dict[str, Any]], None]  # (Web API method or "response_url <name>", payload)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +66,8 @@ class _QuietServer(ThreadingHTTPServer):
 
 
 class SlackStandIn:
+    _observers: ClassVar[list[PayloadObserver]] = []  # of every stand-in in this process: `observe`
+
     def __init__(
         self,
         *,
@@ -142,6 +144,13 @@ class SlackStandIn:
         with self._changed:
             self._state.expired.add(name)
 
+    @classmethod
+    def observe(cls, observer: PayloadObserver) -> Callable[[], None]:
+        """From now on, show `observer` every Web API call and response_url body any stand-in receives, refused
+        ones included (not those a `fail_next` fault answers). Returns the call that stops it."""
+        cls._observers.append(observer)
+        return lambda: cls._observers.remove(observer)
+
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
@@ -165,6 +174,8 @@ class SlackStandIn:
             self._changed.notify_all()
 
     def _web_api(self, method: str, token: str, args: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        for observer in list(self._observers):
+            observer(method, args)
         with self._changed:
             self._state.calls.append((method, args))
         expected = self.app_token if method == "apps.connections.open" else self.bot_token
@@ -222,6 +233,8 @@ class SlackStandIn:
         return 200, {"ok": False, "error": "unknown_method"}
 
     def _respond(self, name: str, body: dict[str, Any]) -> tuple[int, str]:
+        for observer in list(self._observers):
+            observer(f"response_url {name}", body)
         with self._changed:
             expired = name in self._state.expired
         if expired:
@@ -285,108 +298,3 @@ class SlackStandIn:
                 """Silent: the stand-in's record is `posts` and `calls`."""
 
         return Handler
-
-
-Request = tuple[bytes, dict[str, str]]
-
-
-class SlackRequests:
-    """Signed requests as Slack sends them to `/slack/events` (HMAC-SHA256 over `v0:{ts}:{body}`)."""
-
-    def __init__(
-        self, signing_secret: str, *, team_id: str = "T0STANDIN", clock: Callable[[], float] = time.time
-    ) -> None:
-        self._secret = signing_secret.encode()
-        self.team_id = team_id
-        self._clock = clock
-        self._ids = itertools.count(1)
-
-    def sign(self, body: bytes, *, timestamp: int | None = None) -> dict[str, str]:
-        stamp = str(int(self._clock()) if timestamp is None else timestamp)
-        digest = hmac.new(self._secret, b"v0:" + stamp.encode() + b":" + body, hashlib.sha256).hexdigest()
-        return {"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": f"v0={digest}"}
-
-    def _form(self, fields: dict[str, str]) -> Request:
-        body = urlencode(fields).encode()
-        return body, {"Content-Type": "application/x-www-form-urlencoded", **self.sign(body)}
-
-    def command(
-        self,
-        text: str,
-        *,
-        response_url: str,
-        user_id: str = "U0ALICE",
-        channel_id: str = "C0INCIDENT",
-        command: str = "/device-alerts",
-        **extra: str,
-    ) -> Request:
-        """A slash command; `extra` adds payload fields (`enterprise_id`, `user_team_id`, …)."""
-        return self._form(
-            {
-                "command": command,
-                "text": text,
-                "response_url": response_url,
-                "trigger_id": f"trigger.{next(self._ids)}",
-                "user_id": user_id,
-                "user_name": "alice",
-                "channel_id": channel_id,
-                "channel_name": "incident",
-                "team_id": self.team_id,
-                "api_app_id": "A0DEVALERTS",
-                **extra,
-            }
-        )
-
-    def event(self, event: dict[str, Any], *, event_id: str | None = None, retry_num: int | None = None) -> Request:
-        envelope = {
-            "type": "event_callback",
-            "token": "unused",
-            "team_id": self.team_id,
-            "api_app_id": "A0DEVALERTS",
-            "event": event,
-            "event_id": event_id or f"Ev{next(self._ids):08d}",
-            "event_time": int(self._clock()),
-            "authorizations": [{"team_id": self.team_id, "user_id": "U0DEVALERTS", "is_bot": True}],
-        }
-        body = json.dumps(envelope).encode()
-        headers = {"Content-Type": "application/json", **self.sign(body)}
-        if retry_num is not None:
-            headers |= {"X-Slack-Retry-Num": str(retry_num), "X-Slack-Retry-Reason": "http_timeout"}
-        return body, headers
-
-    def mention(self, text: str, *, channel: str = "C0INCIDENT", ts: str | None = None, **extra: Any) -> dict[str, Any]:
-        """An `app_mention` event body; `text` is what follows the bot's mention."""
-        ts = ts or f"{int(self._clock())}.{next(self._ids):06d}"
-        return {"type": "app_mention", "user": "U0ALICE", "text": f"<@U0DEVALERTS> {text}", "channel": channel,
-                "ts": ts, "event_ts": ts, **extra}  # fmt: skip
-
-    def block_action(
-        self,
-        action_id: str,
-        value: str,
-        *,
-        response_url: str,
-        channel: str = "C0INCIDENT",
-        user_id: str = "U0ALICE",
-        message_ts: str | None = None,
-        user_team: str | None = None,
-    ) -> Request:
-        """A button press; `message_ts` is the ts of the message that carries the button, when it has one.
-
-        `user_team` is the presser's own workspace when it is not this one (a Slack Connect guest).
-        """
-        payload = {
-            "type": "block_actions",
-            "team": {"id": self.team_id, "domain": "standin"},
-            "user": {"id": user_id, "username": "alice", "team_id": user_team or self.team_id},
-            "api_app_id": "A0DEVALERTS",
-            "channel": {"id": channel, "name": "incident"},
-            "container": {"type": "message", "channel_id": channel, "is_ephemeral": False}
-            | ({"message_ts": message_ts} if message_ts else {}),
-            "trigger_id": f"trigger.{next(self._ids)}",
-            "response_url": response_url,
-            "actions": [
-                {"type": "button", "action_id": action_id, "block_id": "b", "value": value, "action_ts": "1.2"}
-            ],
-        }
-        return self._form({"payload": json.dumps(payload)})

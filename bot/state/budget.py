@@ -11,9 +11,18 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
-from bot.defender.limits import HOUR, MINUTE, Api, BudgetCaps, BudgetExhausted, Priority, WindowUsage
+from bot.defender.limits import (
+    HOUR,
+    MINUTE,
+    Api,
+    ApiLimits,
+    BudgetCaps,
+    BudgetExhausted,
+    Priority,
+    WindowUsage,
+)
 
 
 class _Window:
@@ -37,7 +46,11 @@ class _Window:
 
 
 class RateBudget:
-    """Thread-safe per-API minute and hour windows with an interactive reserve."""
+    """Thread-safe per-API minute and hour windows with an interactive reserve.
+
+    Each API has its own limits (`BudgetCaps.limits`): `per_minute` / `per_hour` for the Defender for Endpoint
+    APIs, `DEFAULT_API_LIMITS` and `per_api` for those with limits of their own (the Graph APIs).
+    """
 
     def __init__(
         self,
@@ -46,18 +59,33 @@ class RateBudget:
         *,
         background_minute_share: float = 0.5,
         background_hour_share: float = 0.8,
+        per_api: Mapping[Api, ApiLimits] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.limits = BudgetCaps(per_minute, per_hour, background_minute_share, background_hour_share)
+        # `per_minute` / `per_hour` hold for the APIs without limits of their own; `per_api` overrides single APIs
+        # on top of the defaults (`DEFAULT_API_LIMITS`, the Graph APIs').
+        self.limits = BudgetCaps(per_minute, per_hour, background_minute_share, background_hour_share, per_api or {})
         self.per_minute = per_minute
         self.per_hour = per_hour
         self._clock = clock
         self._lock = threading.Lock()
         self._windows = {api: (_Window(MINUTE), _Window(HOUR)) for api in Api}
 
+    @classmethod
+    def from_caps(cls, caps: BudgetCaps, *, clock: Callable[[], float] = time.monotonic) -> RateBudget:
+        """A budget with every limit of `caps`, the per-API ones included."""
+        return cls(
+            caps.per_minute,
+            caps.per_hour,
+            background_minute_share=caps.background_minute_share,
+            background_hour_share=caps.background_hour_share,
+            per_api=caps.per_api,
+            clock=clock,
+        )
+
     def acquire(self, api: Api, priority: Priority = Priority.INTERACTIVE) -> None:
         """Record one call to `api`, or raise `BudgetExhausted` with the wait if it does not fit."""
-        minute_cap, hour_cap = self.limits.caps(priority)
+        minute_cap, hour_cap = self.limits.caps(priority, api)
         minute, hour = self._windows[api]
         if minute_cap == 0 or hour_cap == 0:
             raise BudgetExhausted(api, MINUTE)  # this priority has no share at all
@@ -73,4 +101,6 @@ class RateBudget:
         minute, hour = self._windows[api]
         with self._lock:
             now = self._clock()
-            return WindowUsage(api, minute.count(now), hour.count(now), self.per_minute, self.per_hour)
+            used_minute, used_hour = minute.count(now), hour.count(now)
+        limits = self.limits.limits(api)
+        return WindowUsage(api, used_minute, used_hour, limits.per_minute, limits.per_hour)

@@ -3,12 +3,15 @@
 A simulated tenant that answers the same HTTP API as Defender, mounted into httpx as a transport, so the bot's real
 client code (auth header, paging, filters, rate-limit and error handling) runs end to end with no network and no
 credentials. `dataset` holds the deterministic, deliberately awkward data; `odata` reads requests; `tenant` serves.
+The same tenant also answers Microsoft Graph's security alerts_v2 (`graph`) and runHuntingQuery over `DeviceInfo`
+(`hunting`), on any host (`GRAPH_SIMULATOR_BASE_URL` by convention).
 """
 
 from bot.defender.simulator.dataset import (
     AAD_TENANT_ID,
     BUSY_HOSTNAME,
     DUPLICATE_HOSTNAME,
+    GRAPH_SIMULATOR_BASE_URL,
     HOSTILE_HOSTNAME,
     QUIET_HOSTNAME,
     SIMULATOR_BASE_URL,
@@ -20,6 +23,7 @@ __all__ = [
     "AAD_TENANT_ID",
     "BUSY_HOSTNAME",
     "DUPLICATE_HOSTNAME",
+    "GRAPH_SIMULATOR_BASE_URL",
     "HOSTILE_HOSTNAME",
     "QUIET_HOSTNAME",
     "SIMULATOR_BASE_URL",

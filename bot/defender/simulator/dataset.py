@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 Json = dict[str, Any]  # a Defender JSON object, camelCase keys as on the wire
 
 SIMULATOR_BASE_URL = "https://api.simulator.invalid"
+GRAPH_SIMULATOR_BASE_URL = "https://graph.simulator.invalid"
 AAD_TENANT_ID = "0f3c2b1a-5d4e-4f6a-9b8c-7d6e5f4a3b2c"
 
 HOSTILE_HOSTNAME = "ws-eng-666.contoso.local"

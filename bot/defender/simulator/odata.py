@@ -1,20 +1,33 @@
-"""How the simulator reads requests and answers errors: routes, OData `$filter` clauses, query parameters."""
+"""How the simulator reads requests and answers errors: routes, OData `$filter` clauses, query parameters.
+
+Defender's `$filter` grammar lives here; Graph's, for alerts_v2, in `graph`; the hunting KQL in `hunting`.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import operator
 import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 import httpx
 
 from bot.defender.simulator.dataset import Json
 
 _ERROR_CODES = {400: "InvalidInput", 404: "ResourceNotFound"}
+GRAPH_ALERTS = "graph-alerts"
+GRAPH_HUNTING = "graph-hunting"
+# The application permission each Graph route needs.
+ROLES = {GRAPH_ALERTS: "SecurityAlert.Read.All", GRAPH_HUNTING: "ThreatHunting.Read.All"}
+# Audiences Graph accepts: its hosts (the simulator's own included) and its application id.
+GRAPH_HOSTS = {"graph.microsoft.com", "graph.microsoft.us", "dod-graph.microsoft.us"}
+GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 
 # fmt: off
 # Filter grammars. OData string literals double embedded quotes: 'o''brien' means o'brien.
@@ -34,18 +47,25 @@ _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
 
 
 class ApiError(Exception):
-    """An error answer; raised anywhere in request handling and rendered as a Defender error body."""
+    """An error answer; raised anywhere in request handling and rendered as a Defender or a Graph error body."""
 
     def __init__(
         self, status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None
     ) -> None:
         super().__init__(message)
         self.status = status
+        self.explicit_code = code
         self.code = code or _default_code(status)
         self.headers = headers or {}
 
-    def response(self) -> httpx.Response:
-        body = {"error": {"code": self.code, "message": str(self), "target": str(uuid.uuid4())}}
+    def response(self, *, graph: bool = False) -> httpx.Response:
+        if graph:  # Graph's envelope: the tracking id is innerError's request-id, the codes are Graph's own
+            inner = {"date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"), "request-id": str(uuid.uuid4())}
+            inner["client-request-id"] = inner["request-id"]
+            code = self.explicit_code or _graph_code(self.status)
+            body: Json = {"error": {"code": code, "message": str(self), "innerError": inner}}
+        else:
+            body = {"error": {"code": self.code, "message": str(self), "target": str(uuid.uuid4())}}
         return httpx.Response(self.status, json=body, headers=self.headers)
 
 
@@ -57,6 +77,12 @@ class Fault(NamedTuple):
 
 def _default_code(status: int) -> str:
     return _ERROR_CODES.get(status) or httpx.codes.get_reason_phrase(status).replace(" ", "") or "Error"
+
+
+def _graph_code(status: int) -> str:
+    if status == 401:
+        return "InvalidAuthenticationToken"
+    return httpx.codes.get_reason_phrase(status).replace(" ", "") or "Error"
 
 
 def ticks(stamp: object) -> int | None:
@@ -126,6 +152,10 @@ def route(raw_path: bytes) -> tuple[str, str]:
         raise ApiError(404, "Resource not found")
     lowered = [segment.lower() for segment in segments[1:]]
     match lowered:
+        case ["v1.0", "security", "alerts_v2"]:
+            return GRAPH_ALERTS, ""
+        case ["v1.0", "security", "runhuntingquery"]:
+            return GRAPH_HUNTING, ""
         case ["api", "alerts"]:
             return "alerts", ""
         case ["api", "machines"]:
@@ -135,3 +165,18 @@ def route(raw_path: bytes) -> tuple[str, str]:
         case ["api", "machines", _, "alerts"]:
             return "machine-alerts", segments[3]
     raise ApiError(404, f"No API at {path}")
+
+
+def check_audience(token: str, host: str) -> None:
+    """Refuse a JWT issued for another API, as Graph does; opaque test tokens carry no audience and pass."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, binascii.Error):
+        raise ApiError(401, "Access token validation failure.") from None
+    audience = str(claims.get("aud") or "") if isinstance(claims, dict) else ""
+    aud_host = (urlsplit(audience).hostname or "").lower()
+    if audience.lower() != GRAPH_APP_ID and aud_host not in GRAPH_HOSTS | {host.lower()}:
+        raise ApiError(401, "Access token validation failure. Invalid audience.")

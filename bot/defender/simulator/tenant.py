@@ -1,4 +1,4 @@
-"""The simulated tenant and its httpx transport: the same HTTP API as Defender, with no network."""
+"""The simulated tenant and its httpx transport: the same HTTP APIs as Defender and Microsoft Graph, no network."""
 
 from __future__ import annotations
 
@@ -40,12 +40,18 @@ from bot.defender.simulator.dataset import (
     iso,
     machine_id,
 )
+from bot.defender.simulator.graph import alerts_page, graph_alerts
+from bot.defender.simulator.hunting import device_info_rows, hunting_answer
 from bot.defender.simulator.odata import (
+    GRAPH_ALERTS,
+    GRAPH_HUNTING,
     MACHINE_EQ,
     MACHINE_PREFIX,
+    ROLES,
     ApiError,
     Fault,
     alert_predicates,
+    check_audience,
     int_param,
     literal,
     route,
@@ -54,7 +60,11 @@ from bot.defender.simulator.odata import (
 
 
 class SimulatedTenant:
-    """A fake Defender tenant: devices, alerts, an API rate limiter and fault injection, all behind one lock."""
+    """A fake Defender tenant: devices, alerts, API rate limiters and fault injection, all behind one lock.
+
+    It answers Defender for Endpoint's API and Microsoft Graph's security alerts_v2 and runHuntingQuery, both
+    views of the same devices and alerts (`graph`, `hunting`).
+    """
 
     def __init__(
         self,
@@ -69,6 +79,11 @@ class SimulatedTenant:
         self.calls_per_minute = calls_per_minute
         self.latency = latency
         self.page_size = page_size
+        # Microsoft Graph: page size without $top (Graph's is undocumented) and rate limits per API, as Graph's.
+        self.graph_page_size = 1000
+        self.limits = {GRAPH_ALERTS: 150, GRAPH_HUNTING: 45}
+        self.graph_roles = set(ROLES.values())  # application permissions granted; take one away for a 403
+        self.links: dict[str, list[str]] = {}  # alert id -> more devices it concerns (Graph evidence only)
         self.machines: list[Json] = []
         self.alerts: list[Json] = []
         self.request_log: list[tuple[str, str]] = []
@@ -114,10 +129,19 @@ class SimulatedTenant:
             alert.update(extra)
             return dict(alert)
 
+    def link_device(self, alert_id: str, machine_id: str) -> None:
+        """The alert also concerns this device: Graph lists it in the evidence; Defender's API still shows one."""
+        with self._lock:
+            if not any(a["id"] == alert_id for a in self.alerts):
+                raise KeyError(alert_id)
+            if not any(m["id"] == machine_id for m in self.machines):
+                raise KeyError(machine_id)
+            self.links.setdefault(alert_id, []).append(machine_id)
+
     def fail_next(
         self, status_code: int, *, code: str | None = None, times: int = 1, retry_after: int | None = None
     ) -> None:
-        """Answer the next `times` requests with this error (code defaults to Defender's for the status)."""
+        """Answer the next `times` requests with this error (code defaults to the API's own for the status)."""
         with self._lock:
             self._faults.extend([Fault(status_code, code, retry_after)] * times)
 
@@ -134,7 +158,7 @@ class SimulatedTenant:
             try:
                 return self._dispatch(request)
             except ApiError as error:
-                return error.response()
+                return error.response(graph=request.url.path.lower().startswith("/v1.0/"))
 
     def _dispatch(self, request: httpx.Request) -> httpx.Response:
         if self._faults:
@@ -145,6 +169,8 @@ class SimulatedTenant:
         if scheme.lower() != "bearer" or not token.strip():
             raise ApiError(401, "Authorization header with a bearer token is required")
         kind, ident = route(request.url.raw_path)
+        if kind in ROLES:
+            return self._graph(kind, request, token)
         if request.method != "GET":
             raise ApiError(405, f"{request.method} is not allowed here", headers={"Allow": "GET"})
         self._admit(kind)
@@ -163,15 +189,29 @@ class SimulatedTenant:
             return self._page(request.url, alerts)
         return self._page(request.url, self.alerts)
 
+    def _graph(self, kind: str, request: httpx.Request, token: str) -> httpx.Response:
+        """A Microsoft Graph request (see `graph` and `hunting` for what each API accepts)."""
+        method = "GET" if kind == GRAPH_ALERTS else "POST"
+        if request.method != method:
+            raise ApiError(405, f"{request.method} is not allowed here", headers={"Allow": method})
+        check_audience(token, request.url.host)
+        if ROLES[kind] not in self.graph_roles:  # Graph's 403 does not reliably name the missing permission
+            raise ApiError(403, "Insufficient privileges to complete the operation.", "Forbidden")
+        self._admit(kind)
+        if kind == GRAPH_HUNTING:
+            return hunting_answer(request, device_info_rows(self.machines, self._now()))
+        return alerts_page(request.url, graph_alerts(self.alerts, self.machines, self.links), self.graph_page_size)
+
     def _admit(self, kind: str) -> None:
-        """Sliding 60 s window per API, like Defender's per-API limits."""
+        """Sliding 60 s window per API, like Defender's and Graph's per-API limits."""
         now = self._clock()
+        limit = self.limits.get(kind, self.calls_per_minute)
         window = self._windows[kind]
         while window and window[0] <= now - WINDOW_SECONDS:
             window.popleft()
-        if len(window) >= self.calls_per_minute:
+        if len(window) >= limit:
             wait = max(1, math.ceil(window[0] + WINDOW_SECONDS - now))
-            raise ApiError(429, f"Over {self.calls_per_minute} calls per minute", headers={"Retry-After": str(wait)})
+            raise ApiError(429, f"Over {limit} calls per minute", headers={"Retry-After": str(wait)})
         window.append(now)
 
     def _list_machines(self, expression: str | None) -> list[Json]:

@@ -2,9 +2,9 @@
 
 Per API one sorted set holds the calls of the last hour (score: time of the call); the minute window is
 the part of it younger than 60 s. A Lua script counts, decides and records in one step, so two processes
-can never both take the last slot. The caps per priority are `BudgetCaps`, as for `RateBudget` (background work
-gets a share of each window), and the waits it reports are the same. Time comes from the Redis server
-(`TIME`), so processes on hosts with different clocks share one window; tests may pass a clock.
+can never both take the last slot. The caps per API and priority are `BudgetCaps`, as for `RateBudget` (each API
+its own limits, background work a share of each window), and the waits it reports are the same. Time comes from
+the Redis server (`TIME`), so processes on hosts with different clocks share one window; tests may pass a clock.
 
 A 429's `Retry-After` is kept in a key that expires when the block ends, so one process's 429 stops every
 process (`SharedThrottle`).
@@ -21,12 +21,21 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 
 import redis
 
-from bot.defender.limits import HOUR, MINUTE, Api, BudgetCaps, BudgetExhausted, Priority, WindowUsage
+from bot.defender.limits import (
+    HOUR,
+    MINUTE,
+    Api,
+    ApiLimits,
+    BudgetCaps,
+    BudgetExhausted,
+    Priority,
+    WindowUsage,
+)
 from bot.state.budget import RateBudget
 from bot.state.redis.connection import SharedState, SharedStateDown
 
@@ -117,24 +126,19 @@ class RedisRateBudget:
         *,
         background_minute_share: float = 0.5,
         background_hour_share: float = 0.8,
+        per_api: Mapping[Api, ApiLimits] | None = None,
         processes: int = 1,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        self.limits = BudgetCaps(per_minute, per_hour, background_minute_share, background_hour_share)
+        # Per-API overrides on top of the Graph APIs' defaults, as for `RateBudget`.
+        self.limits = BudgetCaps(per_minute, per_hour, background_minute_share, background_hour_share, per_api or {})
         self.per_minute = per_minute
         self.per_hour = per_hour
         self.processes = max(1, processes)
         self._shared = shared
         self._clock = clock  # None: the Redis server's clock
         # While Redis is away: this process's share of the limits, and the calls made under it.
-        local = self.limits.divided(self.processes)
-        self.local = RateBudget(
-            local.per_minute,
-            local.per_hour,
-            background_minute_share=background_minute_share,
-            background_hour_share=background_hour_share,
-            clock=clock or time.monotonic,
-        )
+        self.local = RateBudget.from_caps(self.limits.divided(self.processes), clock=clock or time.monotonic)
         self._lock = threading.Lock()
         self._made_locally: dict[Api, list[float]] = {}
         self._acquire_script = shared.client.register_script(_ACQUIRE)
@@ -151,7 +155,7 @@ class RedisRateBudget:
 
     def acquire(self, api: Api, priority: Priority = Priority.INTERACTIVE) -> None:
         """Record one call to `api` in the shared windows, or raise `BudgetExhausted` with the wait."""
-        minute_cap, hour_cap = self.limits.caps(priority)
+        minute_cap, hour_cap = self.limits.caps(priority, api)
         if minute_cap == 0 or hour_cap == 0:
             raise BudgetExhausted(api, MINUTE)
         args: list[str | int] = [self._now_arg(), minute_cap, hour_cap, uuid.uuid4().hex]
@@ -173,7 +177,8 @@ class RedisRateBudget:
             )
         except SharedStateDown:
             return self.local.usage(api)
-        return WindowUsage(api, int(minute), int(hour), self.per_minute, self.per_hour)
+        limits = self.limits.limits(api)
+        return WindowUsage(api, int(minute), int(hour), limits.per_minute, limits.per_hour)
 
     # 429s -----------------------------------------------------------------------------------
 

@@ -1,0 +1,102 @@
+"""The Slack and access groups, read only by the Slack entry points (`http`, `socket`, the demo)."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from bot.access.policy import AccessPolicy
+from bot.config import variables as v
+from bot.config.kinds import ConfigError, Reader, Secret
+
+
+class SlackMode(enum.Enum):
+    HTTP = "http"
+    SOCKET = "socket"
+
+
+class Visibility(enum.Enum):
+    IN_CHANNEL = "in_channel"
+    EPHEMERAL = "ephemeral"
+
+
+@dataclass(frozen=True, slots=True)
+class AccessSettings:
+    policy: AccessPolicy  # allow-lists, device-group policy, Slack Connect, whom to ask
+    user_rate_per_minute: int  # 0: no limit
+    channel_rate_per_minute: int
+    audit_log: str  # "stderr", "off" or a file path
+
+
+@dataclass(frozen=True, slots=True)
+class SlackSettings:
+    mode: SlackMode
+    bot_token: Secret
+    signing_secret: Secret | None  # required in HTTP mode
+    app_token: Secret | None  # required in Socket Mode
+    api_url: str  # ends with "/"
+    port: int | None  # None: not set (Socket Mode then serves no health endpoint)
+    visibility: Visibility
+    workers: int
+    max_pending: int
+    card_alerts: int
+    access: AccessSettings
+
+    @property
+    def button_secret(self) -> Secret:
+        """What button values are sealed with: the signing secret, or the app token in Socket Mode without one."""
+        secret = self.signing_secret or self.app_token
+        if secret is None:  # load_slack_settings requires one of them for each mode
+            raise ConfigError(f"{v.SLACK_SIGNING_SECRET.name}: required to seal button values")
+        return secret
+
+    @property
+    def http_port(self) -> int:
+        return self.port or 3000
+
+
+def slack_mode(env: Mapping[str, str]) -> SlackMode:
+    """Socket Mode when an app-level token is configured, HTTP mode otherwise."""
+    return SlackMode.SOCKET if Reader(env).raw(v.SLACK_APP_TOKEN) else SlackMode.HTTP
+
+
+def load_slack_settings(mode: SlackMode, env: Mapping[str, str]) -> SlackSettings:
+    """Read and validate the Slack settings for `mode`; a missing one names every variable that is missing."""
+    read = Reader(env)
+    required = [v.SLACK_BOT_TOKEN, v.SLACK_SIGNING_SECRET if mode is SlackMode.HTTP else v.SLACK_APP_TOKEN]
+    missing = [variable.name for variable in required if read.raw(variable) is None]
+    if missing:
+        raise ConfigError(f"{', '.join(missing)}: required for {mode.value} mode (see the README's Slack section)")
+    return SlackSettings(
+        mode=mode,
+        bot_token=read.value(v.SLACK_BOT_TOKEN),
+        app_token=read.get(v.SLACK_APP_TOKEN),
+        signing_secret=read.get(v.SLACK_SIGNING_SECRET),
+        api_url=read.value(v.SLACK_API_URL).rstrip("/") + "/",
+        port=read.get(v.PORT),
+        visibility=Visibility(read.value(v.VISIBILITY)),
+        workers=read.value(v.WORKERS),
+        max_pending=read.value(v.MAX_PENDING),
+        card_alerts=read.value(v.CARD_ALERTS),
+        access=_access(read),
+    )
+
+
+def _access(read: Reader) -> AccessSettings:
+    """The allow-lists and device-group policy (each unset variable allows everything it covers), limits, audit."""
+    groups = read.value(v.DEVICE_GROUP_POLICY)
+    policy = AccessPolicy(
+        channels=read.get(v.ALLOWED_CHANNELS),
+        users=read.get(v.ALLOWED_USERS),
+        usergroups=read.get(v.ALLOWED_USERGROUPS),
+        groups=groups,
+        allow_external=read.value(v.ALLOW_EXTERNAL),
+        contact=read.value(v.ACCESS_CONTACT),
+    )
+    return AccessSettings(
+        policy=policy,
+        user_rate_per_minute=read.value(v.USER_RATE),
+        channel_rate_per_minute=read.value(v.CHANNEL_RATE),
+        audit_log=read.value(v.AUDIT_LOG),
+    )

@@ -1,0 +1,166 @@
+"""`python -m bot …` as its own process: what a new user runs, `http` and `socket` serving Slack, start-up
+errors, and the log format.
+
+Each process starts in an empty directory (no `.env`) with only the environment a test gives it; Slack is a
+`SlackStandIn` on 127.0.0.1 and Defender the built-in simulator.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bot.demo.slack_requests import SlackRequests
+from bot.demo.standin import SlackStandIn
+from tests.doubles.processes import BotProcesses, bot_command, free_port, wait_until
+from tests.doubles.slack import SIGNING_SECRET, close_soon, header
+
+SIMULATOR_NOTICE = "using the built-in Defender simulator"
+STARTUP_TIMEOUT = 20.0
+
+
+def run_bot_clean(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m bot …` as a new user runs it: a clean environment, stdout a pipe, no .env nearby."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)}
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+# -- what a new user runs ----------------------------------------------------------------------------------------
+
+
+def test_python_dash_m_bot_demo_in_a_clean_environment(tmp_path: Path) -> None:
+    """The README's first command, with stdout a pipe rather than a terminal."""
+    completed = run_bot_clean(tmp_path, "demo")
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.startswith("device-alerts demo: ")
+    assert "━━ Summary " in completed.stdout
+
+
+def test_python_dash_m_bot_in_a_clean_environment(tmp_path: Path) -> None:
+    completed = run_bot_clean(tmp_path, "alerts", "ws-fin-014")
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.startswith("ws-fin-014.contoso.local: ")
+    assert "https://security.microsoft.com/alerts/" in completed.stdout
+    assert SIMULATOR_NOTICE in completed.stderr
+
+
+# -- http and socket -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def standin() -> Iterator[SlackStandIn]:
+    stand_in = SlackStandIn()
+    yield stand_in
+    close_soon(stand_in)
+
+
+@pytest.fixture
+def bots(tmp_path: Path) -> Iterator[BotProcesses]:
+    """`python -m bot …` processes in an empty directory (no .env), with only the environment given."""
+    started = BotProcesses(tmp_path)
+    yield started
+    started.stop()
+
+
+def test_python_m_bot_http_serves_slack(bots: BotProcesses, standin: SlackStandIn) -> None:
+    env = {
+        "SLACK_BOT_TOKEN": standin.bot_token,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": standin.api_url,
+    }
+    process = bots.start(bot_command("http"), env, port=free_port())
+    base = process.url
+    wait_until(process.healthy, STARTUP_TIMEOUT, "/healthz", [process])
+    health = httpx.get(f"{base}/healthz", timeout=5.0).json()
+    assert (health["status"], health["defender_backend"]) == ("ok", "simulator")
+    # The bot token was checked at start-up (Bolt's check and the access gate's workspace lookup).
+    assert {method for method, _ in standin.calls} == {"auth.test"}
+
+    body, headers = SlackRequests(SIGNING_SECRET).command("ws-fin-014", response_url=standin.response_url("proc"))
+    response = httpx.post(f"{base}/slack/events", content=body, headers=headers, timeout=5.0)
+    assert response.status_code == 200
+    assert response.json()["text"] == "Looking up ws-fin-014…"
+    [card] = standin.wait_for_posts(1, timeout=10)
+    assert card.target == "proc"
+    assert header(card).startswith("ws-fin-014.contoso.local · ")
+
+    process.popen.terminate()
+    process.popen.wait(timeout=10)
+    assert SIGNING_SECRET not in process.stderr
+    assert standin.bot_token not in process.stderr
+
+
+def test_python_m_bot_http_without_signing_secret_exits_2(bots: BotProcesses, standin: SlackStandIn) -> None:
+    env = {"SLACK_BOT_TOKEN": standin.bot_token, "SLACK_API_URL": standin.api_url, "PORT": str(free_port())}
+    process = bots.start(bot_command("http"), env)
+    assert process.popen.wait(timeout=STARTUP_TIMEOUT) == 2
+    assert "configuration error: SLACK_SIGNING_SECRET: required for http mode" in process.stderr
+    assert standin.calls == []  # refused before talking to Slack
+
+
+def test_python_m_bot_with_app_token_runs_socket_mode(bots: BotProcesses, standin: SlackStandIn) -> None:
+    env = {"SLACK_BOT_TOKEN": standin.bot_token, "SLACK_APP_TOKEN": standin.app_token, "SLACK_API_URL": standin.api_url}
+    process = bots.start(bot_command(), env)  # no sub-command: SLACK_APP_TOKEN picks Socket Mode
+    opened = lambda: any(m == "apps.connections.open" for m, _ in standin.calls)  # noqa: E731
+    wait_until(opened, 15.0, "apps.connections.open", [process])
+    methods = [method for method, _ in standin.calls]
+    assert methods[0] == "auth.test"
+    assert "apps.connections.open" in methods
+    # The stand-in answers `invalid_auth` to any other token, so this error means the app token was sent.
+    deadline = time.monotonic() + 10.0
+    while "stand_in_has_no_websocket" not in process.stderr and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "Failed to retrieve WSS URL" in process.stderr
+    assert "stand_in_has_no_websocket" in process.stderr
+    assert "invalid_auth" not in process.stderr
+    assert standin.app_token not in process.stderr
+
+
+def test_python_m_bot_socket_with_a_refused_app_token_fails_cleanly(bots: BotProcesses, standin: SlackStandIn) -> None:
+    env = {"SLACK_BOT_TOKEN": standin.bot_token, "SLACK_APP_TOKEN": "xapp-1-refused", "SLACK_API_URL": standin.api_url}
+    process = bots.start(bot_command("socket"), env)
+    code = process.popen.wait(timeout=STARTUP_TIMEOUT)
+    assert "Traceback" not in process.stderr
+    assert "SLACK_APP_TOKEN" in process.stderr
+    assert code == 4
+
+
+# -- the log format ----------------------------------------------------------------------------------------------
+
+
+def test_log_format_json_from_the_command_line() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "alerts", "ws-fin-014"],
+        env={"PATH": "/usr/bin:/bin", "LOG_FORMAT": "json", "LOG_LEVEL": "info", "BOT_STATE_URL": "sqlite:///:memory:"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    assert records, done.stderr
+    assert all({"time", "level", "logger", "message", "correlation_id"} <= set(r) for r in records)
+
+
+def test_a_bad_log_format_is_a_configuration_error() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "alerts", "ws-fin-014"],
+        env={"PATH": "/usr/bin:/bin", "LOG_FORMAT": "xml"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "LOG_FORMAT: expected text | json" in done.stderr

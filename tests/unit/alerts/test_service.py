@@ -1,0 +1,351 @@
+"""The alert service end to end through the real client, against the simulator or a counting transport."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from datetime import timedelta
+
+import httpx
+import pytest
+
+from bench.service_calls import CountingDefender, concurrent_same_device, filter_variants, run_storm
+from bot.alerts.query import AlertFilters
+from bot.alerts.result import DeviceAlerts
+from bot.alerts.scope import DeviceScope
+from bot.alerts.service import AlertService
+from bot.defender.auth import StaticTokenProvider
+from bot.defender.client import DefenderClient
+from bot.defender.errors import DefenderUnavailable, DeviceNotFound, PermissionDenied, Throttled
+from bot.defender.limits import Api, BudgetExhausted, Priority
+from bot.defender.models import AlertStatus, Severity
+from bot.defender.simulator import (
+    BUSY_HOSTNAME,
+    DUPLICATE_HOSTNAME,
+    QUIET_HOSTNAME,
+    SIMULATOR_BASE_URL,
+    SimulatedTenant,
+    SimulatorTransport,
+)
+from bot.demo.clock import FakeClock
+from bot.state.budget import RateBudget
+from tests.doubles.concurrency import run_concurrently
+from tests.doubles.defender import nth_machine_id
+
+FIN = "ws-fin-014.contoso.local"
+
+
+class World:
+    """A service wired to the simulator with one fake clock for everything."""
+
+    def __init__(self, *, latency: float = 0.0, ttl: float = 60.0, per_minute: int = 100) -> None:
+        self.clock = FakeClock()
+        self.tenant = SimulatedTenant(now=self.clock.wall, clock=self.clock, latency=latency)
+        self.budget = RateBudget(per_minute, 1500, clock=self.clock)
+        self.client = DefenderClient(
+            SIMULATOR_BASE_URL,
+            StaticTokenProvider("t"),
+            gate=self.budget,
+            transport=SimulatorTransport(self.tenant),
+            clock=self.clock,
+            sleep=self.clock.sleep,
+        )
+        self.service = AlertService(self.client, ttl=ttl, max_stale=900, clock=self.clock, now=self.clock.wall)
+
+    def machine_id(self, hostname: str) -> str:
+        return next(m["id"] for m in self.tenant.machines if m["computerDnsName"] == hostname)
+
+    def calls(self, kind: str) -> int:
+        """Requests the simulator received for one path shape: 'alerts', 'machine', 'machines'."""
+        counts = Counter(_kind(path) for _, path in self.tenant.request_log)
+        return counts[kind]
+
+
+def _kind(path: str) -> str:
+    path = path.split("?")[0]
+    if path.endswith("/alerts") and path.startswith("/api/machines/"):
+        return "alerts"
+    if path.startswith("/api/machines/"):
+        return "machine"
+    return "machines" if path == "/api/machines" else "other"
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+def test_lookup_by_id_returns_the_devices_alerts_and_details(world: World) -> None:
+    mid = world.machine_id(FIN)
+    result = world.service.device_alerts(mid)
+    expected = [a for a in world.tenant.alerts if a["machineId"] == mid]
+    assert result.total == len(expected) > 0
+    assert {a.id for a in result.alerts} == {a["id"] for a in expected}
+    assert result.machine is not None and result.machine.computer_dns_name == FIN
+    assert result.display_name == FIN
+    assert not result.from_cache and not result.stale
+    assert (world.calls("alerts"), world.calls("machine")) == (1, 1)
+
+
+def test_alerts_come_in_display_order(world: World) -> None:
+    alerts = world.service.device_alerts(world.machine_id(BUSY_HOSTNAME)).alerts
+    keys = [(not a.is_open, -a.severity.rank) for a in alerts]
+    assert keys == sorted(keys)
+    assert alerts[0].is_open and alerts[-1].status is AlertStatus.RESOLVED
+
+
+def test_filters_are_served_from_one_cached_call(world: World) -> None:
+    mid = world.machine_id(BUSY_HOSTNAME)
+    variants = [
+        AlertFilters(),
+        AlertFilters(severities=frozenset({Severity.HIGH})),
+        AlertFilters(statuses=frozenset({AlertStatus.NEW, AlertStatus.IN_PROGRESS})),
+        AlertFilters(since=timedelta(days=7)),
+        AlertFilters(frozenset({Severity.MEDIUM}), frozenset({AlertStatus.RESOLVED}), timedelta(hours=24)),
+    ]
+    results = [world.service.device_alerts(mid, f) for f in variants]
+    pages = world.calls("alerts")
+    assert pages == 3  # 500 alerts arrive in three pages of one call; later variants cost nothing
+    assert [r.from_cache for r in results] == [False, True, True, True, True]
+    assert results[0].total == 500 == len(results[0].alerts)
+    assert all(a.severity is Severity.HIGH for a in results[1].alerts) and results[1].alerts
+    assert all(a.is_open for a in results[2].alerts)
+    assert all(r.total == 500 for r in results)
+    assert len(results[3].alerts) < 500
+
+
+def test_concurrent_requests_for_one_device_share_one_call() -> None:
+    world = World(latency=0.3)
+    mid = world.machine_id(FIN)
+    results = run_concurrently(20, lambda: world.service.device_alerts(mid))
+    assert all(isinstance(r, DeviceAlerts) for r in results)
+    assert len({tuple(a.id for a in r.alerts) for r in results if isinstance(r, DeviceAlerts)}) == 1
+    assert world.calls("alerts") == 1
+    assert world.calls("machine") == 1
+
+
+def test_concurrent_waiters_share_the_leaders_error() -> None:
+    world = World(latency=0.3)
+    unknown = nth_machine_id(12345)
+    outcomes = run_concurrently(10, lambda: world.service.device_alerts(unknown))
+    assert all(isinstance(o, DeviceNotFound) for o in outcomes)
+    assert len(outcomes) == 10
+    assert world.calls("alerts") == 1
+
+
+def test_cache_expires_after_the_ttl(world: World) -> None:
+    mid = world.machine_id(FIN)
+    world.service.device_alerts(mid)
+    world.clock.advance(59)
+    assert world.service.device_alerts(mid).from_cache
+    assert world.service.device_alerts(mid).age == timedelta(seconds=59)
+    world.clock.advance(2)
+    assert not world.service.device_alerts(mid).from_cache
+    assert world.calls("alerts") == 2
+    assert world.calls("machine") == 1  # details live for an hour
+
+
+def test_new_alerts_appear_after_the_ttl(world: World) -> None:
+    mid = world.machine_id(QUIET_HOSTNAME)
+    assert world.service.device_alerts(mid).total == 0
+    world.tenant.add_alert(mid, title="Fresh alert", severity="High", status="New")
+    assert world.service.device_alerts(mid).total == 0  # still cached
+    world.clock.advance(61)
+    result = world.service.device_alerts(mid)
+    assert [a.title for a in result.alerts] == ["Fresh alert"]
+
+
+@pytest.mark.parametrize(
+    ("status", "retry_after", "reason"),
+    [(500, None, "Defender unavailable"), (429, 120, "Defender throttled")],
+)
+def test_stale_data_is_served_when_defender_fails(
+    world: World, status: int, retry_after: int | None, reason: str
+) -> None:
+    mid = world.machine_id(FIN)
+    fresh = world.service.device_alerts(mid)
+    world.clock.advance(300)
+    world.tenant.fail_next(status, times=3, retry_after=retry_after)
+    stale = world.service.device_alerts(mid)
+    assert stale.stale and stale.stale_reason == reason
+    assert stale.age >= timedelta(seconds=300)  # plus the backoff the client slept on the fake clock
+    assert [a.id for a in stale.alerts] == [a.id for a in fresh.alerts]
+
+
+def test_no_stale_data_past_its_maximum_age(world: World) -> None:
+    mid = world.machine_id(FIN)
+    world.service.device_alerts(mid)
+    world.clock.advance(901)
+    world.tenant.fail_next(500, times=3)
+    with pytest.raises(DefenderUnavailable):
+        world.service.device_alerts(mid)
+
+
+def test_errors_without_any_cached_data_reach_the_caller(world: World) -> None:
+    world.tenant.fail_next(429, retry_after=30, times=2)  # the details call, then the alerts call
+    with pytest.raises(Throttled) as caught:
+        world.service.device_alerts(world.machine_id(FIN))
+    assert caught.value.retry_after == 30
+
+
+def test_budget_exhausted_without_cache_raises_and_with_cache_is_stale() -> None:
+    world = World(per_minute=1)
+    first, other = world.machine_id(FIN), world.machine_id(QUIET_HOSTNAME)
+    world.service.device_alerts(first)
+    world.clock.advance(61)  # cache expired, but the minute window also slid
+    world.service.device_alerts(other)  # spends this minute's one call
+    result = world.service.device_alerts(first)
+    assert result.stale_reason == "call budget used up"
+    with pytest.raises(BudgetExhausted):
+        world.service.device_alerts(world.machine_id(BUSY_HOSTNAME))
+
+
+def test_refresh_bypasses_the_cache_but_not_a_burst_of_presses(world: World) -> None:
+    mid = world.machine_id(FIN)
+    world.service.device_alerts(mid)
+    world.clock.advance(2)
+    assert world.service.device_alerts(mid, refresh=True).from_cache  # pressed within 5 s: reuse
+    world.clock.advance(4)
+    assert not world.service.device_alerts(mid, refresh=True).from_cache
+    assert world.calls("alerts") == 2
+
+
+def test_short_hostnames_resolve_once_an_hour(world: World) -> None:
+    result = world.service.device_alerts("ws-fin-014")
+    assert result.machine_id == world.machine_id(FIN)
+    machine_calls = world.calls("machine") + world.calls("machines")
+    world.clock.advance(120)
+    world.service.device_alerts("WS-FIN-014")
+    world.service.device_alerts(FIN)
+    assert world.calls("machine") + world.calls("machines") == machine_calls
+    world.clock.advance(3601)
+    world.service.device_alerts("ws-fin-014")
+    assert world.calls("machine") + world.calls("machines") > machine_calls
+
+
+def test_duplicate_hostname_resolves_to_the_newest_record(world: World) -> None:
+    records = [m for m in world.tenant.machines if m["computerDnsName"] == DUPLICATE_HOSTNAME]
+    assert len(records) == 2
+    newest = max(records, key=lambda m: m["lastSeen"])
+    assert world.service.device_alerts(DUPLICATE_HOSTNAME).machine_id == newest["id"]
+    assert World().service.device_alerts(DUPLICATE_HOSTNAME.split(".")[0]).machine_id == newest["id"]
+
+
+def test_ambiguous_and_unknown_names_are_not_found(world: World) -> None:
+    with pytest.raises(DeviceNotFound) as ambiguous:
+        world.service.device_alerts("ws-fin")
+    assert FIN in ambiguous.value.suggestions
+    assert all(s.startswith("ws-fin") for s in ambiguous.value.suggestions)
+    with pytest.raises(DeviceNotFound) as unknown:
+        world.service.device_alerts("no-such-device")
+    assert unknown.value.suggestions == ()
+    assert world.calls("alerts") == 0
+
+
+def _machine_forbidden(inner: SimulatorTransport) -> Callable[[httpx.Request], httpx.Response]:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.startswith("/api/machines/") and not request.url.path.endswith("/alerts"):
+            body = {"error": {"code": "Forbidden", "message": "required roles: Machine.Read.All"}}
+            return httpx.Response(403, json=body)
+        return inner.handle_request(request)
+
+    return handler
+
+
+def test_missing_machine_permission_still_shows_alerts_and_is_not_asked_again() -> None:
+    world = World()
+    forbidden = httpx.MockTransport(_machine_forbidden(SimulatorTransport(world.tenant)))
+    calls = Counter[str]()
+
+    def counting(request: httpx.Request) -> httpx.Response:
+        calls[_kind(request.url.path)] += 1
+        return forbidden.handle_request(request)
+
+    client = DefenderClient(SIMULATOR_BASE_URL, StaticTokenProvider("t"), transport=httpx.MockTransport(counting))
+    service = AlertService(client, clock=world.clock, now=world.clock.wall)
+    mid = world.machine_id(FIN)
+    result = service.device_alerts(mid)
+    assert result.machine is None and result.total > 0
+    assert result.display_name == FIN  # taken from the alerts
+    world.clock.advance(120)
+    service.device_alerts(mid)
+    assert calls["machine"] == 1 and calls["alerts"] == 2
+    with pytest.raises(PermissionDenied):
+        service.device_alerts("ws-fin-014")  # a hostname needs Machine.Read.All
+
+
+@pytest.mark.parametrize(("per_minute", "per_hour"), [(100, 1500), (100, 400), (20, 1500)])
+def test_an_hour_of_bursty_lookups_never_breaks_the_budget(per_minute: int, per_hour: int) -> None:
+    report = run_storm(per_minute, per_hour, lookups=1000, devices=300)
+    assert sum(report.outcomes.values()) == 1000
+    assert report.busiest_minute <= per_minute
+    assert len(report.alert_calls) <= per_hour
+    assert report.outcomes["fresh"] == len(report.alert_calls)
+    # The storm is more than the budget allows: some people got stale data or a budget message.
+    assert report.outcomes["budget message"] + report.outcomes["stale"] > 0
+
+
+def test_one_call_serves_a_crowd_and_every_filter_variant() -> None:
+    assert concurrent_same_device(threads=20, latency=0.2) == 1
+    assert filter_variants() == (5, 1)
+
+
+def test_background_polling_never_takes_the_interactive_reserve() -> None:
+    clock = FakeClock()
+    defender = CountingDefender(clock)
+    budget = RateBudget(100, 1500, clock=clock)
+    client = DefenderClient(
+        "https://api.test", StaticTokenProvider("t"), gate=budget, transport=httpx.MockTransport(defender), clock=clock
+    )
+    service = AlertService(client, ttl=0, clock=clock, now=clock.wall)
+    devices = [nth_machine_id(n) for n in range(200)]
+    background = sum(_tries(lambda d: service.device_alerts(d, priority=Priority.BACKGROUND), devices))
+    interactive = sum(_tries(lambda d: service.device_alerts(d, priority=Priority.INTERACTIVE), devices))
+    assert background == 50
+    assert interactive == 50
+    assert budget.usage(Api.MACHINE_ALERTS).used_last_minute == 100
+
+
+def _tries(call: Callable[[str], object], devices: list[str]) -> list[int]:
+    made = []
+    for device in devices:
+        try:
+            call(device)
+            made.append(1)
+        except BudgetExhausted:
+            made.append(0)
+    return made
+
+
+# Device-group scope -------------------------------------------------------------------------------------------
+
+WORKSTATIONS = DeviceScope(frozenset({"workstations"}))
+
+
+def test_a_scoped_lookup_sees_devices_in_its_groups_only(world: World) -> None:
+    assert world.service.device_alerts("ws-fin-014", scope=WORKSTATIONS).display_name == FIN
+    for ref in ("srv-dc-01", world.machine_id("srv-sql-02.contoso.local")):
+        with pytest.raises(DeviceNotFound) as caught:
+            world.service.device_alerts(ref, scope=WORKSTATIONS)
+        assert (caught.value.reference, caught.value.suggestions) == (ref, ())
+    assert world.calls("alerts") == 1  # out-of-scope devices cost no alerts call
+
+
+def test_a_scoped_lookup_cannot_be_answered_without_device_details(world: World) -> None:
+    """Transient failures say so (not "not found"); a missing Machine.Read.All says which permission is needed."""
+    mid = world.machine_id(FIN)
+    world.tenant.fail_next(500, times=3)
+    with pytest.raises(DefenderUnavailable):
+        world.service.device_alerts(mid, scope=WORKSTATIONS)
+    assert world.service.device_alerts(mid, scope=WORKSTATIONS).display_name == FIN  # a failure is not remembered
+    other = world.machine_id("ws-fin-015.contoso.local")
+    world.tenant.fail_next(403)
+    with pytest.raises(PermissionDenied, match="cannot check device groups"):
+        world.service.device_alerts(other, scope=WORKSTATIONS)
+
+
+def test_device_group_comes_from_the_details_cache(world: World) -> None:
+    mid = world.machine_id("srv-dc-01.contoso.local")
+    assert world.service.device_group(mid) == "Servers"
+    assert world.service.device_group(mid) == "Servers"
+    assert world.calls("machine") == 1
