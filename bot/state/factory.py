@@ -16,7 +16,7 @@ from bot.state.dedupe import EventDeduper
 from bot.state.limits import RequestLimiter
 from bot.state.redis.budget import RedisRateBudget
 from bot.state.redis.cache import RedisSharedCache
-from bot.state.redis.connection import SharedState, SharedStateDown
+from bot.state.redis.connection import RedisConnection, RedisUnavailable
 from bot.state.redis.dedupe import RedisEventDeduper
 from bot.state.redis.limits import RedisRequestLimiter
 from bot.state.redis.watches import RedisWatchStore
@@ -40,7 +40,9 @@ class StateOptions:
 class StateBackend:
     """Every piece of persistent and shared state of one process; `shared` is the Redis connection, if any."""
 
-    def __init__(self, options: StateOptions, shared: SharedState | None, budget: Budget, cache: SharedCache | None):
+    def __init__(
+        self, options: StateOptions, shared: RedisConnection | None, budget: Budget, cache: SharedCache | None
+    ):
         self.options = options
         self.shared = shared
         self.budget = budget
@@ -78,14 +80,8 @@ def open_state(options: StateOptions) -> StateBackend:
     """Connect (Redis) or prepare (SQLite); an unreachable Redis is logged and the process starts on local state."""
     caps = options.caps
     if not is_redis_url(options.url):
-        budget = RateBudget(
-            caps.per_minute,
-            caps.per_hour,
-            background_minute_share=caps.background_minute_share,
-            background_hour_share=caps.background_hour_share,
-        )
-        return StateBackend(options, None, budget, None)
-    shared = SharedState(options.url)
+        return StateBackend(options, None, RateBudget.from_caps(caps), None)
+    shared = RedisConnection(options.url)
     shared.ping()
     shared_budget = RedisRateBudget(
         shared,
@@ -93,6 +89,7 @@ def open_state(options: StateOptions) -> StateBackend:
         caps.per_hour,
         background_minute_share=caps.background_minute_share,
         background_hour_share=caps.background_hour_share,
+        per_api=caps.per_api,
         processes=options.processes,
     )
     return StateBackend(options, shared, shared_budget, RedisSharedCache(shared, alerts_ttl=options.alerts_ttl))
@@ -102,7 +99,7 @@ def live_watch_count(store: WatchStore) -> int | None:
     """For /healthz: None while the shared store is unreachable (the health document still answers)."""
     try:
         return len(store.live_watches())
-    except SharedStateDown:
+    except RedisUnavailable:
         return None
 
 
@@ -110,5 +107,5 @@ def pending_reply_count(store: WatchStore) -> int | None:
     """For metrics: None while the shared store is unreachable."""
     try:
         return len(store.pending_replies())
-    except SharedStateDown:
+    except RedisUnavailable:
         return None

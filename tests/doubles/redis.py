@@ -26,7 +26,7 @@ from bot.defender.client import DefenderClient
 from bot.defender.simulator import SIMULATOR_BASE_URL, SimulatedTenant, SimulatorTransport
 from bot.state.redis.budget import RedisRateBudget
 from bot.state.redis.cache import RedisSharedCache
-from bot.state.redis.connection import SharedState
+from bot.state.redis.connection import RedisConnection
 from bot.state.urls import parse_redis_url
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -67,11 +67,11 @@ def delete_prefix(prefix: str) -> None:
 
 
 @contextlib.contextmanager
-def shared_state(prefix: str | None = None) -> Iterator[SharedState]:
-    """A `SharedState` on the test Redis under a fresh prefix; its keys are deleted afterwards."""
+def shared_state(prefix: str | None = None) -> Iterator[RedisConnection]:
+    """A `RedisConnection` on the test Redis under a fresh prefix; its keys are deleted afterwards."""
     require_redis()
     prefix = prefix or unique_prefix()
-    state = SharedState(url_with_prefix(prefix))
+    state = RedisConnection(url_with_prefix(prefix))
     try:
         yield state
     finally:
@@ -95,7 +95,7 @@ class RedisProcess:
         processes: int = 3,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.shared = SharedState(url, clock=clock)
+        self.shared = RedisConnection(url, clock=clock)
         self.budget = RedisRateBudget(self.shared, per_minute, 1500, processes=processes)
         self.client = DefenderClient(
             SIMULATOR_BASE_URL, StaticTokenProvider("t"), gate=self.budget, transport=SimulatorTransport(tenant)

@@ -16,7 +16,7 @@ import pytest
 from bot.defender.limits import Api, BudgetExhausted
 from bot.defender.simulator import SimulatedTenant
 from bot.demo.clock import FakeClock
-from bot.state.redis.connection import MAX_BACKOFF, SharedStateDown
+from bot.state.redis.connection import MAX_BACKOFF, RedisUnavailable
 from bot.state.redis.watches import RedisWatchStore
 from tests.doubles.processes import free_port
 from tests.doubles.redis import RedisProcess, require_redis, unique_prefix
@@ -83,7 +83,7 @@ def test_without_redis_lookups_work_on_a_local_share_of_the_budget_and_reconcile
         unavailable = [r for r in caplog.records if "is unavailable" in r.getMessage()]
         assert len(unavailable) == 1  # said once, clearly, not per call
         assert "using process-local state" in unavailable[0].getMessage()
-        with pytest.raises(SharedStateDown):
+        with pytest.raises(RedisUnavailable):
             RedisWatchStore(process.shared).live_watches()  # watches need Redis: they say so rather than guess
 
         with private_redis(port):  # Redis is back, empty

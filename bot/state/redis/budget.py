@@ -37,7 +37,7 @@ from bot.defender.limits import (
     WindowUsage,
 )
 from bot.state.budget import RateBudget
-from bot.state.redis.connection import SharedState, SharedStateDown
+from bot.state.redis.connection import RedisConnection, RedisUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ class RedisRateBudget:
 
     def __init__(
         self,
-        shared: SharedState,
+        shared: RedisConnection,
         per_minute: int = 100,
         per_hour: int = 1500,
         *,
@@ -161,7 +161,7 @@ class RedisRateBudget:
         args: list[str | int] = [self._now_arg(), minute_cap, hour_cap, uuid.uuid4().hex]
         try:
             answer = self._shared.run(lambda r: self._acquire_script(keys=[self._key(api)], args=args, client=r))
-        except SharedStateDown:
+        except RedisUnavailable:
             self.local.acquire(api, priority)  # raises BudgetExhausted past this process's share
             with self._lock:
                 self._made_locally.setdefault(api, []).append(self._clock() if self._clock else time.time())
@@ -175,7 +175,7 @@ class RedisRateBudget:
             minute, hour = self._shared.run(
                 lambda r: self._usage_script(keys=[self._key(api)], args=[self._now_arg()], client=r)
             )
-        except SharedStateDown:
+        except RedisUnavailable:
             return self.local.usage(api)
         limits = self.limits.limits(api)
         return WindowUsage(api, int(minute), int(hour), limits.per_minute, limits.per_hour)
@@ -189,13 +189,13 @@ class RedisRateBudget:
         """Every process refuses calls to `api` for `seconds` (Defender's `Retry-After`)."""
         millis = max(1, int(seconds * 1000))
         # When Redis is away, the client's own memory of the 429 still holds in this process.
-        with contextlib.suppress(SharedStateDown):
+        with contextlib.suppress(RedisUnavailable):
             self._shared.run(lambda r: self._block_script(keys=[self._block_key(api)], args=[millis], client=r))
 
     def blocked_for(self, api: Api) -> float:
         try:
             left = int(self._shared.run(lambda r: r.pttl(self._block_key(api))))
-        except SharedStateDown:
+        except RedisUnavailable:
             return 0.0
         return left / 1000 if left > 0 else 0.0
 
@@ -212,7 +212,7 @@ class RedisRateBudget:
             key = self._key(api)
             try:
                 self._shared.run(partial(self._replay, key, args))
-            except (SharedStateDown, redis.RedisError):
+            except (RedisUnavailable, redis.RedisError):
                 with self._lock:  # keep them for the next recovery
                     self._made_locally.setdefault(api, []).extend(times)
                 return

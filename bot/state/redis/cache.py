@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from bot.defender.models import Alert, Machine
 from bot.state.redis.codec import CodecError, Packer
-from bot.state.redis.connection import SharedState, SharedStateDown
+from bot.state.redis.connection import RedisConnection, RedisUnavailable
 from bot.state.redis.flight import ClusterFlight
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ _MACHINES = Packer(Machine)
 class RedisSharedCache:
     """A `SharedCache` on Redis, with the cluster-wide single flight."""
 
-    def __init__(self, shared: SharedState, *, alerts_ttl: float, name_ttl: float = NAME_TTL) -> None:
+    def __init__(self, shared: RedisConnection, *, alerts_ttl: float, name_ttl: float = NAME_TTL) -> None:
         self._shared = shared
         self._alerts_ttl_ms = max(1, int(alerts_ttl * 1000))
         self._name_ttl_ms = max(1, int(name_ttl * 1000))
@@ -40,12 +40,12 @@ class RedisSharedCache:
     def _get(self, key: str) -> bytes | None:
         try:
             value = self._shared.run(lambda r: r.get(key))
-        except SharedStateDown:
+        except RedisUnavailable:
             return None
         return value if isinstance(value, bytes) else None
 
     def _put(self, key: str, value: bytes, ttl_ms: int) -> None:
-        with contextlib.suppress(SharedStateDown):
+        with contextlib.suppress(RedisUnavailable):
             self._shared.run(lambda r: r.set(key, value, px=ttl_ms))
 
     # Alert lists ------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """One process's connection to the shared Redis, and what it does when Redis is away.
 
-Every Redis call of the bot goes through `SharedState.run`. Timeouts are short (Slack waits 3 s for an
+Every Redis call of the bot goes through `RedisConnection.run`. Timeouts are short (Slack waits 3 s for an
 acknowledgement, and a lookup must not wait on a dead server): a call that fails marks Redis *down* for a
-back-off period (1 s, doubling to 30 s), during which calls fail at once with `SharedStateDown` without
+back-off period (1 s, doubling to 30 s), during which calls fail at once with `RedisUnavailable` without
 touching the network. Callers then fall back to process-local state: the local cache, a `1/N` share of
 the Defender budget, local event dedupe. The first failure and the recovery are logged at WARNING;
 `on_recover` callbacks let each piece reconcile (the budget replays the calls it made meanwhile).
@@ -31,11 +31,11 @@ FIRST_BACKOFF = 1.0
 MAX_BACKOFF = 30.0
 
 
-class SharedStateDown(Exception):
+class RedisUnavailable(Exception):
     """Redis did not answer (or is in its back-off period): use process-local state instead."""
 
 
-class SharedState:
+class RedisConnection:
     """A redis-py client (thread-safe connection pool) with a key prefix, health tracking and back-off."""
 
     def __init__(
@@ -83,15 +83,15 @@ class SharedState:
             self._recover.append(callback)
 
     def run(self, operation: Callable[[redis.Redis], _T]) -> _T:
-        """Run one operation (a command, a pipeline, a script); `SharedStateDown` if Redis is away."""
+        """Run one operation (a command, a pipeline, a script); `RedisUnavailable` if Redis is away."""
         with self._lock:
             if self._backoff and self._clock() < self._down_until:
-                raise SharedStateDown("Redis is unavailable (waiting before trying again)")
+                raise RedisUnavailable("Redis is unavailable (waiting before trying again)")
         try:
             result = operation(self.client)
         except (redis.RedisError, OSError) as exc:  # unreachable, timing out, loading, out of memory, …
             self._failed(exc)
-            raise SharedStateDown(f"Redis is unavailable: {type(exc).__name__}") from None
+            raise RedisUnavailable(f"Redis is unavailable: {type(exc).__name__}") from None
         self._succeeded()
         return result
 
@@ -120,7 +120,7 @@ class SharedState:
         for callback in callbacks:
             try:
                 callback()
-            except SharedStateDown:
+            except RedisUnavailable:
                 return
             except Exception:
                 log.exception("shared state: reconciling after Redis came back failed")
@@ -128,7 +128,7 @@ class SharedState:
     def ping(self) -> bool:
         try:
             return bool(self.run(lambda r: r.ping()))
-        except SharedStateDown:
+        except RedisUnavailable:
             return False
 
     def close(self) -> None:

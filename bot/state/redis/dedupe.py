@@ -8,11 +8,11 @@ still drops the retries that reach it.
 from __future__ import annotations
 
 from bot.state.dedupe import EventDeduper
-from bot.state.redis.connection import SharedState, SharedStateDown
+from bot.state.redis.connection import RedisConnection, RedisUnavailable
 
 
 class RedisEventDeduper(EventDeduper):
-    def __init__(self, shared: SharedState, ttl: float = 3600.0, maxsize: int = 10_000) -> None:
+    def __init__(self, shared: RedisConnection, ttl: float = 3600.0, maxsize: int = 10_000) -> None:
         super().__init__(ttl, maxsize)
         self._shared = shared
         self._ttl = max(1, int(ttl))
@@ -23,6 +23,6 @@ class RedisEventDeduper(EventDeduper):
         key = self._shared.key("event", event_id)
         try:
             claimed = self._shared.run(lambda r: r.set(key, b"1", nx=True, ex=self._ttl))
-        except SharedStateDown:
+        except RedisUnavailable:
             return True  # only this process's memory, while Redis is away
         return bool(claimed)

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable
 from typing import TypeVar
 
-from bot.state.redis.connection import SharedState, SharedStateDown
+from bot.state.redis.connection import RedisConnection, RedisUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ return 0
 class ClusterFlight:
     def __init__(
         self,
-        shared: SharedState,
+        shared: RedisConnection,
         *,
         lock_ttl: float = LOCK_TTL,
         poll: float = POLL,
@@ -57,7 +57,7 @@ class ClusterFlight:
         while True:
             try:
                 won = bool(self._shared.run(lambda r: r.set(lock, token, nx=True, px=millis)))
-            except SharedStateDown:
+            except RedisUnavailable:
                 return work(), False
             if won:
                 try:
@@ -66,7 +66,7 @@ class ClusterFlight:
                         return value, True
                     return work(), False
                 finally:
-                    with contextlib.suppress(SharedStateDown):  # if Redis is away, the lock expires by itself
+                    with contextlib.suppress(RedisUnavailable):  # if Redis is away, the lock expires by itself
                         self._shared.run(lambda r: self._release(keys=[lock], args=[token], client=r))
             # Another process is calling: wait for its result, or for its lock to go away.
             while True:
@@ -76,7 +76,7 @@ class ClusterFlight:
                     return value, True
                 try:
                     held = bool(self._shared.run(lambda r: r.exists(lock)))
-                except SharedStateDown:
+                except RedisUnavailable:
                     return work(), False
                 if not held:
                     value = landed()  # it may have landed between the two reads

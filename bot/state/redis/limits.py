@@ -9,7 +9,7 @@ falls back to its own buckets.
 from __future__ import annotations
 
 from bot.state.limits import RequestLimiter, SlowDown
-from bot.state.redis.connection import SharedState, SharedStateDown
+from bot.state.redis.connection import RedisConnection, RedisUnavailable
 
 _IDLE_SECONDS = 600
 
@@ -42,7 +42,7 @@ return {0}
 
 
 class RedisRequestLimiter(RequestLimiter):
-    def __init__(self, shared: SharedState, *, user_per_minute: int, channel_per_minute: int) -> None:
+    def __init__(self, shared: RedisConnection, *, user_per_minute: int, channel_per_minute: int) -> None:
         super().__init__(user_per_minute=user_per_minute, channel_per_minute=channel_per_minute)
         self._shared = shared
         self._per_minute = (user_per_minute, channel_per_minute)
@@ -59,7 +59,7 @@ class RedisRequestLimiter(RequestLimiter):
         args = [user, channel, _IDLE_SECONDS]
         try:
             answer = self._shared.run(lambda r: self._script(keys=keys, args=args, client=r))
-        except SharedStateDown:
+        except RedisUnavailable:
             return super().admit(team_id, channel_id, user_id)  # this process's own buckets meanwhile
         if int(answer[0]) == 0:
             return None

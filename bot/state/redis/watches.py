@@ -32,7 +32,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from bot.state.redis.connection import SharedState
+from bot.state.redis.connection import RedisConnection
 from bot.state.watches import AlertState, Change, PendingReply, Watch, WatchStatus, iso_time, parse_time, watch_from_row
 
 RETAIN_SECONDS = 30 * 24 * 3600
@@ -167,7 +167,7 @@ def _text(value: Any) -> str:
 class RedisWatchStore:
     """`WatchStore` on Redis; thread-safe (redis-py's pool), shared by every process on the same URL."""
 
-    def __init__(self, shared: SharedState) -> None:
+    def __init__(self, shared: RedisConnection) -> None:
         self._shared = shared
         self._key = shared.key
         register = shared.client.register_script
@@ -180,7 +180,7 @@ class RedisWatchStore:
         self._lease = register(_LEASE)
         self._release = register(_RELEASE)
 
-    # Every call raises `SharedStateDown` when Redis is away: watches cannot work on local state.
+    # Every call raises `RedisUnavailable` when Redis is away: watches cannot work on local state.
 
     # Watches ----------------------------------------------------------------------------------
 
@@ -336,4 +336,4 @@ class RedisWatchStore:
         return _text(value) if value is not None else None
 
     def close(self) -> None:
-        """The connection belongs to the process's `SharedState`, closed with the runtime."""
+        """The connection belongs to the process's `RedisConnection`, closed with the runtime."""

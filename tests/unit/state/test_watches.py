@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from bot.state.redis.connection import SharedState
+from bot.state.redis.connection import RedisConnection
 from bot.state.redis.watches import RedisWatchStore
 from bot.state.sqlite import SqliteWatchStore, sqlite_path
 from bot.state.watches import AlertState, Change, ChangeKind, WatchStatus, WatchStore
@@ -42,7 +42,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
             opened: WatchStore = SqliteWatchStore(tmp_path / "watches.db")
             closers.append(opened.close)
             return opened
-        state = SharedState(url_with_prefix(prefix))  # its own connection pool, as another process has
+        state = RedisConnection(url_with_prefix(prefix))  # its own connection pool, as another process has
         closers.append(state.close)
         return RedisWatchStore(state)
 

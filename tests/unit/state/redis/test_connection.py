@@ -1,4 +1,4 @@
-"""The connection to Redis (`SharedState`): logged without its password."""
+"""The connection to Redis (`RedisConnection`): logged without its password."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ import logging
 
 import pytest
 
-from bot.state.redis.connection import SharedState
+from bot.state.redis.connection import RedisConnection
 from tests.doubles.processes import free_port
 
 
 def test_state_is_logged_without_its_password(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING)
-    state = SharedState(f"redis://:hunter2-pw@127.0.0.1:{free_port()}/0")
+    state = RedisConnection(f"redis://:hunter2-pw@127.0.0.1:{free_port()}/0")
     try:
         assert state.ping() is False
     finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from bot.state.redis.connection import SharedState
+from bot.state.redis.connection import RedisConnection
 from bot.state.redis.dedupe import RedisEventDeduper
 from tests.doubles.processes import free_port
 from tests.doubles.redis import shared_state, url_with_prefix
@@ -15,7 +15,7 @@ from tests.doubles.redis import shared_state, url_with_prefix
 
 def test_a_retried_event_is_handled_by_one_process_only() -> None:
     with shared_state() as state:
-        other = SharedState(url_with_prefix(state.prefix))
+        other = RedisConnection(url_with_prefix(state.prefix))
         try:
             one, two = RedisEventDeduper(state), RedisEventDeduper(other)
             assert one.first_time("Ev01") is True
@@ -29,7 +29,7 @@ def test_a_retried_event_is_handled_by_one_process_only() -> None:
 
 def test_a_dead_redis_does_not_slow_acknowledgements() -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
-    state = SharedState(url)
+    state = RedisConnection(url)
     deduper = RedisEventDeduper(state)
     try:
         started = time.monotonic()

@@ -6,14 +6,14 @@ from __future__ import annotations
 import threading
 import time
 
-from bot.state.redis.connection import SharedState
+from bot.state.redis.connection import RedisConnection
 from bot.state.redis.flight import ClusterFlight
 from tests.doubles.redis import shared_state, url_with_prefix
 
 
 def test_when_the_flight_holder_fails_a_waiter_calls_itself() -> None:
     with shared_state() as state:
-        other = SharedState(url_with_prefix(state.prefix))
+        other = RedisConnection(url_with_prefix(state.prefix))
         try:
             first, second = ClusterFlight(state), ClusterFlight(other)
             results: dict[str, object] = {}

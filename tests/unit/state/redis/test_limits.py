@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.state.redis.connection import SharedState
+from bot.state.redis.connection import RedisConnection
 from bot.state.redis.limits import RedisRequestLimiter
 from tests.doubles.redis import shared_state, url_with_prefix
 
@@ -11,7 +11,7 @@ from tests.doubles.redis import shared_state, url_with_prefix
 
 def test_a_persons_allowance_is_shared_by_every_process() -> None:
     with shared_state() as state:
-        other = SharedState(url_with_prefix(state.prefix))
+        other = RedisConnection(url_with_prefix(state.prefix))
         try:
             limiters = [RedisRequestLimiter(s, user_per_minute=5, channel_per_minute=8) for s in (state, other, state)]
             outcomes = [limiters[n % 3].admit("T1", "C1", "U1") for n in range(7)]
