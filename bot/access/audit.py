@@ -75,6 +75,11 @@ class AuditLog:
         descriptor = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         return cls(os.fdopen(descriptor, "a", encoding="utf-8", buffering=1))
 
+    @property
+    def enabled(self) -> bool:
+        """False for `AuditLog.open("off")`: records are dropped."""
+        return self._stream is not None
+
     def record(self, action: Action, requester: Requester, outcome: Outcome, *, defender_calls: int = 0) -> None:
         if self._stream is None:
             return

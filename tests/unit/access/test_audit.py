@@ -29,7 +29,7 @@ def test_audit_lines_are_json_with_ids_and_outcome() -> None:
 
 
 def test_audit_targets(tmp_path: Path) -> None:
-    assert AuditLog.open("off")._stream is None
+    assert not AuditLog.open("off").enabled
     path = tmp_path / "audit.jsonl"
     log = AuditLog.open(str(path))
     log.record(Action.HELP, ALICE, Outcome(Result.OK))
