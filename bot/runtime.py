@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from typing import Any
 
 import httpx
@@ -18,12 +19,21 @@ from slack_sdk import WebClient
 
 from bot.access.audit import AuditLog
 from bot.access.policy import Installation
+from bot.alerts.mirror import GraphAlertSource
 from bot.alerts.service import AlertService
-from bot.config import Backend, ConfigError, DefenderSettings, Settings, SlackMode, SlackSettings
+from bot.alerts.source import AlertSource
+from bot.config import Backend, ConfigError, DataApi, DefenderSettings, Settings, SlackMode, SlackSettings
 from bot.defender.auth import MsalTokenProvider, StaticTokenProvider, TokenProvider
 from bot.defender.client import DefenderClient
+from bot.defender.graph import GraphClient
 from bot.defender.limits import Api, Budget
-from bot.defender.simulator import AAD_TENANT_ID, SIMULATOR_BASE_URL, SimulatedTenant, SimulatorTransport
+from bot.defender.simulator import (
+    AAD_TENANT_ID,
+    GRAPH_SIMULATOR_BASE_URL,
+    SIMULATOR_BASE_URL,
+    SimulatedTenant,
+    SimulatorTransport,
+)
 from bot.slack.actions import ButtonSeal
 from bot.slack.cards import CardContext
 from bot.slack.gate import Gate
@@ -45,7 +55,7 @@ log = logging.getLogger(__name__)
 class Runtime:
     settings: Settings
     budget: Budget
-    client: DefenderClient
+    client: AlertSource  # the Defender for Endpoint API, or the Graph alert mirror
     service: AlertService
     tenant: SimulatedTenant | None  # set when the built-in simulator stands in for Defender
     state: StateBackend
@@ -60,7 +70,7 @@ class Runtime:
         self.state.close()
 
 
-def _token_provider(settings: DefenderSettings) -> TokenProvider:
+def _token_provider(settings: DefenderSettings, scope: str) -> TokenProvider:
     credential: str | dict[str, str]
     if settings.certificate is not None:
         credential = settings.certificate.for_msal()
@@ -74,7 +84,7 @@ def _token_provider(settings: DefenderSettings) -> TokenProvider:
         authority=settings.authority_url,
         client_id=settings.client_id,
         credential=credential,
-        scope=settings.scope,
+        scope=scope,
         instance_discovery=settings.instance_discovery,
         timeout=settings.timeout,
     )
@@ -92,26 +102,56 @@ def build_runtime(
     if defender_url is not None and defender.backend is not Backend.SIMULATOR:
         raise ValueError("defender_url stands in for the simulator: it needs DEFENDER_BACKEND=simulator")
     state = open_state(_state_options(settings))
-    budget = state.budget
-    timeout = httpx.Timeout(defender.timeout, connect=5.0)
-    if defender_url is not None:
-        tenant = None
-        client = DefenderClient(defender_url, StaticTokenProvider("simulator"), gate=budget, timeout=timeout)
-    elif defender.backend is Backend.SIMULATOR:
-        tenant = tenant or SimulatedTenant()
-        client = DefenderClient(
-            SIMULATOR_BASE_URL,
-            StaticTokenProvider("simulator"),
-            gate=budget,
-            transport=SimulatorTransport(tenant),
-            timeout=timeout,
-        )
-    else:
-        tenant = None
-        client = DefenderClient(defender.api_url, _token_provider(defender), gate=budget, timeout=timeout)
+    in_process = defender.backend is Backend.SIMULATOR and defender_url is None
+    tenant = (tenant or SimulatedTenant()) if in_process else None
+    client = _alert_source(defender, state.budget, tenant, defender_url)
+    log.info("alerts come from the %s", "Microsoft Graph security API" if defender.api is DataApi.GRAPH else "MDE API")
+    warning = retirement_warning(defender.api, datetime.now(UTC).date())
+    if warning:
+        log.warning(warning)
     cache = settings.cache
     service = AlertService(client, ttl=cache.ttl, max_stale=cache.max_stale, maxsize=cache.maxsize, shared=state.cache)
-    return Runtime(settings, budget, client, service, tenant, state)
+    return Runtime(settings, state.budget, client, service, tenant, state)
+
+
+MDE_RETIREMENT = date(2027, 2, 1)  # Microsoft's message-center post MC1220762
+RETIREMENT_NOTICE_FROM = date(2027, 1, 1)
+
+
+def retirement_warning(api: DataApi, today: date) -> str | None:
+    """Said once at start-up by a bot still on the Defender for Endpoint API as its retirement nears."""
+    if api is not DataApi.MDE or today < RETIREMENT_NOTICE_FROM:
+        return None
+    when = "stopped working on" if today >= MDE_RETIREMENT else "stops working on"
+    return (
+        f"The Defender for Endpoint API {when} {MDE_RETIREMENT:%d %b %Y}: set DEFENDER_API=graph and grant the app "
+        "SecurityAlert.Read.All and ThreatHunting.Read.All on Microsoft Graph (README: Microsoft Graph)"
+    )
+
+
+def _alert_source(
+    defender: DefenderSettings, budget: Budget, tenant: SimulatedTenant | None, defender_url: str | None
+) -> AlertSource:
+    """The client for `DEFENDER_API`, against the simulator (in process or over HTTP) or the real tenant."""
+    timeout = httpx.Timeout(defender.timeout, connect=5.0)
+    transport = SimulatorTransport(tenant) if tenant is not None else None
+    simulated = tenant is not None or defender_url is not None
+    if defender.api is DataApi.GRAPH:
+        graph = GraphClient(
+            (defender_url or GRAPH_SIMULATOR_BASE_URL) if simulated else defender.graph_url,
+            StaticTokenProvider("simulator") if simulated else _token_provider(defender, defender.graph_scope),
+            gate=budget,
+            transport=transport,
+            timeout=timeout,
+        )
+        return GraphAlertSource(graph, backfill=defender.graph_backfill)
+    return DefenderClient(
+        (defender_url or SIMULATOR_BASE_URL) if simulated else defender.api_url,
+        StaticTokenProvider("simulator") if simulated else _token_provider(defender, defender.scope),
+        gate=budget,
+        transport=transport,
+        timeout=timeout,
+    )
 
 
 def _state_options(settings: Settings) -> StateOptions:
@@ -152,6 +192,7 @@ class SlackBot:
         return {
             "status": "ok",
             "defender_backend": self.runtime.settings.defender.backend.value,
+            "defender_api": self.runtime.settings.defender.api.value,
             "cached_devices": self.runtime.service.cached_devices,
             "budget": budget,
             "lookups": {"in_use": self.pool.in_use, "capacity": self.pool.capacity},

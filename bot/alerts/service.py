@@ -27,7 +27,7 @@ from bot.alerts.query import AlertFilters
 from bot.alerts.result import DeviceAlerts, display_order
 from bot.alerts.scope import EVERY_DEVICE, DeviceScope
 from bot.alerts.singleflight import SingleFlight
-from bot.defender.client import DefenderClient
+from bot.alerts.source import AlertSource
 from bot.defender.errors import (
     AuthError,
     BadResponse,
@@ -77,7 +77,7 @@ class AlertService:
 
     def __init__(
         self,
-        client: DefenderClient,
+        client: AlertSource,
         *,
         ttl: float = 60.0,
         max_stale: float = 900.0,

@@ -12,7 +12,7 @@ is expected. Secret values are wrapped in `Secret`, which never shows its value 
 errors or logs.
 """
 
-from bot.config.defender import Backend, CertificateCredential, DefenderSettings
+from bot.config.defender import Backend, CertificateCredential, DataApi, DefenderSettings
 from bot.config.environment import read_environment
 from bot.config.kinds import ConfigError, Secret
 from bot.config.settings import CacheSettings, LoggingSettings, Settings, StateSettings, WatchSettings, load_settings
@@ -24,6 +24,7 @@ __all__ = [
     "CacheSettings",
     "CertificateCredential",
     "ConfigError",
+    "DataApi",
     "DefenderSettings",
     "LoggingSettings",
     "Secret",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from bot.config import variables as v
@@ -14,6 +15,13 @@ from bot.defender.clouds import Cloud, is_well_known_authority
 class Backend(enum.Enum):
     API = "api"
     SIMULATOR = "simulator"
+
+
+class DataApi(enum.Enum):
+    """Which Microsoft API the alerts come from (the simulator speaks both)."""
+
+    MDE = "mde"  # the Defender for Endpoint API, retired on 1 Feb 2027
+    GRAPH = "graph"  # the Microsoft Graph security API
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +51,10 @@ class DefenderSettings:
     scope: str
     portal_url: str
     timeout: float  # read timeout of one request
+    api: DataApi
+    graph_url: str  # scheme and host; the client adds /v1.0/…
+    graph_scope: str
+    graph_backfill: timedelta  # how far back the Graph alert mirror reads at start-up
 
 
 def load_defender(read: Reader) -> DefenderSettings:
@@ -69,6 +81,10 @@ def load_defender(read: Reader) -> DefenderSettings:
         scope=scope,
         portal_url=endpoints.portal,
         timeout=read.value(v.TIMEOUT),
+        api=DataApi(read.value(v.API)),
+        graph_url=read.get(v.GRAPH_URL) or endpoints.graph_base,
+        graph_scope=read.get(v.GRAPH_SCOPE) or endpoints.graph_scope,
+        graph_backfill=timedelta(days=read.value(v.GRAPH_BACKFILL_DAYS)),
     )
 
 

@@ -71,6 +71,26 @@ SCOPE = Parsed(
     description="an https:// resource ending in /.default",
     meaning="token scope override (`https://…/.default`)",
 )  # fmt: skip
+API = Choice(
+    name="DEFENDER_API", group=Group.DEFENDER, options=("mde", "graph"), default="mde",
+    meaning="where alerts come from: `mde`, the Defender for Endpoint API (Microsoft retires it on 1 Feb 2027), or "
+    "`graph`, the Microsoft Graph security API: see [Microsoft Graph](#microsoft-graph)",
+)  # fmt: skip
+GRAPH_URL = Url(
+    name="DEFENDER_GRAPH_URL", group=Group.DEFENDER, shown=_PER_CLOUD,
+    meaning="Microsoft Graph host override (scheme and host, e.g. `https://graph.microsoft.com`; the bot adds "
+    "`/v1.0/…`)",
+)  # fmt: skip
+GRAPH_SCOPE = Parsed(
+    name="DEFENDER_GRAPH_SCOPE", group=Group.DEFENDER, parser=parsers.scope, shown=_PER_CLOUD,
+    description="an https:// resource ending in /.default",
+    meaning="token scope override for Microsoft Graph (`https://…/.default`)",
+)  # fmt: skip
+GRAPH_BACKFILL_DAYS = Integer(
+    name="DEFENDER_GRAPH_BACKFILL_DAYS", group=Group.DEFENDER, default=30, minimum=1, maximum=180,
+    meaning="with `graph`: how many days of alerts the bot reads at start-up; a card shows the device's alerts "
+    "updated in that window",
+)  # fmt: skip
 TIMEOUT = Number(
     name="DEFENDER_TIMEOUT_SECONDS", group=Group.DEFENDER, default=20.0, minimum=1, maximum=120,
     meaning="read timeout of one Defender request (connect timeout is 5 s)",
@@ -79,7 +99,9 @@ _TRUST = "trust stores for the Defender API (httpx) and the identity provider (M
 SSL_CERT_FILE = External(name="SSL_CERT_FILE", group=Group.DEFENDER, shown="system", meaning=_TRUST)
 REQUESTS_CA_BUNDLE = External(name="REQUESTS_CA_BUNDLE", group=Group.DEFENDER, shown="system", meaning=_TRUST)
 # Variables that say "connect to a real tenant"; tuning knobs such as the budget do not.
-CONNECTION = (TENANT_ID, CLIENT_ID, CLIENT_SECRET, CERTIFICATE_PATH, CLOUD, API_URL, AUTHORITY_URL, SCOPE)
+CONNECTION = (
+    TENANT_ID, CLIENT_ID, CLIENT_SECRET, CERTIFICATE_PATH, CLOUD, API_URL, AUTHORITY_URL, SCOPE, GRAPH_URL, GRAPH_SCOPE,
+)  # fmt: skip
 
 # -- alert cache -------------------------------------------------------------------------------------------------
 
@@ -233,7 +255,8 @@ AUDIT_LOG = Parsed(
 # Every variable, in the README's order. A misspelled name (BOT_ALLOWED_CHANNEL) is silently ignored today;
 # checking the environment's BOT_/DEFENDER_/SLACK_ names against this table would catch it.
 VARIABLES: tuple[Variable[Any], ...] = (
-    BACKEND, TENANT_ID, CLIENT_ID, CLIENT_SECRET, CERTIFICATE_PATH, CLOUD, API_URL, AUTHORITY_URL, SCOPE, TIMEOUT,
+    BACKEND, TENANT_ID, CLIENT_ID, CLIENT_SECRET, CERTIFICATE_PATH, CLOUD, API_URL, AUTHORITY_URL, SCOPE,
+    API, GRAPH_URL, GRAPH_SCOPE, GRAPH_BACKFILL_DAYS, TIMEOUT,
     CACHE_TTL, CACHE_MAX_STALE, CACHE_MAXSIZE,
     CALLS_PER_MINUTE, CALLS_PER_HOUR, BACKGROUND_MINUTE_SHARE, BACKGROUND_HOUR_SHARE,
     STATE_URL, PROCESSES, WATCH_POLL_SECONDS, LOG_LEVEL, LOG_FORMAT, SSL_CERT_FILE, REQUESTS_CA_BUNDLE,

@@ -123,9 +123,17 @@ class GraphClient:
 
     # Alerts ---------------------------------------------------------------------------------
 
-    def alerts_updated_since(self, since: datetime, *, priority: Priority = Priority.BACKGROUND) -> GraphAlerts:
-        """Every alert in the tenant updated at or after `since` (`lastUpdateDateTime ge`), all pages."""
-        return self._alerts(f"lastUpdateDateTime ge {format_timestamp(since)}", priority)
+    def alerts_updated_since(
+        self, since: datetime, *, created_before: datetime | None = None, priority: Priority = Priority.BACKGROUND
+    ) -> GraphAlerts:
+        """Every alert in the tenant updated at or after `since` (`lastUpdateDateTime ge`), all pages.
+
+        `created_before` reads on after an incomplete read (answers come newest created first).
+        """
+        odata = f"lastUpdateDateTime ge {format_timestamp(since)}"
+        if created_before is not None:
+            odata += f" and createdDateTime lt {format_timestamp(created_before)}"
+        return self._alerts(odata, priority)
 
     def alerts_created_since(
         self, since: datetime, *, before: datetime | None = None, priority: Priority = Priority.BACKGROUND

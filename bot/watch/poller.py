@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from bot.alerts.service import AlertService
-from bot.defender.client import DefenderClient
+from bot.alerts.source import AlertSource
 from bot.defender.errors import AuthError, DefenderError, Throttled
 from bot.defender.limits import BudgetExhausted, Priority
 from bot.defender.models import Alert
@@ -97,7 +97,7 @@ class Poller:
         self,
         store: WatchStore,
         service: AlertService,
-        client: DefenderClient,
+        client: AlertSource,
         publisher: Publisher,
         *,
         interval: float = 60.0,
@@ -193,8 +193,8 @@ class Poller:
     ) -> dict[str, list[Alert]]:
         by_device: dict[str, list[Alert]] = defaultdict(list)
         for alert in updated:
-            if alert.machine_id:
-                by_device[alert.machine_id].append(alert)
+            for machine_id in alert.machine_ids:  # a Graph alert can concern several devices
+                by_device[machine_id].append(alert)
         if truncated:
             # More updates than one answer holds: ask each watched device directly instead.
             log.warning("delta poll hit %d alerts; checking watched devices one by one", DELTA_TOP)

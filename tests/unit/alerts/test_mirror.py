@@ -1,0 +1,219 @@
+"""The Graph alert mirror against the simulator's Graph view: what it costs, and that it loses nothing."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bot.alerts.mirror import OVERLAP, GraphAlertSource
+from bot.alerts.service import AlertService
+from bot.defender.auth import StaticTokenProvider
+from bot.defender.client import DefenderClient
+from bot.defender.errors import DeviceNotFound
+from bot.defender.graph import GraphClient
+from bot.defender.simulator import (
+    GRAPH_SIMULATOR_BASE_URL,
+    HOSTILE_HOSTNAME,
+    SIMULATOR_BASE_URL,
+    SimulatedTenant,
+    SimulatorTransport,
+)
+from bot.defender.simulator.dataset import iso
+from bot.demo.clock import FakeClock
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+FIN = "ws-fin-014.contoso.local"
+
+
+class Wall:
+    """The tenant's and the bot's wall clock, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def wall() -> Wall:
+    return Wall()
+
+
+@pytest.fixture
+def tenant(wall: Wall, clock: FakeClock) -> SimulatedTenant:
+    return SimulatedTenant(now=wall, clock=clock)
+
+
+@pytest.fixture
+def mirror(tenant: SimulatedTenant, clock: FakeClock, wall: Wall) -> Iterator[GraphAlertSource]:
+    graph = GraphClient(
+        GRAPH_SIMULATOR_BASE_URL,
+        StaticTokenProvider("t"),
+        transport=SimulatorTransport(tenant),
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    source = GraphAlertSource(graph, backfill=timedelta(days=30), clock=clock, now=wall)
+    yield source
+    source.close()
+
+
+def graph_calls(tenant: SimulatedTenant, kind: str = "alerts_v2") -> int:
+    return sum(1 for _, path in tenant.request_log if kind in path)
+
+
+def machine_id(tenant: SimulatedTenant, hostname: str) -> str:
+    return str(next(m["id"] for m in tenant.machines if m["computerDnsName"] == hostname))
+
+
+def mde_alert_ids(tenant: SimulatedTenant, clock: FakeClock, mid: str) -> set[str]:
+    transport = SimulatorTransport(tenant)
+    with DefenderClient(SIMULATOR_BASE_URL, StaticTokenProvider("t"), transport=transport, clock=clock) as mde:
+        return {a.id for a in mde.get_device_alerts(mid)}
+
+
+def test_a_device_has_through_the_mirror_every_alert_the_defender_api_lists(
+    mirror: GraphAlertSource, tenant: SimulatedTenant, clock: FakeClock
+) -> None:
+    mid = machine_id(tenant, FIN)
+    through_graph = {a.id for a in mirror.get_device_alerts(mid)}
+    recent = {
+        a["id"] for a in tenant.alerts if a["machineId"] == mid and a["lastUpdateTime"] >= iso(NOW - timedelta(days=30))
+    }
+    assert recent and recent <= mde_alert_ids(tenant, clock, mid)
+    assert recent <= through_graph  # plus alerts that name this device as a second device in their evidence
+    assert all(mid in alert.machine_ids for alert in mirror.get_device_alerts(mid))
+
+
+def test_a_storm_of_lookups_for_every_device_costs_one_backfill(
+    mirror: GraphAlertSource, tenant: SimulatedTenant
+) -> None:
+    devices = [str(m["id"]) for m in tenant.machines]
+    for machine in devices * 3:
+        mirror.get_device_alerts(machine)
+    assert graph_calls(tenant) == 1  # the backfill; every lookup inside max_age reads the mirror
+    assert graph_calls(tenant, "runHuntingQuery") == 0
+
+
+def test_after_max_age_one_delta_serves_every_device(
+    mirror: GraphAlertSource, tenant: SimulatedTenant, clock: FakeClock
+) -> None:
+    mirror.get_device_alerts(machine_id(tenant, FIN))
+    clock.advance(6.0)
+    for machine in tenant.machines:
+        mirror.get_device_alerts(str(machine["id"]))
+    assert graph_calls(tenant) == 2
+    delta = [path for _, path in tenant.request_log if "alerts_v2" in path][-1]
+    assert "lastUpdateDateTime" in delta
+
+
+def test_a_late_alert_with_an_old_update_time_is_still_found(
+    mirror: GraphAlertSource, tenant: SimulatedTenant, clock: FakeClock, wall: Wall
+) -> None:
+    """Ingestion lag: the alert appears in the API minutes after its lastUpdateDateTime. The watermark is taken
+    from Graph's data and re-read with an overlap, so it is not skipped however the host's clock runs."""
+    mid = machine_id(tenant, FIN)
+    mirror.get_device_alerts(mid)
+    newest = max(a["lastUpdateTime"] for a in tenant.alerts)
+    wall.now += timedelta(minutes=20)  # the bot's clock moves on; the late alert is dated before the watermark
+    late = tenant.add_alert(mid, title="Arrived late", lastUpdateTime=newest, alertCreationTime=newest)
+    clock.advance(6.0)
+    assert late["id"] in {a.id for a in mirror.get_device_alerts(mid)}
+
+
+def test_a_status_change_replaces_the_mirrored_copy(
+    mirror: GraphAlertSource, tenant: SimulatedTenant, clock: FakeClock, wall: Wall
+) -> None:
+    mid = machine_id(tenant, FIN)
+    [open_alert, *_] = [a for a in mirror.get_device_alerts(mid) if a.is_open]
+    wall.now += timedelta(minutes=1)
+    tenant.set_alert_status(open_alert.id, "Resolved")
+    clock.advance(6.0)
+    [now_resolved] = [a for a in mirror.get_device_alerts(mid) if a.id == open_alert.id]
+    assert not now_resolved.is_open
+    assert len([a for a in mirror.get_device_alerts(mid) if a.id == open_alert.id]) == 1
+
+
+def test_the_poller_delta_is_answered_from_one_graph_call(
+    mirror: GraphAlertSource, tenant: SimulatedTenant, clock: FakeClock, wall: Wall
+) -> None:
+    mid = machine_id(tenant, FIN)
+    mirror.get_device_alerts(mid)
+    wall.now += timedelta(minutes=1)
+    added = tenant.add_alert(mid, title="New during the watch")
+    clock.advance(2.0)
+    updated = mirror.list_alerts_updated_since(wall.now)
+    assert [a.id for a in updated] == [added["id"]]
+    assert graph_calls(tenant) == 2
+
+
+def test_devices_named_in_evidence_cost_no_hunting_and_others_do(
+    mirror: GraphAlertSource, tenant: SimulatedTenant
+) -> None:
+    mirror.sync()
+    assert mirror.get_machine(FIN).id == machine_id(tenant, FIN)
+    assert graph_calls(tenant, "runHuntingQuery") == 0
+    quiet = next(m for m in tenant.machines if not any(a["machineId"] == m["id"] for a in tenant.alerts))
+    assert mirror.get_machine(str(quiet["id"])).id == quiet["id"]  # no alert: advanced hunting
+    assert graph_calls(tenant, "runHuntingQuery") == 1
+    with pytest.raises(DeviceNotFound):
+        mirror.get_machine("no-such-host.contoso.local")
+
+
+def test_prefix_search_finds_devices_from_hunting_and_the_mirror(
+    mirror: GraphAlertSource, tenant: SimulatedTenant
+) -> None:
+    found = {m.computer_dns_name for m in mirror.find_machines("ws-fin", prefix=True)}
+    assert FIN in found
+    assert HOSTILE_HOSTNAME not in found
+
+
+def test_the_mirror_keeps_at_most_max_alerts_the_most_recently_updated(
+    tenant: SimulatedTenant, clock: FakeClock, wall: Wall, caplog: pytest.LogCaptureFixture
+) -> None:
+    graph = GraphClient(GRAPH_SIMULATOR_BASE_URL, StaticTokenProvider("t"), transport=SimulatorTransport(tenant))
+    source = GraphAlertSource(graph, max_alerts=50, clock=clock, now=wall)
+    with caplog.at_level(logging.WARNING, logger="bot.alerts.mirror"):
+        source.sync()
+    kept = {a.id for m in tenant.machines for a in source.get_device_alerts(str(m["id"]))}
+    source.close()
+    assert source.alert_count == len(kept) == 50
+    recent = [a for a in tenant.alerts if a["lastUpdateTime"] >= iso(NOW - timedelta(days=30))]
+    newest_first = sorted(recent, key=lambda a: a["lastUpdateTime"], reverse=True)
+    assert {a["id"] for a in newest_first[:45]} <= kept  # ties at the cut may go either way
+    assert any("mirror is full" in r.getMessage() for r in caplog.records)
+
+
+def test_the_alert_service_answers_from_the_mirror(
+    mirror: GraphAlertSource, tenant: SimulatedTenant, clock: FakeClock, wall: Wall
+) -> None:
+    service = AlertService(mirror, clock=clock, now=wall)
+    first = service.device_alerts(FIN)
+    assert first.machine_id == machine_id(tenant, FIN) and first.total >= 1
+    for machine in tenant.machines:
+        try:
+            service.device_alerts(str(machine["id"]))
+        except DeviceNotFound:
+            continue  # a record older than hunting's 30 days, with no recent alert
+    assert service.device_alerts("ws-fin-014").machine_id == first.machine_id  # a short name: a prefix hunt
+    assert graph_calls(tenant) == 1  # every alert list came from the one backfill
+    assert graph_calls(tenant, "runHuntingQuery") <= len(tenant.machines)
+
+
+def test_clock_skew_is_logged(
+    mirror: GraphAlertSource, tenant: SimulatedTenant, wall: Wall, caplog: pytest.LogCaptureFixture
+) -> None:
+    wall.now -= timedelta(minutes=10)  # this host runs behind Graph
+    with caplog.at_level(logging.WARNING, logger="bot.alerts.mirror"):
+        tenant.add_alert(machine_id(tenant, FIN), lastUpdateTime=iso(NOW + OVERLAP))
+        mirror.sync()
+    assert any("ahead of this host's clock" in r.getMessage() for r in caplog.records)

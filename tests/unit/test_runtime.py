@@ -1,0 +1,29 @@
+"""The composition root's own decisions (the wiring itself is exercised by every integration test)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from bot.config import DataApi
+from bot.runtime import retirement_warning
+
+
+@pytest.mark.parametrize(
+    ("api", "today", "says"),
+    [
+        (DataApi.MDE, date(2026, 12, 31), None),
+        (DataApi.MDE, date(2027, 1, 1), "stops working on 01 Feb 2027"),
+        (DataApi.MDE, date(2027, 2, 2), "stopped working on 01 Feb 2027"),
+        (DataApi.GRAPH, date(2027, 2, 2), None),
+    ],
+)
+def test_the_retirement_warning_starts_a_month_ahead_and_only_on_mde(
+    api: DataApi, today: date, says: str | None
+) -> None:
+    warning = retirement_warning(api, today)
+    if says is None:
+        assert warning is None
+    else:
+        assert warning is not None and says in warning and "DEFENDER_API=graph" in warning
