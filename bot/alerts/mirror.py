@@ -113,8 +113,8 @@ class GraphAlertSource:
     def list_alerts_updated_since(
         self, since: datetime, *, top: int = 10_000, priority: Priority = Priority.BACKGROUND
     ) -> list[Alert]:
-        """The watch poller's delta: one Graph call (shared with lookups), answered from the mirror."""
-        self.sync(priority, max_age=1.0)
+        """The watch poller's delta: one Graph call per poll (lookups in between share it), answered from the mirror."""
+        self.sync(priority, max_age=0.0)
         with self._lock:
             return [alert for alert in self._alerts.values() if _updated(alert) >= since]
 
