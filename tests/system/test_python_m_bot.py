@@ -27,9 +27,9 @@ SIMULATOR_NOTICE = "using the built-in Defender simulator"
 STARTUP_TIMEOUT = 20.0
 
 
-def run_bot_clean(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def run_bot_clean(tmp_path: Path, *args: str, **variables: str) -> subprocess.CompletedProcess[str]:
     """`python -m bot …` as a new user runs it: a clean environment, stdout a pipe, no .env nearby."""
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)}
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path), **variables}
     return subprocess.run(
         [sys.executable, "-m", "bot", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
     )
@@ -38,9 +38,10 @@ def run_bot_clean(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str
 # -- what a new user runs ----------------------------------------------------------------------------------------
 
 
-def test_python_dash_m_bot_demo_in_a_clean_environment(tmp_path: Path) -> None:
-    """The README's first command, with stdout a pipe rather than a terminal."""
-    completed = run_bot_clean(tmp_path, "demo")
+@pytest.mark.parametrize("api", ["mde", "graph"])
+def test_python_dash_m_bot_demo_in_a_clean_environment(tmp_path: Path, api: str) -> None:
+    """The README's first command, with stdout a pipe rather than a terminal; offline on either Microsoft API."""
+    completed = run_bot_clean(tmp_path, "demo", DEFENDER_API=api)
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.startswith("device-alerts demo: ")
     assert "━━ Summary " in completed.stdout
