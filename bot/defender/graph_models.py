@@ -26,18 +26,18 @@ from bot.defender.models import (
     AlertDevice,
     AlertStatus,
     Classification,
-    Comment,
     HealthStatus,
     Machine,
     RelatedUser,
     RiskLevel,
     Severity,
-    _int,
-    _optional_enum,
-    _required_enum,
-    _string_list,
-    _text,
+    json_int,
+    json_text,
+    optional_enum,
+    parse_comments,
     parse_timestamp,
+    required_enum,
+    string_list,
 )
 
 DEVICE_EVIDENCE = "#microsoft.graph.security.deviceEvidence"
@@ -79,38 +79,24 @@ def _determination(value: object) -> str | None:
 
 
 def _alert_device(evidence: Mapping[str, Any]) -> AlertDevice | None:
-    machine_id = (_text(evidence, "mdeDeviceId") or "").lower()
+    machine_id = (json_text(evidence, "mdeDeviceId") or "").lower()
     if not machine_id:
         return None  # a device Defender for Endpoint does not manage: no id the bot could look up
-    return AlertDevice(machine_id, _text(evidence, "deviceDnsName"), _text(evidence, "rbacGroupName"))
+    return AlertDevice(machine_id, json_text(evidence, "deviceDnsName"), json_text(evidence, "rbacGroupName"))
 
 
 def _related_user(data: Mapping[str, Any]) -> RelatedUser | None:
     for evidence in _evidence(data, USER_EVIDENCE):
         account = evidence.get("userAccount")
-        if isinstance(account, Mapping) and (name := _text(account, "accountName")):
-            return RelatedUser(name, _text(account, "domainName"))
+        if isinstance(account, Mapping) and (name := json_text(account, "accountName")):
+            return RelatedUser(name, json_text(account, "domainName"))
     return None
-
-
-def _comments(value: object) -> tuple[Comment, ...]:
-    if not isinstance(value, list):
-        return ()
-    return tuple(
-        Comment(
-            comment=_text(item, "comment") or "",
-            created_by=_text(item, "createdByDisplayName"),
-            created_time=parse_timestamp(item.get("createdDateTime")),
-        )
-        for item in value
-        if isinstance(item, Mapping)
-    )
 
 
 def _require(raw: object, entity: str, key: str) -> Mapping[str, Any]:
     if not isinstance(raw, Mapping):
         raise BadResponse(f"expected a JSON object for {entity}, got {type(raw).__name__}")
-    if not _text(raw, key):
+    if not json_text(raw, key):
         raise BadResponse(f"{entity} record without {key}")
     return raw
 
@@ -122,34 +108,34 @@ def parse_graph_alert(raw: object) -> Alert:
     first = devices[0] if devices else None
     return Alert(
         id=str(data["id"]),
-        title=_text(data, "title") or "(untitled alert)",
-        description=_text(data, "description") or "",
+        title=json_text(data, "title") or "(untitled alert)",
+        description=json_text(data, "description") or "",
         severity=_severity(data.get("severity")),
-        status=_required_enum(AlertStatus, data, "status"),
+        status=required_enum(AlertStatus, data, "status"),
         classification=_classification(data.get("classification")),
         determination=_determination(data.get("determination")),
         investigation_state=None,  # not part of Graph's alert
-        category=_text(data, "category"),
-        detection_source=_text(data, "detectionSource"),
+        category=json_text(data, "category"),
+        detection_source=json_text(data, "detectionSource"),
         created=parse_timestamp(data.get("createdDateTime")),
         first_event=parse_timestamp(data.get("firstActivityDateTime")),
         last_event=parse_timestamp(data.get("lastActivityDateTime")),
         last_update=parse_timestamp(data.get("lastUpdateDateTime")),
         resolved=parse_timestamp(data.get("resolvedDateTime")),
-        incident_id=_int(data, "incidentId"),
+        incident_id=json_int(data, "incidentId"),
         investigation_id=None,
-        assigned_to=_text(data, "assignedTo"),
+        assigned_to=json_text(data, "assignedTo"),
         machine_id=first.machine_id if first else None,
         computer_dns_name=first.computer_dns_name if first else None,
         rbac_group_name=first.rbac_group_name if first else None,
-        threat_family_name=_text(data, "threatFamilyName"),
-        threat_name=_text(data, "threatDisplayName"),
-        mitre_techniques=_string_list(data.get("mitreTechniques")),
+        threat_family_name=json_text(data, "threatFamilyName"),
+        threat_name=json_text(data, "threatDisplayName"),
+        mitre_techniques=string_list(data.get("mitreTechniques")),
         related_user=_related_user(data),
-        comments=_comments(data.get("comments")),
+        comments=parse_comments(data.get("comments"), author="createdByDisplayName", created="createdDateTime"),
         devices=devices,
-        alert_web_url=_text(data, "alertWebUrl"),
-        incident_web_url=_text(data, "incidentWebUrl"),
+        alert_web_url=json_text(data, "alertWebUrl"),
+        incident_web_url=json_text(data, "incidentWebUrl"),
     )
 
 
@@ -157,31 +143,31 @@ def evidence_machines(raw: object) -> list[Machine]:
     """The devices of one Graph alert's evidence, as they were when the alert was last updated."""
     if not isinstance(raw, Mapping):
         return []
-    return [parse_device_evidence(e) for e in _evidence(raw, DEVICE_EVIDENCE) if _text(e, "mdeDeviceId")]
+    return [parse_device_evidence(e) for e in _evidence(raw, DEVICE_EVIDENCE) if json_text(e, "mdeDeviceId")]
 
 
 def parse_device_evidence(raw: object) -> Machine:
     """Build a `Machine` from one `deviceEvidence` item (no last-seen time or exposure level in it)."""
     data = _require(raw, "deviceEvidence", "mdeDeviceId")
-    addresses = _string_list(data.get("ipInterfaces"))
+    addresses = string_list(data.get("ipInterfaces"))
     return Machine(
         id=str(data["mdeDeviceId"]).lower(),
-        computer_dns_name=_text(data, "deviceDnsName"),
+        computer_dns_name=json_text(data, "deviceDnsName"),
         first_seen=parse_timestamp(data.get("firstSeenDateTime")),
         last_seen=None,
-        os_platform=_text(data, "osPlatform"),
-        os_version=_text(data, "version"),
-        os_build=_text(data, "osBuild"),
+        os_platform=json_text(data, "osPlatform"),
+        os_version=json_text(data, "version"),
+        os_build=json_text(data, "osBuild"),
         last_ip_address=addresses[0] if addresses else None,
-        health_status=_required_enum(HealthStatus, data, "healthStatus"),
-        onboarding_status=_text(data, "onboardingStatus"),
-        rbac_group_name=_text(data, "rbacGroupName"),
-        rbac_group_id=_int(data, "rbacGroupId"),
-        risk_score=_optional_enum(RiskLevel, data, "riskScore"),
+        health_status=required_enum(HealthStatus, data, "healthStatus"),
+        onboarding_status=json_text(data, "onboardingStatus"),
+        rbac_group_name=json_text(data, "rbacGroupName"),
+        rbac_group_id=json_int(data, "rbacGroupId"),
+        risk_score=optional_enum(RiskLevel, data, "riskScore"),
         exposure_level=None,
         device_value=None,
-        machine_tags=_string_list(data.get("tags")),
-        aad_device_id=_text(data, "azureAdDeviceId"),
+        machine_tags=string_list(data.get("tags")),
+        aad_device_id=json_text(data, "azureAdDeviceId"),
     )
 
 
@@ -192,7 +178,7 @@ def _tags(value: object) -> tuple[str, ...]:
             value = json.loads(value)
         except ValueError:
             return ()
-    return _string_list(value)
+    return string_list(value)
 
 
 def parse_device_info(raw: object) -> Machine:
@@ -200,20 +186,20 @@ def parse_device_info(raw: object) -> Machine:
     data = _require(raw, "DeviceInfo row", "DeviceId")
     return Machine(
         id=str(data["DeviceId"]).lower(),
-        computer_dns_name=_text(data, "DeviceName"),
+        computer_dns_name=json_text(data, "DeviceName"),
         first_seen=None,
         last_seen=parse_timestamp(data.get("Timestamp")),
-        os_platform=_text(data, "OSPlatform"),
-        os_version=_text(data, "OSVersion"),
-        os_build=_text(data, "OSBuild"),
+        os_platform=json_text(data, "OSPlatform"),
+        os_version=json_text(data, "OSVersion"),
+        os_build=json_text(data, "OSBuild"),
         last_ip_address=None,
-        health_status=_required_enum(HealthStatus, data, "SensorHealthState"),
-        onboarding_status=_text(data, "OnboardingStatus"),
-        rbac_group_name=_text(data, "MachineGroup"),
+        health_status=required_enum(HealthStatus, data, "SensorHealthState"),
+        onboarding_status=json_text(data, "OnboardingStatus"),
+        rbac_group_name=json_text(data, "MachineGroup"),
         rbac_group_id=None,
         risk_score=None,
-        exposure_level=_optional_enum(RiskLevel, data, "ExposureLevel"),
-        device_value=_text(data, "AssetValue"),
+        exposure_level=optional_enum(RiskLevel, data, "ExposureLevel"),
+        device_value=json_text(data, "AssetValue"),
         machine_tags=tuple(dict.fromkeys(_tags(data.get("DeviceManualTags")) + _tags(data.get("DeviceDynamicTags")))),
-        aad_device_id=_text(data, "AadDeviceId"),
+        aad_device_id=json_text(data, "AadDeviceId"),
     )

@@ -249,7 +249,7 @@ def format_timestamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _text(raw: Mapping[str, Any], key: str) -> str | None:
+def json_text(raw: Mapping[str, Any], key: str) -> str | None:
     value = raw.get(key)
     if value is None:
         return None
@@ -260,7 +260,7 @@ def _text(raw: Mapping[str, Any], key: str) -> str | None:
 _DIGITS = re.compile(r"[0-9]{1,18}")  # ASCII only: str.isdigit() also accepts '²' and '①'
 
 
-def _int(raw: Mapping[str, Any], key: str) -> int | None:
+def json_int(raw: Mapping[str, Any], key: str) -> int | None:
     value = raw.get(key)
     if isinstance(value, bool):
         return None
@@ -274,18 +274,18 @@ def _int(raw: Mapping[str, Any], key: str) -> int | None:
 _E = TypeVar("_E", bound=_TolerantEnum)
 
 
-def _optional_enum(enum_type: type[_E], raw: Mapping[str, Any], key: str) -> _E | None:
+def optional_enum(enum_type: type[_E], raw: Mapping[str, Any], key: str) -> _E | None:
     value = raw.get(key)
     if value is None or value == "":
         return None
     return enum_type.parse(value)
 
 
-def _required_enum(enum_type: type[_E], raw: Mapping[str, Any], key: str) -> _E:
+def required_enum(enum_type: type[_E], raw: Mapping[str, Any], key: str) -> _E:
     return enum_type.parse(raw.get(key))
 
 
-def _string_list(value: object) -> tuple[str, ...]:
+def string_list(value: object) -> tuple[str, ...]:
     """Accept a list of strings, a single (possibly comma-separated) string, or nothing."""
     if isinstance(value, str):
         return tuple(part.strip() for part in value.split(",") if part.strip())
@@ -298,19 +298,20 @@ def _related_user(value: object) -> RelatedUser | None:
     if isinstance(value, str):
         return RelatedUser(value) if value else None
     if isinstance(value, Mapping):
-        user = _text(value, "userName")
-        return RelatedUser(user, _text(value, "domainName")) if user else None
+        user = json_text(value, "userName")
+        return RelatedUser(user, json_text(value, "domainName")) if user else None
     return None
 
 
-def _comments(value: object) -> tuple[Comment, ...]:
+def parse_comments(value: object, *, author: str = "createdBy", created: str = "createdTime") -> tuple[Comment, ...]:
+    """An alert's comments; Graph names the author and time fields differently (`author=`, `created=`)."""
     if not isinstance(value, list):
         return ()
     return tuple(
         Comment(
-            comment=_text(item, "comment") or "",
-            created_by=_text(item, "createdBy"),
-            created_time=parse_timestamp(item.get("createdTime")),
+            comment=json_text(item, "comment") or "",
+            created_by=json_text(item, author),
+            created_time=parse_timestamp(item.get(created)),
         )
         for item in value
         if isinstance(item, Mapping)
@@ -320,7 +321,7 @@ def _comments(value: object) -> tuple[Comment, ...]:
 def _require_id(raw: object, entity: str) -> Mapping[str, Any]:
     if not isinstance(raw, Mapping):
         raise BadResponse(f"expected a JSON object for {entity}, got {type(raw).__name__}")
-    if not _text(raw, "id"):
+    if not json_text(raw, "id"):
         raise BadResponse(f"{entity} record without an id")
     return raw
 
@@ -330,31 +331,31 @@ def parse_alert(raw: object) -> Alert:
     data = _require_id(raw, "alert")
     return Alert(
         id=str(data["id"]),
-        title=_text(data, "title") or "(untitled alert)",
-        description=_text(data, "description") or "",
-        severity=_required_enum(Severity, data, "severity"),
-        status=_required_enum(AlertStatus, data, "status"),
-        classification=_optional_enum(Classification, data, "classification"),
-        determination=_text(data, "determination"),
-        investigation_state=_optional_enum(InvestigationState, data, "investigationState"),
-        category=_text(data, "category"),
-        detection_source=_text(data, "detectionSource"),
+        title=json_text(data, "title") or "(untitled alert)",
+        description=json_text(data, "description") or "",
+        severity=required_enum(Severity, data, "severity"),
+        status=required_enum(AlertStatus, data, "status"),
+        classification=optional_enum(Classification, data, "classification"),
+        determination=json_text(data, "determination"),
+        investigation_state=optional_enum(InvestigationState, data, "investigationState"),
+        category=json_text(data, "category"),
+        detection_source=json_text(data, "detectionSource"),
         created=parse_timestamp(data.get("alertCreationTime")),
         first_event=parse_timestamp(data.get("firstEventTime")),
         last_event=parse_timestamp(data.get("lastEventTime")),
         last_update=parse_timestamp(data.get("lastUpdateTime")),
         resolved=parse_timestamp(data.get("resolvedTime")),
-        incident_id=_int(data, "incidentId"),
-        investigation_id=_int(data, "investigationId"),
-        assigned_to=_text(data, "assignedTo"),
-        machine_id=(_text(data, "machineId") or "").lower() or None,
-        computer_dns_name=_text(data, "computerDnsName"),
-        rbac_group_name=_text(data, "rbacGroupName"),
-        threat_family_name=_text(data, "threatFamilyName"),
-        threat_name=_text(data, "threatName"),
-        mitre_techniques=_string_list(data.get("mitreTechniques")),
+        incident_id=json_int(data, "incidentId"),
+        investigation_id=json_int(data, "investigationId"),
+        assigned_to=json_text(data, "assignedTo"),
+        machine_id=(json_text(data, "machineId") or "").lower() or None,
+        computer_dns_name=json_text(data, "computerDnsName"),
+        rbac_group_name=json_text(data, "rbacGroupName"),
+        threat_family_name=json_text(data, "threatFamilyName"),
+        threat_name=json_text(data, "threatName"),
+        mitre_techniques=string_list(data.get("mitreTechniques")),
         related_user=_related_user(data.get("relatedUser")),
-        comments=_comments(data.get("comments")),
+        comments=parse_comments(data.get("comments")),
     )
 
 
@@ -363,20 +364,20 @@ def parse_machine(raw: object) -> Machine:
     data = _require_id(raw, "machine")
     return Machine(
         id=str(data["id"]).lower(),
-        computer_dns_name=_text(data, "computerDnsName"),
+        computer_dns_name=json_text(data, "computerDnsName"),
         first_seen=parse_timestamp(data.get("firstSeen")),
         last_seen=parse_timestamp(data.get("lastSeen")),
-        os_platform=_text(data, "osPlatform"),
-        os_version=_text(data, "osVersion") or _text(data, "version"),
-        os_build=_text(data, "osBuild"),
-        last_ip_address=_text(data, "lastIpAddress"),
-        health_status=_required_enum(HealthStatus, data, "healthStatus"),
-        onboarding_status=_text(data, "onboardingStatus"),
-        rbac_group_name=_text(data, "rbacGroupName"),
-        rbac_group_id=_int(data, "rbacGroupId"),
-        risk_score=_optional_enum(RiskLevel, data, "riskScore"),
-        exposure_level=_optional_enum(RiskLevel, data, "exposureLevel"),
-        device_value=_text(data, "deviceValue"),
-        machine_tags=_string_list(data.get("machineTags")),
-        aad_device_id=_text(data, "aadDeviceId"),
+        os_platform=json_text(data, "osPlatform"),
+        os_version=json_text(data, "osVersion") or json_text(data, "version"),
+        os_build=json_text(data, "osBuild"),
+        last_ip_address=json_text(data, "lastIpAddress"),
+        health_status=required_enum(HealthStatus, data, "healthStatus"),
+        onboarding_status=json_text(data, "onboardingStatus"),
+        rbac_group_name=json_text(data, "rbacGroupName"),
+        rbac_group_id=json_int(data, "rbacGroupId"),
+        risk_score=optional_enum(RiskLevel, data, "riskScore"),
+        exposure_level=optional_enum(RiskLevel, data, "exposureLevel"),
+        device_value=json_text(data, "deviceValue"),
+        machine_tags=string_list(data.get("machineTags")),
+        aad_device_id=json_text(data, "aadDeviceId"),
     )
