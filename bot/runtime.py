@@ -104,7 +104,7 @@ def build_runtime(
     state = open_state(_state_options(settings))
     in_process = defender.backend is Backend.SIMULATOR and defender_url is None
     tenant = (tenant or SimulatedTenant()) if in_process else None
-    client = _alert_source(defender, state.budget, tenant, defender_url)
+    client = _alert_source(defender, state, tenant, defender_url)
     log.info("alerts come from the %s", "Microsoft Graph security API" if defender.api is DataApi.GRAPH else "MDE API")
     warning = retirement_warning(defender.api, datetime.now(UTC).date())
     if warning:
@@ -130,7 +130,7 @@ def retirement_warning(api: DataApi, today: date) -> str | None:
 
 
 def _alert_source(
-    defender: DefenderSettings, budget: Budget, tenant: SimulatedTenant | None, defender_url: str | None
+    defender: DefenderSettings, state: StateBackend, tenant: SimulatedTenant | None, defender_url: str | None
 ) -> AlertSource:
     """The client for `DEFENDER_API`, against the simulator (in process or over HTTP) or the real tenant."""
     timeout = httpx.Timeout(defender.timeout, connect=5.0)
@@ -140,15 +140,15 @@ def _alert_source(
         graph = GraphClient(
             (defender_url or GRAPH_SIMULATOR_BASE_URL) if simulated else defender.graph_url,
             StaticTokenProvider("simulator") if simulated else _token_provider(defender, defender.graph_scope),
-            gate=budget,
+            gate=state.budget,
             transport=transport,
             timeout=timeout,
         )
-        return GraphAlertSource(graph, backfill=defender.graph_backfill)
+        return GraphAlertSource(graph, state.mirror(), backfill=defender.graph_backfill)
     return DefenderClient(
         (defender_url or SIMULATOR_BASE_URL) if simulated else defender.api_url,
         StaticTokenProvider("simulator") if simulated else _token_provider(defender, defender.scope),
-        gate=budget,
+        gate=state.budget,
         transport=transport,
         timeout=timeout,
     )

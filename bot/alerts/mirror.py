@@ -11,24 +11,23 @@ clock, and the overlap is generous: an alert that becomes visible late, or a clo
 nothing, and duplicates are merged by id. Devices are named by the alerts' evidence; a device with no recent
 alert, or a name the mirror has not seen, is asked of advanced hunting (`DeviceInfo`).
 
-Each process keeps its own mirror in memory (bounded by `max_alerts`, oldest updates dropped first); with
-several processes the alert service's shared cache still shares the per-device lists.
+The alerts are kept in a `MirrorStore` (`bot.state.mirror`): in the process by default, or in Redis, where
+every process shares one mirror and one sync at a time (`BOT_STATE_URL=redis://…`). It is bounded (`max_alerts`,
+the least recently updated dropped first).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from bot.alerts.singleflight import SingleFlight
 from bot.defender.errors import DeviceNotFound
 from bot.defender.graph import GraphAlerts, GraphClient
 from bot.defender.limits import Priority
 from bot.defender.models import Alert, Machine
 from bot.defender.refs import RefKind, parse_device_ref
+from bot.state.mirror import MemoryMirror, MirrorStore
 
 log = logging.getLogger(__name__)
 
@@ -38,42 +37,23 @@ SKEW_WARNING = timedelta(minutes=1)
 _EPOCH = datetime.min.replace(tzinfo=UTC)
 
 
-def _updated(alert: Alert) -> datetime:
-    return alert.last_update or alert.created or _EPOCH
-
-
 class GraphAlertSource:
-    """An `AlertSource` over `GraphClient`; thread-safe."""
+    """An `AlertSource` over `GraphClient` and a `MirrorStore`; thread-safe."""
 
     def __init__(
         self,
         client: GraphClient,
+        store: MirrorStore | None = None,
         *,
         backfill: timedelta = timedelta(days=30),
         max_age: float = 5.0,
-        max_alerts: int = 200_000,
-        clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._client = client
+        self.store: MirrorStore = store or MemoryMirror()
         self._backfill = backfill
-        self._max_age = max_age
-        self._max_alerts = max_alerts
-        self._clock = clock
+        self._max_age = timedelta(seconds=max_age)
         self._now = now
-        self._lock = threading.Lock()
-        self._alerts: dict[str, Alert] = {}
-        self._by_device: dict[str, set[str]] = {}
-        self._devices: dict[str, Machine] = {}
-        self._names: dict[str, str] = {}  # lowercase hostname -> machine id, from the evidence
-        self._watermark: datetime | None = None
-        self._synced: float | None = None
-        self._flights: SingleFlight[None] = SingleFlight()
-
-    @property
-    def alert_count(self) -> int:
-        with self._lock:
-            return len(self._alerts)
 
     def close(self) -> None:
         self._client.close()
@@ -82,17 +62,15 @@ class GraphAlertSource:
 
     def get_device_alerts(self, machine_id: str, *, priority: Priority = Priority.INTERACTIVE) -> list[Alert]:
         self.sync(priority)
-        with self._lock:
-            return [self._alerts[alert_id] for alert_id in self._by_device.get(machine_id.lower(), ())]
+        return self.store.device_alerts(machine_id)
 
     def get_machine(self, id_or_name: str, *, priority: Priority = Priority.INTERACTIVE) -> Machine:
         ref = parse_device_ref(id_or_name)
-        with self._lock:
-            machine_id = ref.value if ref.kind is RefKind.MACHINE_ID else self._names.get(ref.value.lower())
-            known = self._devices.get(machine_id) if machine_id else None
+        by_id = ref.kind is RefKind.MACHINE_ID
+        known = self.store.device(ref.value) if by_id else self.store.device_named(ref.value)
         if known is not None:
             return known
-        if ref.kind is RefKind.MACHINE_ID:
+        if by_id:
             return self._client.get_device(ref.value, priority=priority)
         found = self._client.find_devices(ref.value, priority=priority)
         if not found:
@@ -103,11 +81,10 @@ class GraphAlertSource:
         self, hostname: str, *, prefix: bool = False, priority: Priority = Priority.INTERACTIVE
     ) -> list[Machine]:
         found = {m.id: m for m in self._client.find_devices(hostname, prefix=prefix, priority=priority)}
-        wanted = hostname.lower()
-        with self._lock:
-            for name, machine_id in self._names.items():
-                if (name.startswith(wanted) if prefix else name == wanted) and machine_id not in found:
-                    found[machine_id] = self._devices[machine_id]
+        named = self.store.devices_named(hostname) if prefix else [self.store.device_named(hostname)]
+        for machine in named:
+            if machine is not None:
+                found.setdefault(machine.id, machine)
         return list(found.values())
 
     def list_alerts_updated_since(
@@ -115,24 +92,27 @@ class GraphAlertSource:
     ) -> list[Alert]:
         """The watch poller's delta: one Graph call per poll (lookups in between share it), answered from the mirror."""
         self.sync(priority, max_age=0.0)
-        with self._lock:
-            return [alert for alert in self._alerts.values() if _updated(alert) >= since]
+        return self.store.updated_since(since)
 
     # The mirror -----------------------------------------------------------------------------
 
     def sync(self, priority: Priority = Priority.INTERACTIVE, *, max_age: float | None = None) -> None:
         """Bring the mirror up to date unless it was synced within `max_age` seconds (one sync at a time)."""
-        limit = self._max_age if max_age is None else max_age
-        with self._lock:
-            synced = self._synced
-        if synced is not None and self._clock() - synced < limit:
-            return
-        self._flights.run("sync", lambda: self._sync(priority))
+        limit = self._max_age if max_age is None else timedelta(seconds=max_age)
+        asked = self._now()
 
-    def _sync(self, priority: Priority) -> None:
-        with self._lock:
-            watermark = self._watermark
-        since = self._now() - self._backfill if watermark is None else watermark - OVERLAP
+        def landed() -> bool | None:
+            synced = self.store.synced_at()
+            # Fresh enough, or synced by another caller while this one waited: its answer is as new as ours.
+            return True if synced is not None and (asked - synced < limit or synced > asked) else None
+
+        if landed() is None:
+            self.store.single_flight("sync", lambda: self._sync(priority), landed)
+
+    def _sync(self, priority: Priority) -> bool:
+        started = self._now()
+        watermark = self.store.watermark()
+        since = started - self._backfill if watermark is None else watermark - OVERLAP
         created_before: datetime | None = None
         for _ in range(MAX_CONTINUATIONS):
             read = self._client.alerts_updated_since(since, created_before=created_before, priority=priority)
@@ -141,42 +121,13 @@ class GraphAlertSource:
                 break
             created_before = min(alert.created or _EPOCH for alert in read.alerts)
         else:
-            log.warning(
-                "Graph alert mirror: more than %d reads since %s; the oldest are left out", MAX_CONTINUATIONS, since
-            )
-        with self._lock:
-            self._synced = self._clock()
+            log.warning("Graph alert mirror: over %d reads since %s; the oldest are left out", MAX_CONTINUATIONS, since)
+        self.store.mark_synced(started)
+        return True
 
     def _merge(self, read: GraphAlerts) -> None:
+        self.store.merge(read.alerts, read.devices)
+        watermark = self.store.watermark()
         now = self._now()
-        with self._lock:
-            for alert in read.alerts:
-                known = self._alerts.get(alert.id)
-                if known is not None and _updated(known) > _updated(alert):
-                    continue  # an older copy read again through the overlap
-                self._alerts[alert.id] = alert
-                for machine_id in alert.machine_ids:
-                    self._by_device.setdefault(machine_id.lower(), set()).add(alert.id)
-                newest = _updated(alert)
-                if self._watermark is None or newest > self._watermark:
-                    self._watermark = newest
-            for machine_id, machine in read.devices.items():
-                self._devices[machine_id.lower()] = machine
-                if machine.computer_dns_name:
-                    self._names[machine.computer_dns_name.lower()] = machine_id.lower()
-            if self._watermark is not None and self._watermark > now + SKEW_WARNING:
-                log.warning("Graph reports alerts updated %s ahead of this host's clock", self._watermark - now)
-            self._evict()
-
-    def _evict(self) -> None:
-        """Keep at most `max_alerts`, dropping the least recently updated (called under the lock)."""
-        excess = len(self._alerts) - self._max_alerts
-        if excess <= 0:
-            return
-        for alert in sorted(self._alerts.values(), key=_updated)[:excess]:
-            del self._alerts[alert.id]
-            for machine_id in alert.machine_ids:
-                self._by_device.get(machine_id.lower(), set()).discard(alert.id)
-        log.warning(
-            "Graph alert mirror is full (%d alerts): dropped the %d least recently updated", self._max_alerts, excess
-        )
+        if watermark is not None and watermark > now + SKEW_WARNING:
+            log.warning("Graph reports alerts updated %s ahead of this host's clock", watermark - now)

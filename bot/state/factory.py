@@ -14,11 +14,13 @@ from bot.state.budget import RateBudget
 from bot.state.cache import SharedCache
 from bot.state.dedupe import EventDeduper
 from bot.state.limits import RequestLimiter
+from bot.state.mirror import MemoryMirror, MirrorStore
 from bot.state.redis.budget import RedisRateBudget
 from bot.state.redis.cache import RedisSharedCache
 from bot.state.redis.connection import RedisConnection, RedisUnavailable
 from bot.state.redis.dedupe import RedisEventDeduper
 from bot.state.redis.limits import RedisRequestLimiter
+from bot.state.redis.mirror import RedisMirror
 from bot.state.redis.watches import RedisWatchStore
 from bot.state.sqlite import SqliteWatchStore
 from bot.state.urls import is_redis_url
@@ -52,6 +54,10 @@ class StateBackend:
         if self.shared is None:
             return SqliteWatchStore.from_url(self.options.url)
         return RedisWatchStore(self.shared)
+
+    def mirror(self, max_alerts: int = 200_000) -> MirrorStore:
+        """Where the Graph alert mirror keeps alerts: this process, or Redis for every process."""
+        return MemoryMirror(max_alerts) if self.shared is None else RedisMirror(self.shared, max_alerts)
 
     def event_deduper(self) -> EventDeduper:
         return EventDeduper() if self.shared is None else RedisEventDeduper(self.shared)

@@ -23,6 +23,7 @@ from bot.defender.simulator import (
 )
 from bot.defender.simulator.dataset import iso
 from bot.demo.clock import FakeClock
+from bot.state.mirror import MemoryMirror
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 FIN = "ws-fin-014.contoso.local"
@@ -62,7 +63,7 @@ def mirror(tenant: SimulatedTenant, clock: FakeClock, wall: Wall) -> Iterator[Gr
         clock=clock,
         sleep=clock.sleep,
     )
-    source = GraphAlertSource(graph, backfill=timedelta(days=30), clock=clock, now=wall)
+    source = GraphAlertSource(graph, backfill=timedelta(days=30), now=wall)
     yield source
     source.close()
 
@@ -105,10 +106,10 @@ def test_a_storm_of_lookups_for_every_device_costs_one_backfill(
 
 
 def test_after_max_age_one_delta_serves_every_device(
-    mirror: GraphAlertSource, tenant: SimulatedTenant, clock: FakeClock
+    mirror: GraphAlertSource, tenant: SimulatedTenant, wall: Wall
 ) -> None:
     mirror.get_device_alerts(machine_id(tenant, FIN))
-    clock.advance(6.0)
+    wall.now += timedelta(seconds=6)
     for machine in tenant.machines:
         mirror.get_device_alerts(str(machine["id"]))
     assert graph_calls(tenant) == 2
@@ -126,7 +127,7 @@ def test_a_late_alert_with_an_old_update_time_is_still_found(
     newest = max(a["lastUpdateTime"] for a in tenant.alerts)
     wall.now += timedelta(minutes=20)  # the bot's clock moves on; the late alert is dated before the watermark
     late = tenant.add_alert(mid, title="Arrived late", lastUpdateTime=newest, alertCreationTime=newest)
-    clock.advance(6.0)
+    wall.now += timedelta(seconds=6)
     assert late["id"] in {a.id for a in mirror.get_device_alerts(mid)}
 
 
@@ -137,7 +138,7 @@ def test_a_status_change_replaces_the_mirrored_copy(
     [open_alert, *_] = [a for a in mirror.get_device_alerts(mid) if a.is_open]
     wall.now += timedelta(minutes=1)
     tenant.set_alert_status(open_alert.id, "Resolved")
-    clock.advance(6.0)
+    wall.now += timedelta(seconds=6)
     [now_resolved] = [a for a in mirror.get_device_alerts(mid) if a.id == open_alert.id]
     assert not now_resolved.is_open
     assert len([a for a in mirror.get_device_alerts(mid) if a.id == open_alert.id]) == 1
@@ -150,8 +151,9 @@ def test_the_poller_delta_is_answered_from_one_graph_call(
     mirror.get_device_alerts(mid)
     wall.now += timedelta(minutes=1)
     added = tenant.add_alert(mid, title="New during the watch")
-    clock.advance(2.0)
-    updated = mirror.list_alerts_updated_since(wall.now)
+    since = wall.now
+    wall.now += timedelta(seconds=2)
+    updated = mirror.list_alerts_updated_since(since)
     assert [a.id for a in updated] == [added["id"]]
     assert graph_calls(tenant) == 2
 
@@ -181,16 +183,16 @@ def test_the_mirror_keeps_at_most_max_alerts_the_most_recently_updated(
     tenant: SimulatedTenant, clock: FakeClock, wall: Wall, caplog: pytest.LogCaptureFixture
 ) -> None:
     graph = GraphClient(GRAPH_SIMULATOR_BASE_URL, StaticTokenProvider("t"), transport=SimulatorTransport(tenant))
-    source = GraphAlertSource(graph, max_alerts=50, clock=clock, now=wall)
+    source = GraphAlertSource(graph, MemoryMirror(50), now=wall)
     with caplog.at_level(logging.WARNING, logger="bot.alerts.mirror"):
         source.sync()
     kept = {a.id for m in tenant.machines for a in source.get_device_alerts(str(m["id"]))}
     source.close()
-    assert source.alert_count == len(kept) == 50
+    assert source.store.alert_count() == len(kept) == 50
     recent = [a for a in tenant.alerts if a["lastUpdateTime"] >= iso(NOW - timedelta(days=30))]
     newest_first = sorted(recent, key=lambda a: a["lastUpdateTime"], reverse=True)
     assert {a["id"] for a in newest_first[:45]} <= kept  # ties at the cut may go either way
-    assert any("mirror is full" in r.getMessage() for r in caplog.records)
+    assert isinstance(source.store, MemoryMirror) and source.store.evicted > 0
 
 
 def test_the_alert_service_answers_from_the_mirror(
