@@ -198,6 +198,20 @@ class SlackBot:
             "lookups": {"in_use": self.pool.in_use, "capacity": self.pool.capacity},
             "watches": {"live": live_watch_count(self.store), "poll_interval_seconds": self.poller.interval},
             "shared_state": self.runtime.state.status(),
+            **self._mirror_health(),
+        }
+
+    def _mirror_health(self) -> dict[str, Any]:
+        """With `DEFENDER_API=graph`: how many alerts the mirror holds and when it last read Graph."""
+        client = self.runtime.client
+        if not isinstance(client, GraphAlertSource):
+            return {}
+        synced = client.store.synced_at()
+        return {
+            "graph_mirror": {
+                "alerts": client.store.alert_count(),
+                "synced_at": synced.isoformat(timespec="seconds") if synced else None,
+            }
         }
 
     def metrics(self) -> bytes:

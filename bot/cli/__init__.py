@@ -27,7 +27,10 @@ from bot.config import (
     slack_mode,
 )
 from bot.defender.errors import DefenderError
-from bot.runtime import Runtime, build_runtime
+from bot.demo.session import run_demo
+from bot.runtime import Runtime, build_runtime, build_slack_bot
+from bot.slack.server import run_http
+from bot.slack.socket_mode import run_socket_mode
 from bot.telemetry import logs
 from bot.text import clean
 
@@ -96,9 +99,6 @@ def _serve(
     poll_seconds: float | None = None,
 ) -> int:
     """Run the Slack app until interrupted."""
-    from bot.runtime import build_slack_bot
-    from bot.slack.server import run_http
-    from bot.slack.socket_mode import run_socket_mode
 
     try:
         slack = load_slack_settings(mode, env)
@@ -161,8 +161,6 @@ def main(
     if command in ("http", "socket"):
         return _serve(SlackMode(command), settings, env, err, defender_url=defender_url, poll_seconds=poll_seconds)
     if command == "demo":
-        from bot.demo.session import run_demo
-
         return run_demo(settings, out=out, as_json=args.json, interactive=args.interactive)
     runtime = build_runtime(settings)
     try:

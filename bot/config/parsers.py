@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 
 from bot.access.policy import GroupPolicy, PolicyError, parse_group_policy
 from bot.config.kinds import Invalid
+from bot.state.sqlite import sqlite_path
+from bot.state.urls import RedactedUrl, is_redis_url, parse_redis_url, redact
 
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
@@ -38,8 +40,6 @@ def scope(text: str) -> str:
 
 def state_url(text: str) -> str:
     """`sqlite:///…`, or a checked `redis[s]://…` whose `repr` hides the password."""
-    from bot.state.sqlite import sqlite_path
-    from bot.state.urls import RedactedUrl, is_redis_url, parse_redis_url
 
     if is_redis_url(text):
         try:
@@ -52,7 +52,6 @@ def state_url(text: str) -> str:
 
 
 def redact_url(text: str) -> str:
-    from bot.state.urls import redact
 
     try:
         return redact(text)
