@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bot.alerts.mirror import OVERLAP, GraphAlertSource
+from bot.alerts.scope import DeviceScope
 from bot.alerts.service import AlertService
 from bot.defender.auth import StaticTokenProvider
 from bot.defender.client import DefenderClient
@@ -219,3 +220,18 @@ def test_clock_skew_is_logged(
         tenant.add_alert(machine_id(tenant, FIN), lastUpdateTime=iso(NOW + OVERLAP))
         mirror.sync()
     assert any("ahead of this host's clock" in r.getMessage() for r in caplog.records)
+
+
+def test_device_group_scopes_hold_through_graph(
+    mirror: GraphAlertSource, tenant: SimulatedTenant, clock: FakeClock, wall: Wall
+) -> None:
+    """The group comes from the evidence (`rbacGroupName`) or hunting (`MachineGroup`), as through MDE."""
+    service = AlertService(mirror, clock=clock, now=wall)
+    group = next(m["rbacGroupName"] for m in tenant.machines if m["computerDnsName"] == FIN)
+    assert service.device_alerts(FIN, scope=DeviceScope(frozenset({group.casefold()}))).total >= 1
+    with pytest.raises(DeviceNotFound) as refused:
+        service.device_alerts(FIN, scope=DeviceScope(frozenset({"no-such-group"})))
+    assert refused.value.suggestions == ()
+    quiet = next(m for m in tenant.machines if not any(a["machineId"] == m["id"] for a in tenant.alerts))
+    with pytest.raises(DeviceNotFound):  # known to hunting only, and outside the scope
+        service.device_alerts(str(quiet["id"]), scope=DeviceScope(frozenset({"no-such-group"})))
