@@ -101,21 +101,27 @@ class CountingTenant(SimulatedTenant):
 
 @dataclass(frozen=True, slots=True)
 class DefenderCalls:
-    """What a Defender double served, by API."""
+    """What a Defender double served, by API (Defender for Endpoint's, and Microsoft Graph's for DEFENDER_API=graph)."""
 
     alerts: int  # GET /api/machines/{id}/alerts
     details: int  # GET /api/machines/{id}
-    other: int
+    other: int  # any other Defender for Endpoint request
     throttled: int  # answered 429
     alert_times: tuple[float, ...] = ()
+    graph_alerts: int = 0  # GET /v1.0/security/alerts_v2 (each page is a call)
+    hunting: int = 0  # POST /v1.0/security/runHuntingQuery
 
     @property
     def total(self) -> int:
-        return self.alerts + self.details + self.other
+        return self.alerts + self.details + self.other + self.graph_alerts + self.hunting
+
+    @property
+    def graph(self) -> int:
+        return self.graph_alerts + self.hunting
 
     @classmethod
     def from_log(cls, served: Iterable[Sequence[Any]]) -> DefenderCalls:
-        alerts, details, other, throttled, times = 0, 0, 0, 0, []
+        alerts, details, other, throttled, graph_alerts, hunting, times = 0, 0, 0, 0, 0, 0, []
         for moment, path, status in served:
             parts = str(path).strip("/").split("/")
             if parts[:2] == ["api", "machines"] and len(parts) == 4 and parts[3] == "alerts":
@@ -123,10 +129,14 @@ class DefenderCalls:
                 times.append(float(moment))
             elif parts[:2] == ["api", "machines"] and len(parts) == 3:
                 details += 1
+            elif parts[:3] == ["v1.0", "security", "alerts_v2"]:
+                graph_alerts += 1
+            elif parts[:3] == ["v1.0", "security", "runHuntingQuery"]:
+                hunting += 1
             else:
                 other += 1
             throttled += int(status) == 429
-        return cls(alerts, details, other, throttled, tuple(times))
+        return cls(alerts, details, other, throttled, tuple(times), graph_alerts=graph_alerts, hunting=hunting)
 
 
 # -- Slack's side --------------------------------------------------------------------------------------------------

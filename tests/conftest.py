@@ -12,6 +12,10 @@ exception text) for the fake secrets of `tests/doubles/secrets.py`, and every pa
 way. A test during which a secret showed up fails in its teardown. A test that has to show a secret on purpose
 says so with `@pytest.mark.secrets_visible`; its leaks are counted apart.
 
+Both Defender APIs: a test (or a fixture it uses) that asks for `defender_api` runs once per API, with ids
+`[mde]` and `[graph]` (`DEFENDER_APIS`). `@pytest.mark.defender_api("mde", reason="…")` keeps it to the APIs
+named, and says why.
+
 Hypothesis: the `hardening` profile (at least 2,000 examples, no deadline) is registered here and applied on the
 decorators of the tests that want it, so other property tests keep their own counts.
 """
@@ -35,6 +39,8 @@ from tests.doubles import secrets as fake_secrets
 
 SECRETS_VISIBLE = "secrets_visible"
 SYSTEM = "system"
+DEFENDER_API = "defender_api"
+DEFENDER_APIS = ("mde", "graph")  # `DEFENDER_API`'s values: the Defender for Endpoint API, Microsoft Graph
 SYSTEM_TESTS = Path(__file__).resolve().parent / "system"
 
 settings.register_profile(
@@ -132,6 +138,27 @@ def pytest_configure(config: pytest.Config) -> None:
         f"{SYSTEM}: a system test (tests/system/, set automatically): several processes, crashes, fault runs, "
         "scale-out, benchmarks, long property runs; `-m 'not system'` leaves them out of the fast loop",
     )
+    config.addinivalue_line(
+        "markers",
+        f"{DEFENDER_API}(*apis, reason): a test using the `defender_api` fixture runs for these APIs only "
+        f"(of {', '.join(DEFENDER_APIS)}), for the reason given",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test that uses `defender_api`, directly or through a fixture, runs once per API it is marked for;
+    a marked test that does not use it (it builds its own client) still carries the API in its id."""
+    marker = metafunc.definition.get_closest_marker(DEFENDER_API)
+    if DEFENDER_API not in metafunc.fixturenames:
+        if marker is None:
+            return
+        metafunc.fixturenames.append(DEFENDER_API)
+    apis: tuple[str, ...] = DEFENDER_APIS
+    if marker is not None:
+        apis = tuple(marker.args)
+        if not apis or set(apis) - set(DEFENDER_APIS) or not marker.kwargs.get("reason"):
+            raise pytest.UsageError(f"{metafunc.definition.nodeid}: {DEFENDER_API}(*{DEFENDER_APIS}, reason='…')")
+    metafunc.parametrize(DEFENDER_API, apis, ids=apis, scope="function")
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` selects on the markers

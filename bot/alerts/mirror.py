@@ -23,11 +23,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from bot.defender.errors import DeviceNotFound
-from bot.defender.graph import GraphAlerts, GraphClient
+from bot.defender.graph import GraphClient
 from bot.defender.limits import Priority
 from bot.defender.models import Alert, Machine
 from bot.defender.refs import RefKind, parse_device_ref
-from bot.state.mirror import MemoryMirror, MirrorStore
+from bot.state.mirror import MemoryMirror, MirrorStore, updated_at
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,7 @@ class GraphAlertSource:
     def get_machine(self, id_or_name: str, *, priority: Priority = Priority.INTERACTIVE) -> Machine:
         ref = parse_device_ref(id_or_name)
         by_id = ref.kind is RefKind.MACHINE_ID
+        self.sync(priority)  # the evidence names most devices: hunting only for the rest
         known = self.store.device(ref.value) if by_id else self.store.device_named(ref.value)
         if known is not None:
             return known
@@ -80,6 +81,7 @@ class GraphAlertSource:
     def find_machines(
         self, hostname: str, *, prefix: bool = False, priority: Priority = Priority.INTERACTIVE
     ) -> list[Machine]:
+        self.sync(priority)
         found = {m.id: m for m in self._client.find_devices(hostname, prefix=prefix, priority=priority)}
         named = self.store.devices_named(hostname) if prefix else [self.store.device_named(hostname)]
         for machine in named:
@@ -114,20 +116,18 @@ class GraphAlertSource:
         watermark = self.store.watermark()
         since = started - self._backfill if watermark is None else watermark - OVERLAP
         created_before: datetime | None = None
+        newest: datetime | None = None
         for _ in range(MAX_CONTINUATIONS):
             read = self._client.alerts_updated_since(since, created_before=created_before, priority=priority)
-            self._merge(read)
+            self.store.merge(read.alerts, read.devices)
+            newest = max([updated_at(alert) for alert in read.alerts] + ([newest] if newest else []), default=None)
             if read.complete or not read.alerts:
                 break
             created_before = min(alert.created or _EPOCH for alert in read.alerts)
         else:
             log.warning("Graph alert mirror: over %d reads since %s; the oldest are left out", MAX_CONTINUATIONS, since)
-        self.store.mark_synced(started)
+        # Only now, with every read done, does the watermark move: a sync that failed half-way is repeated.
+        self.store.mark_synced(started, newest)
+        if newest is not None and newest > self._now() + SKEW_WARNING:
+            log.warning("Graph reports alerts updated %s ahead of this host's clock", newest - self._now())
         return True
-
-    def _merge(self, read: GraphAlerts) -> None:
-        self.store.merge(read.alerts, read.devices)
-        watermark = self.store.watermark()
-        now = self._now()
-        if watermark is not None and watermark > now + SKEW_WARNING:
-            log.warning("Graph reports alerts updated %s ahead of this host's clock", watermark - now)

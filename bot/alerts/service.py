@@ -125,8 +125,18 @@ class AlertService:
         `DeviceNotFound` (without suggestions) for a device outside `scope`.
         """
         device = ref if isinstance(ref, DeviceRef) else parse_device_ref(ref)
-        machine_id, machine = self._resolve_in_scope(device, priority, scope)
+        unknown: DeviceNotFound | None = None
+        try:
+            machine_id, machine = self._resolve_in_scope(device, priority, scope)
+        except DeviceNotFound as exc:
+            if not (device.is_machine_id and scope.everything):
+                raise
+            # The source has no details of this id; its alerts decide (a source may know a device by its
+            # alerts only: Graph's advanced hunting sees the last 30 days, its alert mirror longer).
+            machine_id, machine, unknown = device.value, None, exc
         snapshot, from_cache, stale_reason = self._snapshot(machine_id, priority, refresh)
+        if unknown is not None and not snapshot.alerts:
+            raise unknown
         now = self._now()
         filters = filters or AlertFilters()
         return DeviceAlerts(
@@ -255,7 +265,8 @@ class AlertService:
         return machine_id, machine
 
     def _machine_details(self, machine_id: str, priority: Priority, *, strict: bool = False) -> Machine | None:
-        """Best effort unless `strict`: a card is still useful without OS and health, so failures only log.
+        """Best effort unless `strict`: a card is still useful without OS and health, so failures only log
+        (`DeviceNotFound` is an answer: raised either way).
 
         A scope check is strict: it raises the failure, and `PermissionDenied` when details cannot be read.
         """
@@ -268,7 +279,7 @@ class AlertService:
             try:
                 cached = self._detail_flights.run(machine_id, lambda: self._fetch_details_once(machine_id, priority))[0]
             except DefenderError as exc:
-                if strict:
+                if strict or isinstance(exc, DeviceNotFound):  # "no such device" is an answer, not a failure
                     raise
                 log.info("no details for machine %s: %s", machine_id, type(exc).__name__)
                 return None
@@ -279,9 +290,10 @@ class AlertService:
     def _fetch_details(self, machine_id: str, priority: Priority) -> Machine | None:
         try:
             machine = self._client.get_machine(machine_id, priority=priority)
-        except PermissionDenied:
-            # Without Machine.Read.All this will not change soon: do not ask on every lookup.
-            log.warning("no permission to read machine details (grant Machine.Read.All)")
+        except PermissionDenied as exc:
+            # Without the permission (Machine.Read.All; ThreatHunting.Read.All through Graph) this will not
+            # change soon: do not ask on every lookup.
+            log.warning("no permission to read machine details (grant %s)", exc.permission or "Machine.Read.All")
             with self._lock:
                 self._machines[machine_id] = None
             self._shared.put_machine(machine_id, None)

@@ -1,9 +1,10 @@
 """Where the Graph alert mirror keeps its alerts: in the process (the default), or in Redis for every process.
 
 The mirror (`bot.alerts.mirror`) decides when to read Graph; a `MirrorStore` only keeps what was read: alerts
-by id, indexed by every device of their evidence, the devices the evidence describes, the watermark (the newest
-`lastUpdateDateTime` seen) and when the last sync finished. It keeps at most `max_alerts`, dropping the least
-recently updated.
+by id, indexed by every device of their evidence, and the devices the evidence describes. Once a sync has read
+everything it asked for, the store also commits its watermark (the newest `lastUpdateDateTime` seen) and when
+it started. A sync that fails half-way commits neither, so the next one reads the same span again rather than
+skip what it missed. The store keeps at most `max_alerts`, dropping the least recently updated.
 """
 
 from __future__ import annotations
@@ -36,7 +37,11 @@ class MirrorStore(Protocol):
     def devices_named(self, prefix: str) -> list[Machine]: ...
     def watermark(self) -> datetime | None: ...
     def synced_at(self) -> datetime | None: ...
-    def mark_synced(self, at: datetime) -> None: ...
+
+    def mark_synced(self, at: datetime, watermark: datetime | None) -> None:
+        """A sync that started `at` read everything up to `watermark` (None: it found nothing newer)."""
+        ...
+
     def alert_count(self) -> int: ...
 
     def single_flight(self, key: str, work: Callable[[], _T], landed: Callable[[], _T | None]) -> tuple[_T, bool]:
@@ -68,8 +73,6 @@ class MemoryMirror:
                 self._alerts[alert.id] = alert
                 for machine_id in alert.machine_ids:
                     self._by_device.setdefault(machine_id.lower(), set()).add(alert.id)
-                if self._watermark is None or updated_at(alert) > self._watermark:
-                    self._watermark = updated_at(alert)
             for machine_id, machine in devices.items():
                 self._devices[machine_id.lower()] = machine
                 if machine.computer_dns_name:
@@ -116,9 +119,11 @@ class MemoryMirror:
         with self._lock:
             return self._synced_at
 
-    def mark_synced(self, at: datetime) -> None:
+    def mark_synced(self, at: datetime, watermark: datetime | None) -> None:
         with self._lock:
             self._synced_at = at
+            if watermark is not None and (self._watermark is None or watermark > self._watermark):
+                self._watermark = watermark
 
     def alert_count(self) -> int:
         with self._lock:

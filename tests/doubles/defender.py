@@ -1,24 +1,36 @@
-"""Defender's side of the tests: the simulator behind a real HTTP socket, and machine ids.
+"""Defender's side of the tests: the simulator behind a real HTTP socket, machine ids, and what each API shows.
 
 `DefenderServer` serves a `SimulatedTenant` on 127.0.0.1 (to in-process clients and to bot processes alike),
 logs every request with its time, and can misbehave on purpose until cleared: one switchable `Fault` (an error
 status, no answer, a refused connection, a body that is not JSON or is cut short, a slow answer) and tokens
-that are revoked. Read timeouts, refused connections and bodies cut mid-stream are the real thing for httpx.
+that are revoked. It serves both APIs: Defender for Endpoint's and Microsoft Graph's (alerts_v2, and
+runHuntingQuery by POST). Read timeouts, refused connections and bodies cut mid-stream are the real thing for
+httpx.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 
-from bot.defender.simulator import SimulatedTenant
+from bot.alerts.mirror import GraphAlertSource
+from bot.defender.auth import StaticTokenProvider
+from bot.defender.graph import ALERTS_PATH, HUNTING_PATH, GraphClient
+from bot.defender.session import CallGate
+from bot.defender.simulator import GRAPH_SIMULATOR_BASE_URL, SimulatedTenant, SimulatorTransport
+from bot.defender.simulator.graph import lateral_peer
+from bot.demo.clock import FakeClock
+from bot.state.mirror import MirrorStore
 
 TARPIT = 5.0  # how long a "timeout" answer is held back at most (far past any read timeout the tests set)
 # Headers of the simulator's answer that the HTTP server itself sets.
@@ -36,9 +48,60 @@ def nth_machine_id(n: int) -> str:
     return f"{n:040x}"
 
 
+def shown_alerts(tenant: SimulatedTenant, machine_id: str, api: str) -> list[dict[str, Any]]:
+    """The tenant's alerts a device's card shows through `api` (`mde` or `graph`).
+
+    Through Graph an alert belongs to every device of its evidence: the built-in lateral-movement alerts also
+    name their peer device, and `SimulatedTenant.link_device` adds more; Defender's API shows one `machineId`.
+    """
+    if api == "mde":
+        return [a for a in tenant.alerts if a["machineId"] == machine_id]
+    devices = [
+        (a, a["machineId"], lateral_peer(a, tenant.machines), *tenant.links.get(a["id"], [])) for a in tenant.alerts
+    ]
+    return [alert for alert, *ids in devices if machine_id in ids]
+
+
+def graph_since(path: str) -> datetime:
+    """The `lastUpdateDateTime ge …` bound of an alerts_v2 request path: how far back the mirror read."""
+    found = re.search(r"lastUpdateDateTime ge (\S+?Z)", path)
+    assert found, path
+    return datetime.fromisoformat(found[1])
+
+
+def graph_source(
+    tenant: SimulatedTenant,
+    *,
+    gate: CallGate | None = None,
+    clock: FakeClock | None = None,
+    now: Callable[[], datetime] | None = None,
+    store: MirrorStore | None = None,
+    backfill: timedelta = timedelta(days=30),
+) -> GraphAlertSource:
+    """The Graph alert mirror over a `GraphClient` on the simulator, as `DEFENDER_API=graph` builds it.
+
+    `clock` is the client's (its retry waits cost no real time); `now` the mirror's wall clock, which dates its
+    syncs (`clock.wall` for a tenant on a fake clock).
+    """
+    client = GraphClient(
+        GRAPH_SIMULATOR_BASE_URL,
+        StaticTokenProvider("simulator"),
+        gate=gate,
+        transport=SimulatorTransport(tenant),
+        clock=clock or time.monotonic,
+        sleep=clock.sleep if clock is not None else time.sleep,
+    )
+    return GraphAlertSource(client, store, backfill=backfill, now=now or (lambda: datetime.now(UTC)))
+
+
 def kind_of(path: str) -> str:
-    """Which Defender API a request path (with its query) is for: alerts, machine-alerts, machines or machine."""
+    """Which API a request path (with its query) is for: alerts, machine-alerts, machines or machine (Defender
+    for Endpoint), graph-alerts or graph-hunting (Microsoft Graph)."""
     bare = path.split("?")[0]
+    if bare == ALERTS_PATH:
+        return "graph-alerts"
+    if bare == HUNTING_PATH:
+        return "graph-hunting"
     if bare.endswith("/alerts"):
         return "alerts" if bare == "/api/alerts" else "machine-alerts"
     return "machines" if bare == "/api/machines" else "machine"
@@ -172,7 +235,12 @@ class DefenderServer:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1" if rig.keep_alive else "HTTP/1.0"
 
+            def do_POST(self) -> None:  # Microsoft Graph's runHuntingQuery
+                self.do_GET()
+
             def do_GET(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                content = self.rfile.read(length) if length else b""
                 rig.log.add(self.path)
                 authorization = self.headers.get("Authorization") or ""
                 token = authorization.removeprefix("Bearer ")
@@ -196,7 +264,9 @@ class DefenderServer:
                     headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
                     self._error(fault.status, httpx.codes.get_reason_phrase(fault.status), "Injected fault", headers)
                     return
-                request = httpx.Request("GET", rig.base_url + self.path, headers=dict(self.headers.items()))
+                request = httpx.Request(
+                    self.command, rig.base_url + self.path, headers=dict(self.headers.items()), content=content
+                )
                 answer = rig.tenant.serve(request)
                 body = answer.read()
                 if fault is not None and fault.kind == "malformed":

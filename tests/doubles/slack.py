@@ -1,7 +1,8 @@
 """Shared pieces for the Slack tests: a bot wired to a `SlackStandIn` and the built-in simulator.
 
 Everything runs in-process on 127.0.0.1: the stand-in plays Slack's Web API and response_url endpoints,
-`SimulatedTenant` plays Defender, and `SlackRequests` signs what Slack would send.
+`SimulatedTenant` plays Defender, and `SlackRequests` signs what Slack would send. `api` picks which of its APIs
+the bot reads (`DEFENDER_API`: `mde`, or `graph` for Microsoft Graph's alert mirror and advanced hunting).
 """
 
 from __future__ import annotations
@@ -16,19 +17,23 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from slack_bolt import BoltResponse
 from slack_bolt.request import BoltRequest
 
+from bot.alerts.mirror import GraphAlertSource
 from bot.alerts.service import AlertService
-from bot.config import SlackMode, load_settings, load_slack_settings
+from bot.alerts.source import AlertSource
+from bot.config import DataApi, SlackMode, load_settings, load_slack_settings
 from bot.defender.simulator import SimulatedTenant
 from bot.demo.slack_requests import SlackRequests
 from bot.demo.standin import Posted, SlackStandIn
 from bot.runtime import SlackBot, build_runtime, build_slack_bot
 from bot.slack.server import HttpServer
 from tests.doubles import secrets as fake_secrets
+from tests.doubles.defender import graph_source, kind_of
 
 SIGNING_SECRET = fake_secrets.SIGNING_SECRET
 # Every bot a test builds keeps its watches in memory: nothing is written into the working directory.
@@ -66,25 +71,37 @@ def make_bot(
     clock: Callable[[], float] | None = None,
     state_url: str = MEMORY_STATE_URL,
     settings_env: Mapping[str, str] | None = None,
+    api: str = "mde",
 ) -> SlackBot:
     """A bot on the simulator backend; `clock` gives the alert service a manual clock (cache ages, refresh).
 
     `state_url` is where its watches live: in memory unless a test needs a file (`sqlite:///{tmp_path}/…`).
-    `env` adds Slack settings (`load_slack_settings`), `settings_env` the others (`load_settings`).
+    `env` adds Slack settings (`load_slack_settings`), `settings_env` the others (`load_settings`); `api` is
+    `DEFENDER_API`. With Graph and a `clock`, the alert mirror's syncs age with that clock too.
     """
-    settings = load_settings({"BOT_STATE_URL": state_url, **(settings_env or {})})
+    settings = load_settings({"BOT_STATE_URL": state_url, "DEFENDER_API": api, **(settings_env or {})})
     runtime = build_runtime(settings, tenant=tenant or SimulatedTenant())
     if clock is not None:
+        client: AlertSource = runtime.client
+        if isinstance(client, GraphAlertSource) and runtime.tenant is not None:
+            client.close()
+            client = graph_source(runtime.tenant, gate=runtime.budget, now=_following(clock))
         service = AlertService(
-            runtime.client,
+            client,
             ttl=settings.cache.ttl,
             max_stale=settings.cache.max_stale,
             maxsize=settings.cache.maxsize,
             clock=clock,
         )
-        runtime = dataclasses.replace(runtime, service=service)
+        runtime = dataclasses.replace(runtime, client=client, service=service)
     slack = load_slack_settings(SlackMode.HTTP, {**slack_env(standin), **(env or {})})
     return build_slack_bot(runtime, slack)
+
+
+def _following(clock: Callable[[], float]) -> Callable[[], datetime]:
+    """Wall time that moves in real time and with `clock` (the simulator's alerts carry real times)."""
+    start = clock()
+    return lambda: datetime.now(UTC) + timedelta(seconds=clock() - start)
 
 
 @dataclass
@@ -94,6 +111,15 @@ class Harness:
     standin: SlackStandIn
     bot: SlackBot
     requests: SlackRequests
+
+    @property
+    def api(self) -> str:
+        """`DEFENDER_API` of this bot: `mde` or `graph`."""
+        return self.bot.runtime.settings.defender.api.value
+
+    @property
+    def graph(self) -> bool:
+        return self.bot.runtime.settings.defender.api is DataApi.GRAPH
 
     @property
     def tenant(self) -> SimulatedTenant:
@@ -125,8 +151,13 @@ class Harness:
             time.sleep(0.01)
 
     def alerts_requests(self) -> list[str]:
-        """Paths of the Defender alert-list requests the simulator served."""
-        return [path for _, path in self.tenant.request_log if path.split("?")[0].endswith("/alerts")]
+        """Paths of the alert-list requests the simulator served: a device's alerts (MDE), alerts_v2 (Graph)."""
+        kinds = ("graph-alerts",) if self.graph else ("machine-alerts", "alerts")
+        return [path for _, path in self.tenant.request_log if kind_of(path) in kinds]
+
+    def hunting_requests(self) -> int:
+        """Advanced hunting queries the simulator served (Graph's device lookups)."""
+        return sum(kind_of(path) == "graph-hunting" for _, path in self.tenant.request_log)
 
     def close(self) -> None:
         with contextlib.suppress(TimeoutError):
@@ -142,11 +173,14 @@ def harness(
     clock: Callable[[], float] | None = None,
     state_url: str = MEMORY_STATE_URL,
     settings_env: Mapping[str, str] | None = None,
+    api: str = "mde",
 ) -> Iterator[Harness]:
     """Generator for fixtures: yields a ready `Harness` (`make_bot`'s options) and tears it down afterwards."""
     standin = SlackStandIn()
     try:
-        bot = make_bot(standin, env=env, tenant=tenant, clock=clock, state_url=state_url, settings_env=settings_env)
+        bot = make_bot(
+            standin, env=env, tenant=tenant, clock=clock, state_url=state_url, settings_env=settings_env, api=api
+        )
     except BaseException:
         close_soon(standin)
         raise

@@ -30,7 +30,7 @@ from bot.slack.poster import FOLLOWUP_EVENT
 from bot.slack.server import HttpServer, wsgi_app
 from bot.slack.watching import SlackWatches
 from bot.state.watches import WatchStatus
-from tests.doubles.defender import machine_id
+from tests.doubles.defender import machine_id, shown_alerts
 from tests.doubles.slack import (
     MEMORY_STATE_URL,
     PINGS,
@@ -55,8 +55,8 @@ NOT_IN_CHANNEL = "the bot is not in the channel: invite it, then start the watch
 
 
 @pytest.fixture
-def rig() -> Iterator[Harness]:
-    yield from harness()
+def rig(defender_api: str) -> Iterator[Harness]:
+    yield from harness(api=defender_api)
 
 
 def alert_of(rig: Harness, hostname: str, *, status: str = "New", title: str = "") -> dict[str, Any]:
@@ -261,7 +261,7 @@ def test_a_channel_the_bot_is_not_in_gets_a_clear_message_and_no_live_watch(rig:
 def test_a_check_posts_one_grouped_reply_in_the_thread_and_updates_the_root(rig: Harness) -> None:
     root, note, _ = start(rig, "watch ws-fin-014 for:2h")
     device = machine_id(rig.tenant, FIN_014)
-    total = len([a for a in rig.tenant.alerts if a["machineId"] == device])
+    total = len(shown_alerts(rig.tenant, device, rig.api))
     new = rig.tenant.add_alert(device, title="Ransomware behavior detected", severity="High", category="Ransomware")
     moved = alert_of(rig, FIN_014, status="New", title="Suspicious PowerShell")
     rig.tenant.set_alert_status(moved["id"], "InProgress")
@@ -349,7 +349,10 @@ def test_hostile_alert_text_in_follow_ups_is_escaped(rig: Harness) -> None:
     text = all_text(reply.payload)
     assert "|&lt;!channel&gt; x> · &lt;!here&gt;" in text
     assert "&lt;!channel&gt; Urgent: &lt;https://evil.example/login¦Reset your password&gt;>: New → *Resolved*" in text
-    assert "(TruePositive / &lt;!everyone&gt; &lt;@U024BE7LH&gt;)" in text
+    # Graph's determination is an enum: text it does not know arrives as unknownFutureValue.
+    assert (
+        "(TruePositive / Unknown)" if rig.graph else "(TruePositive / &lt;!everyone&gt; &lt;@U024BE7LH&gt;)"
+    ) in text
     assert "assigned to &lt;!subteam^S1|@oncall&gt; &lt;https://evil.example|me&gt; (was unassigned)" in text
     assert violations(reply.message) == []
     # The redrawn root card is escaped too; its only mention is the person watching.
@@ -553,11 +556,11 @@ def test_mentions_start_list_and_stop_watches(rig: Harness) -> None:
 
 
 def test_a_reply_that_reached_slack_before_a_crash_is_not_posted_again(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, defender_api: str
 ) -> None:
     state_url = f"sqlite:///{tmp_path}/watches.db"
     standin = SlackStandIn()
-    first = Harness(standin, make_bot(standin, state_url=state_url), SlackRequests(SIGNING_SECRET))
+    first = Harness(standin, make_bot(standin, state_url=state_url, api=defender_api), SlackRequests(SIGNING_SECRET))
     try:
         root, _, _ = start(first)
         first.tenant.add_alert(machine_id(first.tenant, FIN_014), title="Posted just before the crash", severity="High")
@@ -576,7 +579,9 @@ def test_a_reply_that_reached_slack_before_a_crash_is_not_posted_again(
 
         # The restarted bot finds the reply pending, looks in the thread, and records it instead of posting.
         second = Harness(
-            standin, make_bot(standin, tenant=first.tenant, state_url=state_url), SlackRequests(SIGNING_SECRET)
+            standin,
+            make_bot(standin, tenant=first.tenant, state_url=state_url, api=defender_api),
+            SlackRequests(SIGNING_SECRET),
         )
         try:
             report = second.bot.poller.run_once(check=False)
@@ -625,8 +630,8 @@ def test_end_to_end_through_the_http_server(rig: Harness) -> None:
         close_server(server)
 
 
-def test_the_background_poller_checks_at_once_and_delivers_an_unwatch_without_waiting() -> None:
-    for rig in harness():
+def test_the_background_poller_checks_at_once_and_delivers_an_unwatch_without_waiting(defender_api: str) -> None:
+    for rig in harness(api=defender_api):
         root, _, _ = start(rig)
         rig.tenant.add_alert(machine_id(rig.tenant, FIN_014), title="Seen by the background thread", severity="High")
         rig.bot.start_background()  # the first check runs immediately, the next one a minute later

@@ -25,15 +25,16 @@ from slack_sdk.http_retry import handler as slack_handlers
 from bench.watch_scaling import run_scaling
 from bot.alerts.query import parse_query
 from bot.config import SlackMode, load_settings, load_slack_settings
+from bot.defender.limits import Api, ApiLimits
 from bot.defender.simulator import SimulatedTenant
-from bot.demo.clock import FakeClock
+from bot.demo.clock import START, FakeClock
 from bot.demo.slack_requests import SlackRequests
 from bot.demo.standin import Posted, SlackStandIn
 from bot.runtime import build_runtime, build_slack_bot
 from bot.state.budget import RateBudget
 from bot.watch import poller as poller_module
 from tests.doubles import secrets as fake_secrets
-from tests.doubles.defender import machine_id
+from tests.doubles.defender import graph_since, kind_of, machine_id
 from tests.doubles.slack import close_soon, reference, text_of
 from tests.doubles.watch import CHANNEL, FIN_014, FIN_015, INTERVAL, Rig
 
@@ -49,8 +50,8 @@ def wait_for(found: Callable[[], list[Posted]], timeout: float = 5.0) -> list[Po
 
 
 @pytest.fixture
-def rig(tmp_path: Path) -> Iterator[Rig]:
-    made = Rig.build(tmp_path / "watches.db")
+def rig(tmp_path: Path, defender_api: str) -> Iterator[Rig]:
+    made = Rig.build(tmp_path / "watches.db", api=defender_api)
     try:
         yield made
     finally:
@@ -150,11 +151,18 @@ def test_the_same_update_seen_in_overlapping_polls_is_reported_once(rig: Rig) ->
     rig.check(30)
     rig.check()  # this poll reaches back 2 minutes: it sees the same update again
     rig.check()
-    queries = [path for _, path in rig.tenant.request_log if path.startswith("/api/alerts")]
-    assert len(queries) == 4
-    # The polls at 12:03 and 12:04 reach back to 12:00 and 12:01: both see the 12:01:30 update again.
-    assert "lastUpdateTime ge 2026-11-27T12:00:00Z" in queries[2]
-    assert "lastUpdateTime ge 2026-11-27T12:01:00Z" in queries[3]
+    if rig.graph:
+        # One alerts_v2 read per poll after the backfill, each from the mirror's watermark minus its overlap:
+        # the reads at 12:03 and 12:04 reach back before the 12:01:30 update, and the poller sees it again.
+        queries = [path for _, path in rig.tenant.request_log if kind_of(path) == "graph-alerts"][1:]
+        assert len(queries) == 4
+        assert all(graph_since(query) < START + timedelta(minutes=1, seconds=30) for query in queries[2:])
+    else:
+        queries = [path for _, path in rig.tenant.request_log if path.startswith("/api/alerts")]
+        assert len(queries) == 4
+        # The polls at 12:03 and 12:04 reach back to 12:00 and 12:01: both see the 12:01:30 update again.
+        assert "lastUpdateTime ge 2026-11-27T12:00:00Z" in queries[2]
+        assert "lastUpdateTime ge 2026-11-27T12:01:00Z" in queries[3]
     assert [p.payload["text"] for p in rig.followups()] == [f"{FIN_014}: 1 change", f"{FIN_014}: 1 change"]
 
 
@@ -275,13 +283,13 @@ def test_a_lookup_right_after_a_check_costs_no_defender_call(rig: Rig) -> None:
     alert_id = rig.add_alert()
     for _ in range(3):
         rig.check()
-    calls = rig.machine_alert_calls()
+    calls = rig.tenant.calls
     busy = rig.service.device_alerts(watch.machine_id)
     assert busy.from_cache is True
     assert alert_id in {a.id for a in busy.alerts}
     still = rig.service.device_alerts(rig.mid(FIN_015))  # watched, nothing changed: covered by the poll too
     assert still.from_cache is True
-    assert rig.machine_alert_calls() == calls
+    assert rig.tenant.calls == calls
 
 
 def test_polling_costs_one_defender_call_per_interval_for_any_number_of_quiet_watches(rig: Rig) -> None:
@@ -333,10 +341,11 @@ def slowed_note(posted: Posted) -> str | None:
     return found[0] if found else None
 
 
-def test_a_tight_budget_stretches_the_interval_and_says_so(tmp_path: Path) -> None:
+def test_a_tight_budget_stretches_the_interval_and_says_so(tmp_path: Path, defender_api: str) -> None:
     clock = FakeClock()
     # 2 calls a minute, half of them (1) for background work: a second poll within a minute does not fit.
-    made = Rig.build(tmp_path / "w.db", clock=clock, budget=RateBudget(per_minute=2, per_hour=1500, clock=clock))
+    budget = RateBudget(per_minute=2, per_hour=1500, per_api={Api.GRAPH_ALERTS: ApiLimits(2, 1500)}, clock=clock)
+    made = Rig.build(tmp_path / "w.db", clock=clock, budget=budget, api=defender_api)
     try:
         watch = made.watch()
         made.check()
@@ -366,10 +375,12 @@ def test_a_tight_budget_stretches_the_interval_and_says_so(tmp_path: Path) -> No
         close_soon(made.standin)
 
 
-def test_no_background_budget_at_all_slows_down_to_the_cap_and_lookups_still_work(tmp_path: Path) -> None:
+def test_no_background_budget_at_all_slows_down_to_the_cap_and_lookups_still_work(
+    tmp_path: Path, defender_api: str
+) -> None:
     clock = FakeClock()
     budget = RateBudget(background_minute_share=0.0, clock=clock)
-    made = Rig.build(tmp_path / "w.db", clock=clock, budget=budget)
+    made = Rig.build(tmp_path / "w.db", clock=clock, budget=budget, api=defender_api)
     try:
         made.watch()
         intervals = []
@@ -409,14 +420,15 @@ def test_a_long_outage_does_not_cost_a_defender_call_per_watch_every_cycle(rig: 
     notes, per_cycle, updates = [], [], []
     for _ in range(7):
         rig.tenant.fail_next(503, times=3)  # the delta poll fails after the client's retries
-        machine_calls, update_calls = rig.machine_alert_calls(), len(rig.standin.calls)
+        alert_calls, update_calls = rig.alert_calls(), len(rig.standin.calls)
         report = rig.check(rig.poller.interval)
         notes.append(report.note)
-        per_cycle.append(rig.machine_alert_calls() - machine_calls)
+        per_cycle.append(rig.alert_calls() - alert_calls)
         updates.append(sum(m == "chat.update" for m, _ in rig.standin.calls[update_calls:]))
     assert [int(re.findall(r"\d+", str(n))[0]) for n in notes] == [2, 4, 8, 16, 16, 16, 16]
     assert updates == [5, 5, 5, 5, 0, 0, 0]  # the cards say so once per change of the note
-    assert per_cycle[4:] == [0, 0, 0], per_cycle  # and an unchanged note costs Defender nothing
+    # And an unchanged note costs Defender nothing: the failed poll's three tries, no call for any card.
+    assert per_cycle[4:] == [3, 3, 3], per_cycle
 
 
 def test_more_updates_than_one_answer_holds_falls_back_to_each_watched_device(
@@ -428,8 +440,10 @@ def test_more_updates_than_one_answer_holds_falls_back_to_each_watched_device(
     alert_ids = [rig.add_alert(FIN_015) for _ in range(3)]  # fills the answer with another device's updates
     mine = rig.add_alert(title="Mine")
     del alert_ids
+    calls = rig.alert_calls()
     report = rig.check()
     assert report.defender_calls == 2  # the truncated delta, then this device's full list
+    assert rig.alert_calls() - calls == (1 if rig.graph else 2)  # Graph: the list comes from the mirror's read
     assert report.changes == 1
     [reply] = rig.followups()
     assert mine in text_of(reply)
@@ -564,7 +578,7 @@ def test_a_dead_holders_lease_expires(rig: Rig) -> None:
 # -- the running bot -------------------------------------------------------------------------------------------
 
 
-def test_commands_are_served_while_the_poller_is_busy(tmp_path: Path) -> None:
+def test_commands_are_served_while_the_poller_is_busy(tmp_path: Path, defender_api: str) -> None:
     standin = SlackStandIn()
     tenant = SimulatedTenant(latency=0.4)  # every Defender call takes 0.4 s, the poller's included
     env = {
@@ -572,7 +586,7 @@ def test_commands_are_served_while_the_poller_is_busy(tmp_path: Path) -> None:
         "SLACK_SIGNING_SECRET": fake_secrets.SIGNING_SECRET,
         "SLACK_API_URL": standin.api_url,
     }
-    settings = load_settings({"BOT_STATE_URL": f"sqlite:///{tmp_path}/w.db"})
+    settings = load_settings({"BOT_STATE_URL": f"sqlite:///{tmp_path}/w.db", "DEFENDER_API": defender_api})
     bot = build_slack_bot(build_runtime(settings, tenant=tenant), load_slack_settings(SlackMode.HTTP, env))
     try:
         watched = machine_id(tenant, FIN_014)
@@ -629,6 +643,7 @@ def test_the_background_thread_delivers_a_stop_at_once(rig: Rig) -> None:
 # -- scaling (the same run as bench/watch_scaling.py) ----------------------------------------------------------
 
 
+@pytest.mark.defender_api("mde", reason="bench.watch_scaling drives the MDE client; Graph: the test after this one")
 @pytest.mark.parametrize("devices", [1, 10, 200])
 def test_defender_calls_per_interval_do_not_grow_with_the_number_of_watches(devices: int) -> None:
     run = run_scaling(devices, intervals=12)  # past the 10-minute redraw of every root card
@@ -637,3 +652,27 @@ def test_defender_calls_per_interval_do_not_grow_with_the_number_of_watches(devi
     assert run.changes >= 12
     assert run.replies >= 12
     assert run.slack_updates[0] == devices  # every card is drawn once by the first check
+
+
+@pytest.mark.defender_api("graph", reason="the Graph counterpart of the scaling run above (MDE's bench)")
+@pytest.mark.parametrize("devices", [1, 19])
+def test_graph_reads_per_interval_do_not_grow_with_the_number_of_watches(
+    tmp_path: Path, defender_api: str, devices: int
+) -> None:
+    made = Rig.build(tmp_path / "w.db", api=defender_api)
+    try:
+        seen = sorted({str(m["id"]) for m in made.tenant.machines})  # by id: the stale duplicate record too
+        watched = seen[:devices]
+        for mid in watched:
+            made.watches.start(CHANNEL, "U0ALICE", parse_query(mid), timedelta(hours=8))
+        per_interval: list[Counter[str]] = []
+        for n in range(12):  # past the 10-minute redraw of every root card
+            made.tenant.add_alert(watched[n % devices], title=f"Scaling alert {n}", severity="High")
+            before = len(made.tenant.request_log)
+            report = made.check()
+            assert (report.changes, report.posted) == (1, 1)
+            per_interval.append(Counter(kind_of(path) for _, path in made.tenant.request_log[before:]))
+        assert per_interval == [Counter({"graph-alerts": 1})] * 12  # one delta read, no hunting, whatever the count
+    finally:
+        made.close()
+        close_soon(made.standin)

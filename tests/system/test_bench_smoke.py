@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from bench import ack_burst, incident_storm, render_cost, service_calls, time_to_card, watch_scaling
+from bench import ack_burst, graph_mirror, incident_storm, render_cost, service_calls, time_to_card, watch_scaling
 
 
 def test_ack_burst() -> None:
@@ -34,6 +34,11 @@ def test_incident_storm() -> None:
     assert len(ours.card_seconds) == len(base.card_seconds) == ours.commands == 12
     assert ours.errors == base.errors == 0
     assert floor <= ours.defender.alerts <= base.defender.alerts == 12
+    graph = results["graph"]  # ours on DEFENDER_API=graph: the tenant's alert mirror
+    assert isinstance(graph, incident_storm.StormResult)
+    assert len(graph.card_seconds) == graph.commands == 12 and graph.errors == 0
+    assert graph.defender.alerts == graph.defender.details == 0  # no Defender for Endpoint API call
+    assert 1 <= graph.defender.graph_alerts <= base.defender.alerts
 
 
 def test_time_to_card() -> None:
@@ -46,6 +51,16 @@ def test_time_to_card() -> None:
     assert ours is not None and base is not None
     assert ours.alerts == 3  # the second lookup of each device came from the cache
     assert base.alerts == 6
+    graph = results["graph"].defender
+    assert graph is not None and graph.alerts == 0 and graph.graph_alerts >= 1
+
+
+def test_graph_mirror() -> None:
+    (backfill,) = graph_mirror.main(["--quick"])
+    assert backfill.alerts == backfill.mirrored == 1_000  # every alert of the backfill window reached the mirror
+    assert backfill.devices_mirrored == backfill.devices > 0
+    assert backfill.graph_calls >= 1 and backfill.reads >= 1 and backfill.throttled == 0
+    assert backfill.wall > 0 and backfill.retained > 0 and backfill.peak >= backfill.retained
 
 
 def test_service_calls() -> None:

@@ -32,6 +32,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -42,10 +43,13 @@ import trustme
 from slack_sdk.http_retry import builtin_handlers as slack_builtin_handlers
 from slack_sdk.http_retry import handler as slack_handlers
 
+from bot.alerts.mirror import GraphAlertSource
 from bot.alerts.service import AlertService
+from bot.alerts.source import AlertSource
 from bot.config import SlackMode, load_settings, load_slack_settings
 from bot.defender.auth import MsalTokenProvider, StaticTokenProvider, TokenProvider
 from bot.defender.client import DefenderClient
+from bot.defender.graph import GraphClient
 from bot.defender.simulator import SimulatedTenant
 from bot.demo.slack_requests import SlackRequests
 from bot.demo.standin import Posted, SlackStandIn
@@ -77,6 +81,7 @@ READ_TIMEOUT = 0.25  # the client's read timeout in these runs (production: DEFE
 
 CLIENT_ID = "6731de76-14a6-49ae-97bc-6eba6914391e"
 SCOPE = "https://api.securitycenter.microsoft.com/.default"
+GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 BOT_ENV = {"BOT_AUDIT_LOG": "off"}
 
 UNAVAILABLE = ("Defender could not be reached.", "Try again in a minute.", "Defender unavailable")
@@ -104,6 +109,11 @@ class SteppedClock:
         with self._lock:
             self.offset += seconds
 
+    def wall(self) -> datetime:
+        """UTC now plus the same offset (the Graph mirror dates its syncs with it)."""
+        with self._lock:
+            return datetime.now(UTC) + timedelta(seconds=self.offset)
+
 
 # -- the bot, wired to that Defender ----------------------------------------------------------------------------
 
@@ -115,23 +125,29 @@ def fault_bot(
     *,
     tokens: TokenProvider | None = None,
     read_timeout: float = READ_TIMEOUT,
+    api: str = "mde",
 ) -> SlackBot:
     """The production wiring (`build_runtime` + `build_slack_bot`) with the Defender client pointed at `defender`.
 
     Only the client is rebuilt: its base URL, token provider, read timeout and clock; the budget, cache settings,
-    store, poller and Slack side are the ones `python -m bot http` builds.
+    store, poller and Slack side are the ones `python -m bot http` builds. With `api="graph"` the client is the
+    Graph alert mirror over a `GraphClient`, its syncs dated by the stepped clock too.
     """
-    settings = load_settings({"BOT_STATE_URL": MEMORY_STATE_URL})
+    settings = load_settings({"BOT_STATE_URL": MEMORY_STATE_URL, "DEFENDER_API": api})
     runtime = build_runtime(settings, tenant=defender.tenant)
     runtime.client.close()
-    client = DefenderClient(
-        defender.base_url,
-        tokens or StaticTokenProvider("fault-runs"),
-        gate=runtime.budget,
-        timeout=httpx.Timeout(read_timeout, connect=5.0),
-        clock=clock,
-        sleep=clock.advance,
-    )
+    client: AlertSource
+    timeout = httpx.Timeout(read_timeout, connect=5.0)
+    tokens = tokens or StaticTokenProvider("fault-runs")
+    if api == "graph":
+        graph = GraphClient(
+            defender.base_url, tokens, gate=runtime.budget, timeout=timeout, clock=clock, sleep=clock.advance
+        )
+        client = GraphAlertSource(graph, now=clock.wall, backfill=settings.defender.graph_backfill)
+    else:
+        client = DefenderClient(
+            defender.base_url, tokens, gate=runtime.budget, timeout=timeout, clock=clock, sleep=clock.advance
+        )
     service = AlertService(
         client,
         ttl=settings.cache.ttl,
@@ -172,13 +188,17 @@ class FaultRig:
 
 @contextlib.contextmanager
 def fault_rig(
-    *, tokens: TokenProvider | None = None, read_timeout: float = READ_TIMEOUT, tenant: SimulatedTenant | None = None
+    *,
+    tokens: TokenProvider | None = None,
+    read_timeout: float = READ_TIMEOUT,
+    tenant: SimulatedTenant | None = None,
+    api: str = "mde",
 ) -> Iterator[FaultRig]:
     defender = DefenderServer(tenant or SimulatedTenant())
     standin = SlackStandIn()
     clock = SteppedClock()
     try:
-        bot = fault_bot(standin, defender, clock, tokens=tokens, read_timeout=read_timeout)
+        bot = fault_bot(standin, defender, clock, tokens=tokens, read_timeout=read_timeout, api=api)
     except BaseException:
         close_soon(standin)
         defender.close()
@@ -347,10 +367,21 @@ DEFENDER_CASES = {
 }
 
 
-@pytest.mark.parametrize("case", DEFENDER_CASES.values(), ids=DEFENDER_CASES.keys())
-def test_fault_defender(case: DefenderCase, caplog: pytest.LogCaptureFixture, no_errors_logged: None) -> None:
+# Through Microsoft Graph: the faults its answers can carry (errors, throttling, timeouts, a rejected token).
+# The transport-level and body faults (refused, dropped, malformed, truncated) are left to the MDE runs: both
+# clients meet them in the one `ApiSession` they share, before anything API-specific reads the answer.
+GRAPH_CASES = ("500-repeated", "503-repeated", "read-timeout", "429-with-retry-after", "401-every-token")
+SERVICES = {"mde": "Defender", "graph": "Microsoft Graph"}  # how the log names the API
+
+
+@pytest.mark.parametrize(
+    ("api", "case"),
+    [pytest.param("mde", case, id=f"mde-{name}") for name, case in DEFENDER_CASES.items()]
+    + [pytest.param("graph", DEFENDER_CASES[name], id=f"graph-{name}") for name in GRAPH_CASES],
+)
+def test_fault_defender(api: str, case: DefenderCase, caplog: pytest.LogCaptureFixture, no_errors_logged: None) -> None:
     """A lookup of a cached device, a lookup of a new one and a watch check, during the fault and after it."""
-    with fault_rig() as f:
+    with fault_rig(api=api) as f:
         rig = f.rig
         start_watch(rig, "ws-fin-014")
         assert f.bot.poller.run_once().ran
@@ -364,7 +395,10 @@ def test_fault_defender(case: DefenderCase, caplog: pytest.LogCaptureFixture, no
         problem = f.ask("ws-fin-015")
         assert problem.payload["text"] == case.summary
         assert case.hint in all_text(problem.payload)
-        assert case.logged in caplog.text
+        assert case.logged.replace("Defender", SERVICES[api]) in caplog.text
+        if api == "graph":  # the lookups went through Graph: hunting for the device, no Defender for Endpoint call
+            assert f.defender.log.of("graph-hunting")
+            assert not f.defender.log.of("machine-alerts") and not f.defender.log.of("machine")
         for detail in ("Injected fault", "127.0.0.1", "Traceback", "gave up", "attempts"):
             assert detail not in all_text(problem.payload)  # operator detail stays in the log
         updates_before = len(root_updates(rig))
@@ -432,22 +466,26 @@ def test_fault_defender_slow_answers(no_errors_logged: None) -> None:
         assert_no_oops(rig)
 
 
-def msal_tokens(authority: str) -> MsalTokenProvider:
+def msal_tokens(authority: str, scope: str = SCOPE) -> MsalTokenProvider:
     return MsalTokenProvider(
         authority=authority,
         client_id=CLIENT_ID,
         credential=fake_secrets.DEFENDER_CLIENT_SECRET,
-        scope=SCOPE,
+        scope=scope,
         instance_discovery=False,  # MSAL would ask login.microsoftonline.com about 127.0.0.1
         timeout=5.0,
     )
 
 
-def test_fault_defender_401_mid_run_token_revoked(monkeypatch: pytest.MonkeyPatch, no_errors_logged: None) -> None:
+@pytest.mark.parametrize("api", ["mde", "graph"])
+def test_fault_defender_401_mid_run_token_revoked(
+    api: str, monkeypatch: pytest.MonkeyPatch, no_errors_logged: None
+) -> None:
     """Defender stops accepting the token in use: the bot gets a new one and nobody notices."""
     with OidcDouble() as idp:
         trust(monkeypatch, idp.ca_bundle_path)
-        with fault_rig(tokens=msal_tokens(idp.authority)) as f:
+        scope = GRAPH_SCOPE if api == "graph" else SCOPE
+        with fault_rig(tokens=msal_tokens(idp.authority, scope), api=api) as f:
             rig = f.rig
             start_watch(rig, "ws-fin-014")
             f.bot.poller.run_once()

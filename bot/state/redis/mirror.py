@@ -57,7 +57,6 @@ class RedisMirror:
     def _merge(self, r: Any, alerts: Sequence[Alert], devices: Mapping[str, Machine]) -> None:
         kept = dict(zip((a.id for a in alerts), r.zmscore(self._key("updated"), [a.id for a in alerts]), strict=True))
         pipe = r.pipeline(transaction=True)
-        newest: datetime | None = None
         for alert in alerts:
             stamp = updated_at(alert).timestamp()
             if kept.get(alert.id) is not None and kept[alert.id] > stamp:
@@ -66,14 +65,11 @@ class RedisMirror:
             pipe.zadd(self._key("updated"), {alert.id: stamp})
             for machine_id in alert.machine_ids:
                 pipe.sadd(self._key("device", machine_id.lower()), alert.id)
-            newest = max(newest, updated_at(alert)) if newest else updated_at(alert)
         for machine_id, machine in devices.items():
             pipe.hset(self._key("machines"), machine_id.lower(), _MACHINE.pack([machine]))
             if machine.computer_dns_name:
                 pipe.hset(self._key("names"), machine.computer_dns_name.lower(), machine_id.lower())
         pipe.execute()
-        if newest is not None and (self._watermark(r) or newest) <= newest:
-            r.hset(self._key("meta"), "watermark", newest.isoformat())
         self._evict(r)
 
     def _evict(self, r: Any) -> None:
@@ -170,10 +166,18 @@ class RedisMirror:
 
         return self._read(from_redis, self.local.synced_at)
 
-    def mark_synced(self, at: datetime) -> None:
-        self.local.mark_synced(at)
+    def mark_synced(self, at: datetime, watermark: datetime | None) -> None:
+        self.local.mark_synced(at, watermark)
+
+        def commit(r: Any) -> None:
+            known = self._watermark(r)
+            fields = {"synced_at": at.isoformat()}
+            if watermark is not None and (known is None or watermark > known):
+                fields["watermark"] = watermark.isoformat()
+            r.hset(self._key("meta"), mapping=fields)
+
         with contextlib.suppress(RedisUnavailable):  # the other processes then sync themselves
-            self._shared.run(lambda r: r.hset(self._key("meta"), "synced_at", at.isoformat()))
+            self._shared.run(commit)
 
     def alert_count(self) -> int:
         return self._read(lambda r: int(r.zcard(self._key("updated"))), self.local.alert_count)

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 
 from bot.alerts.mirror import OVERLAP, GraphAlertSource
@@ -13,7 +14,7 @@ from bot.alerts.scope import DeviceScope
 from bot.alerts.service import AlertService
 from bot.defender.auth import StaticTokenProvider
 from bot.defender.client import DefenderClient
-from bot.defender.errors import DeviceNotFound
+from bot.defender.errors import DefenderUnavailable, DeviceNotFound
 from bot.defender.graph import GraphClient
 from bot.defender.simulator import (
     GRAPH_SIMULATOR_BASE_URL,
@@ -235,3 +236,43 @@ def test_device_group_scopes_hold_through_graph(
     quiet = next(m for m in tenant.machines if not any(a["machineId"] == m["id"] for a in tenant.alerts))
     with pytest.raises(DeviceNotFound):  # known to hunting only, and outside the scope
         service.device_alerts(str(quiet["id"]), scope=DeviceScope(frozenset({"no-such-group"})))
+
+
+class FailingAfterFirstPage(SimulatorTransport):
+    """Defender's simulator, answering 503 to every alerts_v2 page after the first while `failing` is set."""
+
+    def __init__(self, tenant: SimulatedTenant) -> None:
+        super().__init__(tenant)
+        self.failing = True
+        self.pages = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if "alerts_v2" in request.url.path:
+            self.pages += 1
+            if self.failing and self.pages > 1:
+                return httpx.Response(503, json={"error": {"code": "ServiceUnavailable", "message": "busy"}})
+        return super().handle_request(request)
+
+
+def test_a_backfill_that_fails_half_way_is_read_again_not_skipped(
+    tenant: SimulatedTenant, clock: FakeClock, wall: Wall
+) -> None:
+    transport = FailingAfterFirstPage(tenant)
+    graph = GraphClient(
+        GRAPH_SIMULATOR_BASE_URL,
+        StaticTokenProvider("t"),
+        transport=transport,
+        page_size=5,
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    source = GraphAlertSource(graph, now=wall)
+    with pytest.raises(DefenderUnavailable):
+        source.sync()
+    assert source.store.watermark() is None and source.store.synced_at() is None
+    transport.failing = False
+    source.sync()
+    recent = {a["id"] for a in tenant.alerts if a["lastUpdateTime"] >= iso(NOW - timedelta(days=30))}
+    mirrored = {a.id for m in tenant.machines for a in source.store.device_alerts(str(m["id"]))}
+    assert recent <= mirrored  # the whole window, not just what the first page held
+    source.close()

@@ -1,10 +1,16 @@
-"""The alert service end to end through the real client, against the simulator or a counting transport."""
+"""The alert service end to end through the real client, against the simulator or a counting transport.
+
+Each test runs against both APIs (`defender_api`): the Defender for Endpoint client, and the Graph alert mirror
+over the Graph client (alerts from one tenant-wide read, devices from advanced hunting).
+"""
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -14,10 +20,11 @@ from bot.alerts.query import AlertFilters
 from bot.alerts.result import DeviceAlerts
 from bot.alerts.scope import DeviceScope
 from bot.alerts.service import AlertService
+from bot.alerts.source import AlertSource
 from bot.defender.auth import StaticTokenProvider
 from bot.defender.client import DefenderClient
 from bot.defender.errors import DefenderUnavailable, DeviceNotFound, PermissionDenied, Throttled
-from bot.defender.limits import Api, BudgetExhausted, Priority
+from bot.defender.limits import Api, ApiLimits, BudgetExhausted, Priority
 from bot.defender.models import AlertStatus, Severity
 from bot.defender.simulator import (
     BUSY_HOSTNAME,
@@ -30,61 +37,81 @@ from bot.defender.simulator import (
 from bot.demo.clock import FakeClock
 from bot.state.budget import RateBudget
 from tests.doubles.concurrency import run_concurrently
-from tests.doubles.defender import nth_machine_id
+from tests.doubles.defender import graph_source, kind_of, nth_machine_id, shown_alerts
 
 FIN = "ws-fin-014.contoso.local"
 
 
 class World:
-    """A service wired to the simulator with one fake clock for everything."""
+    """A service wired to the simulator with one fake clock for everything, through `api` (`DEFENDER_API`)."""
 
-    def __init__(self, *, latency: float = 0.0, ttl: float = 60.0, per_minute: int = 100) -> None:
+    def __init__(self, *, latency: float = 0.0, ttl: float = 60.0, per_minute: int = 100, api: str = "mde") -> None:
+        self.api = api
         self.clock = FakeClock()
         self.tenant = SimulatedTenant(now=self.clock.wall, clock=self.clock, latency=latency)
-        self.budget = RateBudget(per_minute, 1500, clock=self.clock)
-        self.client = DefenderClient(
-            SIMULATOR_BASE_URL,
-            StaticTokenProvider("t"),
-            gate=self.budget,
-            transport=SimulatorTransport(self.tenant),
-            clock=self.clock,
-            sleep=self.clock.sleep,
-        )
+        # `per_minute` holds for the Graph APIs too (their own limits are higher than the MDE ones).
+        graph = {api: ApiLimits(per_minute, 1500) for api in (Api.GRAPH_ALERTS, Api.GRAPH_HUNTING)}
+        self.budget = RateBudget(per_minute, 1500, per_api=graph, clock=self.clock)
+        self.client: AlertSource
+        if api == "graph":
+            self.client = graph_source(self.tenant, gate=self.budget, clock=self.clock, now=self.clock.wall)
+        else:
+            self.client = DefenderClient(
+                SIMULATOR_BASE_URL,
+                StaticTokenProvider("t"),
+                gate=self.budget,
+                transport=SimulatorTransport(self.tenant),
+                clock=self.clock,
+                sleep=self.clock.sleep,
+            )
         self.service = AlertService(self.client, ttl=ttl, max_stale=900, clock=self.clock, now=self.clock.wall)
+
+    @property
+    def graph(self) -> bool:
+        return self.api == "graph"
 
     def machine_id(self, hostname: str) -> str:
         return next(m["id"] for m in self.tenant.machines if m["computerDnsName"] == hostname)
 
+    def shown(self, machine_id: str) -> list[dict[str, Any]]:
+        """The device's alerts as this API shows them (Graph: every alert whose evidence names it)."""
+        return shown_alerts(self.tenant, machine_id, self.api)
+
+    def detail_calls(self, through_mde: int) -> int:
+        """Device-detail requests expected for devices with alerts: none through Graph (their evidence names them)."""
+        return 0 if self.api == "graph" else through_mde
+
     def calls(self, kind: str) -> int:
-        """Requests the simulator received for one path shape: 'alerts', 'machine', 'machines'."""
+        """Requests the simulator received of one kind: 'alerts' (a device's alerts; alerts_v2 through Graph),
+        'machine' and 'machines' (device details and name searches; advanced hunting through Graph, counted
+        as 'machine')."""
         counts = Counter(_kind(path) for _, path in self.tenant.request_log)
         return counts[kind]
 
 
 def _kind(path: str) -> str:
-    path = path.split("?")[0]
-    if path.endswith("/alerts") and path.startswith("/api/machines/"):
+    kind = kind_of(path)
+    if kind in ("machine-alerts", "graph-alerts"):
         return "alerts"
-    if path.startswith("/api/machines/"):
-        return "machine"
-    return "machines" if path == "/api/machines" else "other"
+    return {"graph-hunting": "machine", "alerts": "other"}.get(kind, kind)
 
 
 @pytest.fixture
-def world() -> World:
-    return World()
+def world(defender_api: str) -> World:
+    return World(api=defender_api)
 
 
 def test_lookup_by_id_returns_the_devices_alerts_and_details(world: World) -> None:
     mid = world.machine_id(FIN)
     result = world.service.device_alerts(mid)
-    expected = [a for a in world.tenant.alerts if a["machineId"] == mid]
+    expected = world.shown(mid)
     assert result.total == len(expected) > 0
     assert {a.id for a in result.alerts} == {a["id"] for a in expected}
     assert result.machine is not None and result.machine.computer_dns_name == FIN
     assert result.display_name == FIN
     assert not result.from_cache and not result.stale
-    assert (world.calls("alerts"), world.calls("machine")) == (1, 1)
+    # Through Graph the details come from the alerts' evidence: no advanced hunting for this device.
+    assert (world.calls("alerts"), world.calls("machine")) == (1, world.detail_calls(1))
 
 
 def test_alerts_come_in_display_order(world: World) -> None:
@@ -105,27 +132,29 @@ def test_filters_are_served_from_one_cached_call(world: World) -> None:
     ]
     results = [world.service.device_alerts(mid, f) for f in variants]
     pages = world.calls("alerts")
-    assert pages == 3  # 500 alerts arrive in three pages of one call; later variants cost nothing
+    # 500 alerts arrive in three pages of one call (Graph: the tenant's ~600 in one page); variants cost nothing
+    assert pages == (1 if world.graph else 3)
     assert [r.from_cache for r in results] == [False, True, True, True, True]
-    assert results[0].total == 500 == len(results[0].alerts)
+    total = len(world.shown(mid))  # Graph: 500 and the lateral-movement alerts that came from this device
+    assert results[0].total == total == len(results[0].alerts) >= 500
     assert all(a.severity is Severity.HIGH for a in results[1].alerts) and results[1].alerts
     assert all(a.is_open for a in results[2].alerts)
-    assert all(r.total == 500 for r in results)
-    assert len(results[3].alerts) < 500
+    assert all(r.total == total for r in results)
+    assert len(results[3].alerts) < total
 
 
-def test_concurrent_requests_for_one_device_share_one_call() -> None:
-    world = World(latency=0.3)
+def test_concurrent_requests_for_one_device_share_one_call(defender_api: str) -> None:
+    world = World(latency=0.3, api=defender_api)
     mid = world.machine_id(FIN)
     results = run_concurrently(20, lambda: world.service.device_alerts(mid))
     assert all(isinstance(r, DeviceAlerts) for r in results)
     assert len({tuple(a.id for a in r.alerts) for r in results if isinstance(r, DeviceAlerts)}) == 1
     assert world.calls("alerts") == 1
-    assert world.calls("machine") == 1
+    assert world.calls("machine") == world.detail_calls(1)
 
 
-def test_concurrent_waiters_share_the_leaders_error() -> None:
-    world = World(latency=0.3)
+def test_concurrent_waiters_share_the_leaders_error(defender_api: str) -> None:
+    world = World(latency=0.3, api=defender_api)
     unknown = nth_machine_id(12345)
     outcomes = run_concurrently(10, lambda: world.service.device_alerts(unknown))
     assert all(isinstance(o, DeviceNotFound) for o in outcomes)
@@ -142,7 +171,7 @@ def test_cache_expires_after_the_ttl(world: World) -> None:
     world.clock.advance(2)
     assert not world.service.device_alerts(mid).from_cache
     assert world.calls("alerts") == 2
-    assert world.calls("machine") == 1  # details live for an hour
+    assert world.calls("machine") == world.detail_calls(1)  # details live for an hour
 
 
 def test_new_alerts_appear_after_the_ttl(world: World) -> None:
@@ -188,12 +217,13 @@ def test_errors_without_any_cached_data_reach_the_caller(world: World) -> None:
     assert caught.value.retry_after == 30
 
 
-def test_budget_exhausted_without_cache_raises_and_with_cache_is_stale() -> None:
-    world = World(per_minute=1)
+def test_budget_exhausted_without_cache_raises_and_with_cache_is_stale(defender_api: str) -> None:
+    world = World(per_minute=1, api=defender_api)
     first, other = world.machine_id(FIN), world.machine_id(QUIET_HOSTNAME)
     world.service.device_alerts(first)
     world.clock.advance(61)  # cache expired, but the minute window also slid
     world.service.device_alerts(other)  # spends this minute's one call
+    world.clock.advance(6)  # past the Graph mirror's 5 s between reads: `first` needs a call of its own
     result = world.service.device_alerts(first)
     assert result.stale_reason == "call budget used up"
     with pytest.raises(BudgetExhausted):
@@ -228,7 +258,7 @@ def test_duplicate_hostname_resolves_to_the_newest_record(world: World) -> None:
     assert len(records) == 2
     newest = max(records, key=lambda m: m["lastSeen"])
     assert world.service.device_alerts(DUPLICATE_HOSTNAME).machine_id == newest["id"]
-    assert World().service.device_alerts(DUPLICATE_HOSTNAME.split(".")[0]).machine_id == newest["id"]
+    assert World(api=world.api).service.device_alerts(DUPLICATE_HOSTNAME.split(".")[0]).machine_id == newest["id"]
 
 
 def test_ambiguous_and_unknown_names_are_not_found(world: World) -> None:
@@ -239,7 +269,8 @@ def test_ambiguous_and_unknown_names_are_not_found(world: World) -> None:
     with pytest.raises(DeviceNotFound) as unknown:
         world.service.device_alerts("no-such-device")
     assert unknown.value.suggestions == ()
-    assert world.calls("alerts") == 0
+    # Through Graph the first lookup of anything reads the tenant's alerts once (the mirror's backfill).
+    assert world.calls("alerts") == (1 if world.api == "graph" else 0)
 
 
 def _machine_forbidden(inner: SimulatorTransport) -> Callable[[httpx.Request], httpx.Response]:
@@ -252,6 +283,7 @@ def _machine_forbidden(inner: SimulatorTransport) -> Callable[[httpx.Request], h
     return handler
 
 
+@pytest.mark.defender_api("mde", reason="a transport refusing MDE's machine API; Graph's: the test after this one")
 def test_missing_machine_permission_still_shows_alerts_and_is_not_asked_again() -> None:
     world = World()
     forbidden = httpx.MockTransport(_machine_forbidden(SimulatorTransport(world.tenant)))
@@ -274,6 +306,37 @@ def test_missing_machine_permission_still_shows_alerts_and_is_not_asked_again() 
         service.device_alerts("ws-fin-014")  # a hostname needs Machine.Read.All
 
 
+@pytest.mark.defender_api("graph", reason="Graph's counterpart of the test above: ThreatHunting.Read.All is missing")
+def test_missing_hunting_permission_still_shows_alerts_and_is_not_asked_again(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    world.tenant.graph_roles.discard("ThreatHunting.Read.All")
+    fin = world.machine_id(FIN)
+    assert world.service.device_alerts(fin).display_name == FIN  # named by its alerts' evidence: no hunting
+    quiet = world.machine_id(QUIET_HOSTNAME)  # no alert names it: only advanced hunting could
+    result = world.service.device_alerts(quiet)
+    assert result.machine is None and result.total == 0
+    assert "grant ThreatHunting.Read.All" in caplog.text  # the permission Graph needs, not MDE's Machine.Read.All
+    world.clock.advance(120)
+    world.service.device_alerts(quiet)
+    assert world.calls("machine") == 1  # not asked again
+    with pytest.raises(PermissionDenied):
+        world.service.device_alerts(QUIET_HOSTNAME)  # a hostname the mirror does not know needs advanced hunting
+
+
+def test_a_device_known_by_its_alerts_only_is_shown_and_an_unknown_id_is_not_found(world: World) -> None:
+    """The stale record of the re-onboarded laptop was last seen 40 days ago: Defender's API still has it;
+    Graph's advanced hunting (30 days) does not, but its alerts name it. An id nobody knows is not found."""
+    records = [m for m in world.tenant.machines if m["computerDnsName"] == DUPLICATE_HOSTNAME]
+    stale = min(records, key=lambda m: m["lastSeen"])["id"]
+    result = world.service.device_alerts(stale)
+    assert result.total == len(world.shown(stale)) > 0
+    assert result.display_name == DUPLICATE_HOSTNAME
+    with pytest.raises(DeviceNotFound):
+        world.service.device_alerts(nth_machine_id(4242))
+
+
+@pytest.mark.defender_api("mde", reason="bench.service_calls drives the MDE client; Graph: the storm test below")
 @pytest.mark.parametrize(("per_minute", "per_hour"), [(100, 1500), (100, 400), (20, 1500)])
 def test_an_hour_of_bursty_lookups_never_breaks_the_budget(per_minute: int, per_hour: int) -> None:
     report = run_storm(per_minute, per_hour, lookups=1000, devices=300)
@@ -285,11 +348,30 @@ def test_an_hour_of_bursty_lookups_never_breaks_the_budget(per_minute: int, per_
     assert report.outcomes["budget message"] + report.outcomes["stale"] > 0
 
 
+@pytest.mark.defender_api("mde", reason="bench.service_calls drives the MDE client (Graph: the tests above)")
 def test_one_call_serves_a_crowd_and_every_filter_variant() -> None:
     assert concurrent_same_device(threads=20, latency=0.2) == 1
     assert filter_variants() == (5, 1)
 
 
+@pytest.mark.defender_api("graph", reason="MDE's storm is bench.service_calls, in the test above")
+def test_a_storm_of_lookups_costs_graph_reads_by_time_not_by_device(world: World) -> None:
+    """Every device of the tenant at once, then a lookup every half second for five minutes: alerts_v2 is read
+    at most once per 5 s (the mirror's delta), whatever the number of devices; hunting once per device at most."""
+    devices = sorted({str(m["id"]) for m in world.tenant.machines})
+    for mid in devices:
+        world.service.device_alerts(mid)
+    assert world.calls("alerts") == 1  # one read of the tenant's alerts serves the whole burst
+    assert world.calls("machine") < len(devices)  # details of devices with alerts come from their evidence
+    rng = random.Random(7)
+    for _ in range(600):
+        world.clock.advance(0.5)
+        world.service.device_alerts(rng.choice(devices))
+    assert world.calls("alerts") <= 1 + 300 / 5
+    assert world.calls("machine") <= len(devices)  # device details are kept for an hour
+
+
+@pytest.mark.defender_api("mde", reason="a per-device alerts double: Graph reads per sync (the storm test above)")
 def test_background_polling_never_takes_the_interactive_reserve() -> None:
     clock = FakeClock()
     defender = CountingDefender(clock)
@@ -338,7 +420,7 @@ def test_a_scoped_lookup_cannot_be_answered_without_device_details(world: World)
     with pytest.raises(DefenderUnavailable):
         world.service.device_alerts(mid, scope=WORKSTATIONS)
     assert world.service.device_alerts(mid, scope=WORKSTATIONS).display_name == FIN  # a failure is not remembered
-    other = world.machine_id("ws-fin-015.contoso.local")
+    other = world.machine_id(QUIET_HOSTNAME)  # without alerts: Graph's mirror does not know it either
     world.tenant.fail_next(403)
     with pytest.raises(PermissionDenied, match="cannot check device groups"):
         world.service.device_alerts(other, scope=WORKSTATIONS)
@@ -348,4 +430,4 @@ def test_device_group_comes_from_the_details_cache(world: World) -> None:
     mid = world.machine_id("srv-dc-01.contoso.local")
     assert world.service.device_group(mid) == "Servers"
     assert world.service.device_group(mid) == "Servers"
-    assert world.calls("machine") == 1
+    assert world.calls("machine") == world.detail_calls(1)

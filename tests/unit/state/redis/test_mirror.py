@@ -55,7 +55,7 @@ def test_an_alert_of_two_devices_is_on_both_and_an_older_copy_never_wins(store: 
     store.merge([alert("a", 1, ONE, status="Resolved")], {})  # re-read through the overlap, older
     assert [a.id for a in store.device_alerts(ONE)] == ["a"] == [a.id for a in store.device_alerts(TWO)]
     assert store.device_alerts(ONE)[0].status is AlertStatus.NEW
-    assert store.watermark() == NOW + timedelta(minutes=5)
+    assert store.watermark() is None  # nothing committed until a sync has read everything
 
 
 def test_devices_are_found_by_id_name_and_prefix(store: MirrorStore) -> None:
@@ -75,10 +75,13 @@ def test_deltas_and_the_bound_keep_the_most_recently_updated(store: MirrorStore)
     assert sorted(a.id for a in store.updated_since(NOW + timedelta(minutes=3))) == ["c", "d"]
 
 
-def test_synced_at_is_remembered(store: MirrorStore) -> None:
+def test_a_finished_sync_commits_its_start_and_watermark_which_never_moves_back(store: MirrorStore) -> None:
     assert store.synced_at() is None
-    store.mark_synced(NOW)
-    assert store.synced_at() == NOW
+    store.mark_synced(NOW, NOW + timedelta(minutes=5))
+    store.mark_synced(NOW + timedelta(seconds=10), NOW + timedelta(minutes=1))  # an older answer, read late
+    store.mark_synced(NOW + timedelta(seconds=20), None)  # a delta that found nothing
+    assert store.synced_at() == NOW + timedelta(seconds=20)
+    assert store.watermark() == NOW + timedelta(minutes=5)
 
 
 def source(tenant: SimulatedTenant, store: MirrorStore, now: datetime) -> GraphAlertSource:
