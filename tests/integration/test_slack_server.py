@@ -249,3 +249,24 @@ def test_closing_the_http_server_stops_its_threads() -> None:
         assert _waitress_threads() - before == set()
     finally:
         shutdown_task_threads(server)  # clean up after the bug, whatever the outcome
+
+
+def test_healthz_names_the_graph_api_and_how_fresh_its_mirror_is() -> None:
+    runs = harness(api="graph")
+    rig = next(runs)
+    try:
+        before = rig.bot.health()
+        assert before["defender_api"] == "graph"
+        assert before["graph_mirror"] == {"alerts": 0, "synced_at": None}  # nothing read before the first lookup
+        rig.command("ws-fin-014")
+        rig.standin.wait_for_posts(1)
+        rig.wait_idle()
+        mirror = rig.bot.health()["graph_mirror"]
+        assert mirror["alerts"] > 0 and mirror["synced_at"] is not None
+    finally:
+        runs.close()
+
+
+def test_healthz_has_no_mirror_on_the_mde_api(served: Served) -> None:
+    health = served.client.get(served.url("/healthz")).json()
+    assert health["defender_api"] == "mde" and "graph_mirror" not in health
