@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from bot.defender.errors import DeviceNotFound
@@ -35,6 +36,16 @@ OVERLAP = timedelta(minutes=15)  # ingestion lag and clock skew: re-read this mu
 MAX_CONTINUATIONS = 20  # reads on after an incomplete answer (50 pages of 1,000 each): 1,000,000 alerts at most
 SKEW_WARNING = timedelta(minutes=1)
 _EPOCH = datetime.min.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class _Cursor:
+    """How far a sync has read: the span it asked for, the oldest creation time read so far, the newest update."""
+
+    started: datetime
+    since: datetime
+    created_before: datetime | None
+    newest: datetime | None
 
 
 class GraphAlertSource:
@@ -54,6 +65,7 @@ class GraphAlertSource:
         self._backfill = backfill
         self._max_age = timedelta(seconds=max_age)
         self._now = now
+        self._unfinished: _Cursor | None = None  # a sync that failed part of the way (this process's own)
 
     def close(self) -> None:
         self._client.close()
@@ -112,22 +124,33 @@ class GraphAlertSource:
             self.store.single_flight("sync", lambda: self._sync(priority), landed)
 
     def _sync(self, priority: Priority) -> bool:
+        cursor = self._unfinished or self._new_cursor()
+        self._unfinished = cursor
+        for _ in range(MAX_CONTINUATIONS):
+            read = self._client.alerts_updated_since(
+                cursor.since, created_before=cursor.created_before, priority=priority
+            )
+            self.store.merge(read.alerts, read.devices)
+            seen = [updated_at(alert) for alert in read.alerts] + ([cursor.newest] if cursor.newest else [])
+            cursor = replace(cursor, newest=max(seen, default=None))
+            if read.complete or not read.alerts:
+                break
+            # Progress is kept: a failure (the budget, Graph) from here on resumes below the oldest alert read.
+            oldest = min(alert.created or _EPOCH for alert in read.alerts)
+            cursor = self._unfinished = replace(cursor, created_before=oldest)
+        else:
+            log.warning(
+                "Graph alert mirror: over %d reads since %s; the oldest are left out", MAX_CONTINUATIONS, cursor.since
+            )
+        self._unfinished = None
+        # Only now, with every read done, does the watermark move: a sync that failed half-way is resumed, not skipped.
+        self.store.mark_synced(cursor.started, cursor.newest)
+        if cursor.newest is not None and cursor.newest > self._now() + SKEW_WARNING:
+            log.warning("Graph reports alerts updated %s ahead of this host's clock", cursor.newest - self._now())
+        return True
+
+    def _new_cursor(self) -> _Cursor:
         started = self._now()
         watermark = self.store.watermark()
         since = started - self._backfill if watermark is None else watermark - OVERLAP
-        created_before: datetime | None = None
-        newest: datetime | None = None
-        for _ in range(MAX_CONTINUATIONS):
-            read = self._client.alerts_updated_since(since, created_before=created_before, priority=priority)
-            self.store.merge(read.alerts, read.devices)
-            newest = max([updated_at(alert) for alert in read.alerts] + ([newest] if newest else []), default=None)
-            if read.complete or not read.alerts:
-                break
-            created_before = min(alert.created or _EPOCH for alert in read.alerts)
-        else:
-            log.warning("Graph alert mirror: over %d reads since %s; the oldest are left out", MAX_CONTINUATIONS, since)
-        # Only now, with every read done, does the watermark move: a sync that failed half-way is repeated.
-        self.store.mark_synced(started, newest)
-        if newest is not None and newest > self._now() + SKEW_WARNING:
-            log.warning("Graph reports alerts updated %s ahead of this host's clock", newest - self._now())
-        return True
+        return _Cursor(started, since, None, None)

@@ -16,6 +16,7 @@ from bot.defender.auth import StaticTokenProvider
 from bot.defender.client import DefenderClient
 from bot.defender.errors import DefenderUnavailable, DeviceNotFound
 from bot.defender.graph import GraphClient
+from bot.defender.limits import Api, ApiLimits, BudgetExhausted
 from bot.defender.simulator import (
     GRAPH_SIMULATOR_BASE_URL,
     HOSTILE_HOSTNAME,
@@ -25,6 +26,7 @@ from bot.defender.simulator import (
 )
 from bot.defender.simulator.dataset import iso
 from bot.demo.clock import FakeClock
+from bot.state.budget import RateBudget
 from bot.state.mirror import MemoryMirror
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -275,4 +277,39 @@ def test_a_backfill_that_fails_half_way_is_read_again_not_skipped(
     recent = {a["id"] for a in tenant.alerts if a["lastUpdateTime"] >= iso(NOW - timedelta(days=30))}
     mirrored = {a.id for m in tenant.machines for a in source.store.device_alerts(str(m["id"]))}
     assert recent <= mirrored  # the whole window, not just what the first page held
+    source.close()
+
+
+def test_a_backfill_stopped_by_the_budget_resumes_where_it_stopped(
+    tenant: SimulatedTenant, clock: FakeClock, wall: Wall
+) -> None:
+    """A tenant larger than a minute of the budget: each sync reads what the budget allows, the next goes on
+    below the oldest alert read, and the mirror is complete in the end with every page read once."""
+    budget = RateBudget(per_api={Api.GRAPH_ALERTS: ApiLimits(3, 1500)}, clock=clock)
+    graph = GraphClient(
+        GRAPH_SIMULATOR_BASE_URL,
+        StaticTokenProvider("t"),
+        gate=budget,
+        transport=SimulatorTransport(tenant),
+        page_size=5,
+        max_pages=1,
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    source = GraphAlertSource(graph, now=wall)
+    for attempts in range(1, 40):  # 3 pages a minute
+        try:
+            source.sync()
+            break
+        except BudgetExhausted:
+            assert source.store.watermark() is None  # nothing committed until the whole span is read
+            clock.advance(61)
+            wall.now += timedelta(seconds=61)
+    else:
+        pytest.fail("the backfill never finished: each sync started again from the top")
+    recent = {a["id"] for a in tenant.alerts if a["lastUpdateTime"] >= iso(NOW - timedelta(days=30))}
+    mirrored = {a.id for m in tenant.machines for a in source.store.device_alerts(str(m["id"]))}
+    assert recent <= mirrored
+    pages = graph_calls(tenant)
+    assert attempts > 1 and pages <= len(recent) // 5 + 2  # each page once (plus the last, empty read)
     source.close()
