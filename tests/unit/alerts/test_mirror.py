@@ -297,7 +297,9 @@ def test_a_backfill_stopped_by_the_budget_resumes_where_it_stopped(
         sleep=clock.sleep,
     )
     source = GraphAlertSource(graph, now=wall)
-    for attempts in range(1, 40):  # 3 pages a minute
+    attempts = 0
+    for _ in range(40):  # 3 pages a minute
+        attempts += 1
         try:
             source.sync()
             break
