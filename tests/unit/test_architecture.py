@@ -44,3 +44,29 @@ def test_no_function_is_over_the_limit() -> None:
                 if length > MAX_FUNCTION_LINES:
                     long[f"{path.relative_to(ROOT)}:{node.lineno} {node.name}"] = length
     assert not long, f"functions over {MAX_FUNCTION_LINES} lines: {long}"
+
+
+def _imported_modules(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return found
+
+
+def test_tests_share_only_their_doubles_and_benchmarks_import_no_tests() -> None:
+    """A test module imports no other test module (shared code lives in tests/doubles); bench/ imports no tests."""
+    wrong: dict[str, list[str]] = {}
+    for path in sorted((ROOT / "tests").rglob("*.py")) + sorted((ROOT / "bench").rglob("*.py")):
+        in_bench = path.is_relative_to(ROOT / "bench")
+        bad = [
+            module
+            for module in _imported_modules(path)
+            if (module == "tests" or module.startswith("tests."))
+            and (in_bench or not module.startswith("tests.doubles"))
+        ]
+        if bad:
+            wrong[str(path.relative_to(ROOT))] = sorted(bad)
+    assert not wrong, f"imports across test modules, or from bench into tests: {wrong}"
