@@ -18,11 +18,10 @@ from slack_bolt import App
 from slack_sdk import WebClient
 
 from bot.access.audit import AuditLog
-from bot.access.policy import Installation
 from bot.alerts.mirror import GraphAlertSource
 from bot.alerts.service import AlertService
 from bot.alerts.source import AlertSource
-from bot.config import Backend, ConfigError, DataApi, DefenderSettings, Settings, SlackMode, SlackSettings
+from bot.config import Backend, ConfigError, DataApi, DefenderSettings, Settings, SlackSettings
 from bot.defender.auth import MsalTokenProvider, StaticTokenProvider, TokenProvider
 from bot.defender.client import DefenderClient
 from bot.defender.graph import GraphClient
@@ -34,6 +33,7 @@ from bot.defender.simulator import (
     SimulatedTenant,
     SimulatorTransport,
 )
+from bot.slack import bolt
 from bot.slack.actions import ButtonSeal
 from bot.slack.cards import CardContext
 from bot.slack.gate import Gate
@@ -226,34 +226,23 @@ class SlackBot:
         self.audit.close()
 
 
-def _installation(client: WebClient) -> Installation:
-    """Where the bot is installed; `auth.test` also fails here, at start-up, for a bad bot token."""
-    found = client.auth_test()
-    return Installation(
-        team_id=found.get("team_id") or None,
-        enterprise_id=found.get("enterprise_id") or None,
-        enterprise_install=bool(found.get("is_enterprise_install")),
-    )
-
-
 def build_slack_bot(runtime: Runtime, settings: SlackSettings, *, poll_seconds: float | None = None) -> SlackBot:
     """Wire the Bolt app and the access gate; a bad bot token fails here, at start-up.
 
     `poll_seconds` overrides `WATCH_POLL_SECONDS` (tests: below its production minimum of 10 s).
     """
+    installation = bolt.installation(settings)  # fails fast, in one line (`StartupError`)
     client = web_client(settings.bot_token.reveal(), settings.api_url)
-    installation = _installation(client)
-    http_mode = settings.mode is SlackMode.HTTP
-    app = App(
-        client=client,
-        signing_secret=settings.signing_secret.reveal() if settings.signing_secret else "",
-        request_verification_enabled=http_mode,  # Socket Mode requests arrive over an authenticated socket
-        process_before_response=True,
-        logger=logging.getLogger("slack_bolt"),
-    )
+    app = bolt.bolt_app(client, settings)
     pool = WorkPool(settings.workers, settings.max_pending)
-    # Buttons are sealed with a key from the signing secret (the app token in Socket Mode without one).
-    seal = ButtonSeal.from_secret(settings.button_secret.reveal())
+    # Buttons are sealed with a key from the signing secret (the app token in Socket Mode without one); while
+    # a rotation's previous secret is set, buttons sealed with it still open.
+    seal = ButtonSeal.from_secret(settings.button_secret.reveal(), *settings.previous_button_secrets)
+    if settings.previous_signing_secret is not None:
+        log.warning(
+            "SLACK_SIGNING_SECRET_PREVIOUS is set: requests and buttons signed with it are still accepted; "
+            "remove it a week after the rotation (docs/operations.md)"
+        )
 
     def card_context() -> CardContext:
         return CardContext(

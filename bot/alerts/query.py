@@ -51,6 +51,8 @@ class AlertFilters:
     severities: frozenset[Severity] = field(default_factory=frozenset)
     statuses: frozenset[AlertStatus] = field(default_factory=frozenset)
     since: timedelta | None = None
+    # The unit the person typed (`h` for `since:24h`), so the filter is said back as written; not part of equality.
+    since_unit: str | None = field(default=None, compare=False)
 
     @property
     def is_empty(self) -> bool:
@@ -76,7 +78,7 @@ class AlertFilters:
             words_s = {AlertStatus.NEW: "new", AlertStatus.IN_PROGRESS: "inprogress", AlertStatus.RESOLVED: "resolved"}
             parts.append("status:" + ",".join(words_s[s] for s in AlertStatus if s in self.statuses))
         if self.since is not None:
-            parts.append(f"since:{format_duration(self.since)}")
+            parts.append(f"since:{format_duration(self.since, self.since_unit)}")
         return " ".join(parts)
 
     def describe(self) -> str:
@@ -88,7 +90,7 @@ class AlertFilters:
         if self.statuses:
             parts.append("status: " + ", ".join(s.label for s in sorted(self.statuses, key=list(AlertStatus).index)))
         if self.since is not None:
-            parts.append(f"since: {format_duration(self.since)}")
+            parts.append(f"since: {format_duration(self.since, self.since_unit)}")
         return " · ".join(parts)
 
 
@@ -98,9 +100,16 @@ class DeviceQuery:
     filters: AlertFilters
 
 
-def format_duration(span: timedelta) -> str:
-    """The largest whole unit in the grammar's notation: `7d`, `36h`, `90m` (24h reads as `1d`)."""
+_UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60}
+
+
+def format_duration(span: timedelta, unit: str | None = None) -> str:
+    """`span` in the grammar's notation: in `unit` when it is whole in it (`24h` stays `24h`), else in the
+    largest whole unit up to days: `7d`, `36h`, `90m`."""
     seconds = int(span.total_seconds())
+    size = _UNIT_SECONDS.get(unit or "")
+    if size and seconds >= size and seconds % size == 0:
+        return f"{seconds // size}{unit}"
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds % size == 0 and seconds >= size:
             return f"{seconds // size}{unit}"
@@ -165,5 +174,6 @@ def parse_query(text: str) -> DeviceQuery:
         severities=_words(options["severity"], _SEVERITY_WORDS, "severity") if "severity" in options else frozenset(),
         statuses=_words(options["status"], _STATUS_WORDS, "status") if "status" in options else frozenset(),
         since=parse_since(options["since"]) if "since" in options else None,
+        since_unit=options["since"].strip().lower()[-1:] if "since" in options else None,
     )
     return DeviceQuery(ref, filters)

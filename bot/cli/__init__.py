@@ -29,6 +29,7 @@ from bot.config import (
 from bot.defender.errors import DefenderError
 from bot.demo.session import run_demo
 from bot.runtime import Runtime, build_runtime, build_slack_bot
+from bot.slack.bolt import StartupError
 from bot.slack.server import run_http
 from bot.slack.socket_mode import run_socket_mode
 from bot.telemetry import logs
@@ -80,7 +81,10 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("http", help="serve Slack over HTTP on 0.0.0.0:$PORT (default 3000)")
     commands.add_parser("socket", help="connect to Slack in Socket Mode (SLACK_APP_TOKEN)")
     demo = commands.add_parser("demo", help="play a scripted Slack session against the built-in simulator")
-    demo.add_argument("--json", action="store_true", help="also print the Block Kit payloads")
+    demo.add_argument("--json", action="store_true", help="also print each message's Block Kit JSON payload")
+    demo.add_argument(
+        "--links", action="store_true", help="also print a Block Kit Builder link under each card (long URLs)"
+    )
     demo.add_argument("--interactive", action="store_true", help="type /device-alerts lines yourself")
     alerts = commands.add_parser(
         "alerts", help="summarize one device's alerts in the terminal", usage=f"%(prog)s {USAGE}"
@@ -108,6 +112,10 @@ def _serve(
     runtime = build_runtime(settings, defender_url=defender_url)
     try:
         bot = build_slack_bot(runtime, slack, poll_seconds=poll_seconds)
+    except StartupError as exc:
+        print(exc, file=err)
+        runtime.close()
+        return EXIT_DEFENDER
     except (BoltError, SlackClientError, OSError) as exc:
         print(
             f"Slack refused the bot token or could not be reached ({exc}): check SLACK_BOT_TOKEN and SLACK_API_URL",
@@ -161,7 +169,7 @@ def main(
     if command in ("http", "socket"):
         return _serve(SlackMode(command), settings, env, err, defender_url=defender_url, poll_seconds=poll_seconds)
     if command == "demo":
-        return run_demo(settings, out=out, as_json=args.json, interactive=args.interactive)
+        return run_demo(settings, out=out, as_json=args.json, links=args.links, interactive=args.interactive)
     runtime = build_runtime(settings)
     try:
         return lookup(runtime, " ".join(args.query), out, err)

@@ -5,9 +5,10 @@ Each raises `ValueError` (said as `expected …, got …`) or `Invalid` (said as
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from bot.access.policy import GroupPolicy, PolicyError, parse_group_policy
 from bot.config.kinds import Invalid
@@ -48,6 +49,34 @@ def state_url(text: str) -> str:
             raise Invalid(f"{exc} (expected redis[s]://[:password@]host[:port][/db])") from None
         return RedactedUrl(text)  # its repr (in Settings) hides the password
     sqlite_path(text)  # raises ValueError for anything but sqlite:///…
+    return text
+
+
+def redis_url(text: str) -> str:
+    """A platform's Redis URL (Heroku's `REDIS_URL`): like `state_url`, but only `redis[s]://…`."""
+    if not is_redis_url(text):
+        raise ValueError
+    return state_url(text)
+
+
+def without_tls_verification(url: str) -> str:
+    """`url` with `ssl_cert_reqs=none` added when it is `rediss://` and does not say already how to verify."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if parts.scheme != "rediss" or any(key == "ssl_cert_reqs" for key, _ in query):
+        return url
+    query.append(("ssl_cert_reqs", "none"))
+    return RedactedUrl(urlunsplit((*parts[:3], urlencode(query), parts.fragment)))
+
+
+def bind_host(text: str) -> str:
+    """An IP address (`0.0.0.0`, `127.0.0.1`, `::`) or a host name such as `localhost`."""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        pass
+    if len(text) > 253 or not re.fullmatch(rf"{_LABEL}(?:\.{_LABEL})*", text) or text.rsplit(".", 1)[-1].isdigit():
+        raise ValueError  # a name ending in digits is a mistyped address, not a host name
     return text
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from bot.config import parsers
 from bot.config import variables as v
 from bot.config.defender import DefenderSettings, load_defender
 from bot.config.kinds import Reader
@@ -56,8 +57,18 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         background_minute_share=read.value(v.BACKGROUND_MINUTE_SHARE),
         background_hour_share=read.value(v.BACKGROUND_HOUR_SHARE),
     )
-    state = StateSettings(read.value(v.STATE_URL), read.value(v.PROCESSES))
+    state = StateSettings(state_url(read), read.value(v.PROCESSES))
     watch = WatchSettings(read.value(v.WATCH_POLL_SECONDS))
     level = read.get(v.LOG_LEVEL)
     logging = LoggingSettings(level.upper() if level else None, read.value(v.LOG_FORMAT))
     return Settings(defender, cache, budget, state, watch, logging)
+
+
+def state_url(read: Reader) -> str:
+    """`BOT_STATE_URL`; when unset, the platform's `REDIS_URL` (Heroku), else the SQLite default.
+
+    TLS to Redis is verified unless `BOT_STATE_TLS_VERIFY=false` says otherwise (or the URL's own `ssl_cert_reqs`).
+    """
+    chosen = read.get(v.REDIS_URL) if read.raw(v.STATE_URL) is None else None
+    url = chosen or read.value(v.STATE_URL)
+    return url if read.value(v.STATE_TLS_VERIFY) else parsers.without_tls_verification(url)

@@ -34,9 +34,11 @@ class SlackSettings:
     mode: SlackMode
     bot_token: Secret
     signing_secret: Secret | None  # required in HTTP mode
+    previous_signing_secret: Secret | None  # accepted as well while the signing secret is rotated
     app_token: Secret | None  # required in Socket Mode
     api_url: str  # ends with "/"
     port: int | None  # None: not set (Socket Mode then serves no health endpoint)
+    host: str  # the address the HTTP server and the health endpoint listen on
     visibility: Visibility
     workers: int
     max_pending: int
@@ -50,6 +52,16 @@ class SlackSettings:
         if secret is None:  # load_slack_settings requires one of them for each mode
             raise ConfigError(f"{v.SLACK_SIGNING_SECRET.name}: required to seal button values")
         return secret
+
+    @property
+    def request_secrets(self) -> tuple[str, ...]:
+        """The secrets a request's signature may be made with: the current one first, then the previous."""
+        return tuple(s.reveal() for s in (self.signing_secret, self.previous_signing_secret) if s is not None)
+
+    @property
+    def previous_button_secrets(self) -> tuple[str, ...]:
+        """Older secrets whose sealed buttons still open: the previous signing secret while it is set."""
+        return (self.previous_signing_secret.reveal(),) if self.previous_signing_secret else ()
 
     @property
     def http_port(self) -> int:
@@ -67,14 +79,16 @@ def load_slack_settings(mode: SlackMode, env: Mapping[str, str]) -> SlackSetting
     required = [v.SLACK_BOT_TOKEN, v.SLACK_SIGNING_SECRET if mode is SlackMode.HTTP else v.SLACK_APP_TOKEN]
     missing = [variable.name for variable in required if read.raw(variable) is None]
     if missing:
-        raise ConfigError(f"{', '.join(missing)}: required for {mode.value} mode (see the README's Slack section)")
+        raise ConfigError(f"{', '.join(missing)}: required for {mode.value} mode (see the README's Configuration)")
     return SlackSettings(
         mode=mode,
         bot_token=read.value(v.SLACK_BOT_TOKEN),
         app_token=read.get(v.SLACK_APP_TOKEN),
         signing_secret=read.get(v.SLACK_SIGNING_SECRET),
+        previous_signing_secret=read.get(v.SLACK_SIGNING_SECRET_PREVIOUS),
         api_url=read.value(v.SLACK_API_URL).rstrip("/") + "/",
         port=read.get(v.PORT),
+        host=read.value(v.HTTP_HOST),
         visibility=Visibility(read.value(v.VISIBILITY)),
         workers=read.value(v.WORKERS),
         max_pending=read.value(v.MAX_PENDING),

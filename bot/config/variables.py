@@ -148,6 +148,18 @@ STATE_URL = Parsed(
     "alert cache, Defender budget, event dedupe, per-person limits) into Redis, so several processes can run: "
     "[docs/scaling.md](docs/scaling.md)",
 )  # fmt: skip
+REDIS_URL = Parsed(
+    name="REDIS_URL", group=Group.STATE, parser=parsers.redis_url, redact=parsers.redact_url,
+    description="redis://… or rediss://…",
+    meaning="used as `BOT_STATE_URL` when that is unset: Heroku's Key-Value Store sets it (and changes it when it "
+    "rotates credentials); `BOT_STATE_URL` wins when both are set",
+)  # fmt: skip
+STATE_TLS_VERIFY = Flag(
+    name="BOT_STATE_TLS_VERIFY", group=Group.STATE, default=True,
+    meaning="`false` accepts any certificate from a `rediss://` server (still encrypted, not authenticated): "
+    "only for a server whose certificate cannot be verified, such as Heroku's; see "
+    "[docs/scaling.md](docs/scaling.md#tls-to-redis)",
+)  # fmt: skip
 PROCESSES = Integer(
     name="BOT_PROCESSES", group=Group.STATE, default=1, minimum=1, maximum=100,
     meaning="how many processes share one Redis; while Redis is unreachable each one spends at most `1/N` of "
@@ -176,6 +188,12 @@ SLACK_BOT_TOKEN = SecretText(
 SLACK_SIGNING_SECRET = SecretText(
     name="SLACK_SIGNING_SECRET", group=Group.SLACK, meaning="the app's Signing Secret; required in HTTP mode"
 )
+SLACK_SIGNING_SECRET_PREVIOUS = SecretText(
+    name="SLACK_SIGNING_SECRET_PREVIOUS", group=Group.SLACK,
+    meaning="while rotating the signing secret: the old one. Requests signed with it and buttons of cards sealed "
+    "with it are still accepted; remove it a week after the rotation "
+    "([docs/operations.md](docs/operations.md#slack-signing-secret))",
+)  # fmt: skip
 SLACK_APP_TOKEN = SecretText(
     name="SLACK_APP_TOKEN", group=Group.SLACK, prefixes=("xapp-",),
     description="an app-level token starting with xapp-",
@@ -188,6 +206,12 @@ SLACK_API_URL = Url(
 PORT = Integer(
     name="PORT", group=Group.SLACK, minimum=1, maximum=65535, shown="`3000`",
     meaning="HTTP port. In Socket Mode the health endpoint is served only when `PORT` is set",
+)  # fmt: skip
+HTTP_HOST = Parsed(
+    name="BOT_HTTP_HOST", group=Group.SLACK, parser=parsers.bind_host, default="0.0.0.0",  # noqa: S104
+    description="an IP address or a host name",
+    meaning="address the HTTP server (and Socket Mode's health endpoint) listens on: `127.0.0.1` behind a "
+    "reverse proxy on the same host, `::` for IPv6",
 )  # fmt: skip
 VISIBILITY = Choice(
     name="BOT_RESPONSE_VISIBILITY", group=Group.SLACK, options=("in_channel", "ephemeral"), default="in_channel",
@@ -259,8 +283,9 @@ VARIABLES: tuple[Variable[Any], ...] = (
     API, GRAPH_URL, GRAPH_SCOPE, GRAPH_BACKFILL_DAYS, TIMEOUT,
     CACHE_TTL, CACHE_MAX_STALE, CACHE_MAXSIZE,
     CALLS_PER_MINUTE, CALLS_PER_HOUR, BACKGROUND_MINUTE_SHARE, BACKGROUND_HOUR_SHARE,
-    STATE_URL, PROCESSES, WATCH_POLL_SECONDS, LOG_LEVEL, LOG_FORMAT, SSL_CERT_FILE, REQUESTS_CA_BUNDLE,
-    SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, SLACK_APP_TOKEN, SLACK_API_URL, PORT, VISIBILITY, WORKERS, MAX_PENDING,
-    CARD_ALERTS, ALLOWED_CHANNELS, ALLOWED_USERS, ALLOWED_USERGROUPS, DEVICE_GROUP_POLICY, ALLOW_EXTERNAL,
-    ACCESS_CONTACT, USER_RATE, CHANNEL_RATE, AUDIT_LOG,
+    STATE_URL, REDIS_URL, STATE_TLS_VERIFY, PROCESSES, WATCH_POLL_SECONDS, LOG_LEVEL, LOG_FORMAT, SSL_CERT_FILE,
+    REQUESTS_CA_BUNDLE,
+    SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, SLACK_SIGNING_SECRET_PREVIOUS, SLACK_APP_TOKEN, SLACK_API_URL, PORT,
+    HTTP_HOST, VISIBILITY, WORKERS, MAX_PENDING, CARD_ALERTS, ALLOWED_CHANNELS, ALLOWED_USERS, ALLOWED_USERGROUPS,
+    DEVICE_GROUP_POLICY, ALLOW_EXTERNAL, ACCESS_CONTACT, USER_RATE, CHANNEL_RATE, AUDIT_LOG,
 )  # fmt: skip

@@ -21,7 +21,8 @@ BUILDER_URL = "https://app.slack.com/block-kit-builder#"
 RULE = "─" * 60
 CONTEXT_PREFIX = "┆ "
 EXTERNAL = "↗"
-# The shortcodes the cards use; any other stays as typed, which reads fine.
+# The shortcodes the bot's messages use, as narrow symbols (one column each, so lines keep their width); a
+# shortcode in alert text stays as typed.
 EMOJI = {
     ":red_circle:": "●",
     ":large_orange_circle:": "●",
@@ -29,6 +30,12 @@ EMOJI = {
     ":large_blue_circle:": "●",
     ":white_circle:": "○",
     ":warning:": "⚠",
+    ":eyes:": "◉",
+    ":hourglass:": "⧗",
+    ":arrows_counterclockwise:": "↻",
+    ":bust_in_silhouette:": "•",
+    ":stop_sign:": "■",
+    ":double_vertical_bar:": "‖",
 }
 
 # `<target|label>`: links, mentions (`<@U…>`, `<#C…>`, `<!here>`) and date tokens (`<!date^…|fallback>`).
@@ -135,3 +142,36 @@ def builder_url(message: Message) -> str:
     """A Block Kit Builder link that opens the message's blocks, to see the card as Slack draws it."""
     document = json.dumps({"blocks": message.blocks}, separators=(",", ":"), ensure_ascii=False)
     return BUILDER_URL + quote(document, safe="")
+
+
+WIDTH = 80  # the demo's output fits an 80-column terminal
+# What a wrapped line's continuation lines are indented under: context bars stay, bullets and markers indent.
+_HANGING = re.compile(r"(\s*)(┆ |[•»↳✗] |\[\d+\] )?")
+
+
+def fit(text: str, width: int = WIDTH) -> str:
+    """`text` with every line longer than `width` wrapped at spaces, continuation lines indented under it.
+
+    A word longer than the width (a URL) is never broken: it stays whole, on a line over the width.
+    """
+    return "\n".join(wrapped for line in text.split("\n") for wrapped in _fit_line(line, width))
+
+
+def _fit_line(line: str, width: int) -> list[str]:
+    if len(line) <= width:
+        return [line]
+    match = _HANGING.match(line)
+    indent, marker = (match[1], match[2] or "") if match else ("", "")
+    hanging = indent + (marker if marker == CONTEXT_PREFIX else " " * len(marker))
+    lines: list[str] = []
+    current, bare = indent + marker, True  # bare: nothing but the indent on the line yet
+    for word in line[len(indent + marker) :].split(" "):
+        if bare:
+            if word:
+                current, bare = current + word, False
+        elif len(current) + 1 + len(word) <= width:
+            current += " " + word
+        else:
+            lines.append(current)
+            current, bare = hanging + word, not word
+    return [*lines, current]

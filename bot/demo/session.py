@@ -26,12 +26,13 @@ from slack_bolt.error import BoltError
 
 from bot.config import Backend, Settings, SlackMode, load_slack_settings
 from bot.defender.simulator import BUSY_HOSTNAME, HOSTILE_HOSTNAME
-from bot.demo.preview import builder_url, render_text
+from bot.demo.preview import builder_url, fit, render_text
 from bot.demo.slack_requests import Request, SlackRequests
 from bot.demo.standin import Posted, SlackStandIn
 from bot.runtime import Runtime, build_runtime, build_slack_bot
 from bot.slack import actions
 from bot.slack.blockkit import Message
+from bot.slack.bolt import StartupError
 from bot.slack.commands import Lookup, StartWatch, StopWatch, parse_command
 from bot.slack.server import EVENTS_PATH, HttpServer, wsgi_app
 from bot.text import clean
@@ -51,8 +52,9 @@ INTRO = """\
 device-alerts demo: the real Slack app and the built-in Defender simulator, on
 this machine, with no credentials and no network. Each step below is a signed
 request to the bot, as Slack would send it, and a local stand-in for Slack
-records what the bot posts back. Open a card's Block Kit Builder link to see it
-as Slack draws it. The bot is listening on {url}."""
+records what the bot posts back. With --links, each card also gets a Block Kit
+Builder link that shows it as Slack draws it. The bot is listening on
+{url}."""
 
 
 def _refresh_value(message: Message) -> str | None:
@@ -88,6 +90,7 @@ class _Session:
         self,
         out: TextIO,
         as_json: bool,
+        links: bool,
         standin: SlackStandIn,
         runtime: Runtime,
         poller: Poller,
@@ -102,7 +105,7 @@ class _Session:
         self._names = itertools.count(1)
         self.sent, self.slowest_ack_ms, self.failed = 0, 0.0, False
         self.last_card: Posted | None = None  # the newest message with a Refresh button
-        self.builder_links = True  # print a Block Kit Builder link under each card
+        self.builder_links = links  # print a Block Kit Builder link under each card (`--links`)
 
     def close(self) -> None:
         self._http.close()
@@ -111,7 +114,9 @@ class _Session:
     def defender_calls(self) -> int:
         return self._runtime.tenant.calls if self._runtime.tenant else 0
 
-    def print(self, text: str = "", end: str = "\n") -> None:
+    def print(self, text: str = "", end: str = "\n", *, wrap: bool = True) -> None:
+        """Print `text`, its long lines wrapped to 80 columns (JSON and links are printed as they are)."""
+        text = fit(text) if wrap else text
         encoding = getattr(self._out, "encoding", None)
         if encoding:  # a terminal that cannot show box drawing gets '?' instead of an exception
             text = text.encode(encoding, "replace").decode(encoding)
@@ -133,7 +138,7 @@ class _Session:
         return self._exchange(self._requests.command(text, response_url=url), answered)
 
     def mention(self, text: str, *, thread_ts: str | None = None) -> list[Posted]:
-        place = f"a thread in {CHANNEL}" if thread_ts else CHANNEL
+        place = "a thread" if thread_ts else CHANNEL
         self.print(f"» {USER} in {place}: {clean(f'{MENTION} {text}')}")
         extra = {"thread_ts": thread_ts} if thread_ts else {}
         event = self._requests.mention(text, **extra)
@@ -168,7 +173,7 @@ class _Session:
         tenant.set_alert_status(taken["id"], "InProgress", assignedTo="secops@contoso.com")
         self.print(f"» Meanwhile in Defender (the simulator), on {clean(str(device['computerDnsName']))}:")
         self.print(f"    a new {added['severity']} alert appears: {clean(added['title'])}")
-        self.print(f"    secops@contoso.com takes {clean(taken['title'])}: New → In progress")
+        self.print(f"    secops@contoso.com took {clean(taken['title'])} (now In progress)")
 
     def check(self) -> list[Posted]:
         """One cycle of the watch poller, as its background thread runs every WATCH_POLL_SECONDS."""
@@ -243,11 +248,11 @@ class _Session:
             self.print(f"  ↳ {where}:\n")
             self.print(indent(text, CARD_INDENT))
             if self.builder_links:
-                self.print(f"\n{NOTE_INDENT}Block Kit Builder: {builder_url(message)}")
+                self.print(f"\n{NOTE_INDENT}Block Kit Builder: {builder_url(message)}", wrap=False)
         else:
             self.print(f"  ↳ {where}: {text}")
         if self._as_json:
-            self.print(f"{NOTE_INDENT}JSON payload:\n{indent(_json(payload), NOTE_INDENT)}")
+            self.print(f"{NOTE_INDENT}JSON payload:\n{indent(_json(payload), NOTE_INDENT)}", wrap=False)
 
     def point_out_escaping(self, posts: list[Posted]) -> None:
         """Show the raw mrkdwn of the alert that tried to ping the channel: Slack receives it escaped."""
@@ -262,7 +267,7 @@ class _Session:
         self.step("Summary")
         self.print(f"  Signed requests sent: {self.sent}; slowest ack {self.slowest_ack_ms:.0f} ms (Slack allows 3 s).")
         self.print(f"  Defender API calls the simulator received: {self.defender_calls}.")
-        self.print('  Next: "Creating the Slack app" in the README puts the bot in your workspace.')
+        self.print('  Next: "Run it in your workspace" in the README puts the bot in your Slack.')
 
 
 def _reached(target: str) -> Callable[[list[Posted]], bool]:
@@ -293,8 +298,8 @@ def _script(session: _Session) -> None:
 
 
 def _interactive(session: _Session, stdin: TextIO) -> None:
-    hint = f"Type {COMMAND} <device> [filters], {MENTION} <device>, refresh, or quit."
-    session.print(f"device-alerts demo (interactive; try ws-fin-014). {hint}")
+    hint = f"Type {COMMAND} <device> [filters], {MENTION} <device>, refresh or quit"
+    session.print(f"device-alerts demo (interactive; try ws-fin-014).\n{hint}")
     while True:
         session.print()
         if stdin.isatty():
@@ -314,7 +319,13 @@ def _interactive(session: _Session, stdin: TextIO) -> None:
 
 
 def run_demo(
-    settings: Settings, *, out: TextIO, as_json: bool = False, interactive: bool = False, stdin: TextIO | None = None
+    settings: Settings,
+    *,
+    out: TextIO,
+    as_json: bool = False,
+    links: bool = False,
+    interactive: bool = False,
+    stdin: TextIO | None = None,
 ) -> int:
     """Play the scripted session (or the person's lines) against the bot; 0 when every answer arrived."""
     secret = secrets.token_hex(16)
@@ -334,14 +345,14 @@ def run_demo(
             stack.callback(runtime.close)  # in case the bot fails to build; closing twice is harmless
             try:  # auth.test, the bot's first call to the stand-in
                 bot = build_slack_bot(runtime, load_slack_settings(SlackMode.HTTP, env))
-            except (BoltError, OSError) as exc:
+            except (StartupError, BoltError, OSError) as exc:
                 print(f"demo: the bot could not reach its local Slack stand-in ({exc}); with HTTPS_PROXY set, "
                       "add 127.0.0.1 to NO_PROXY.", file=sys.stderr)  # fmt: skip
                 return EXIT_FAILED
             stack.callback(bot.close)
             server = HttpServer(wsgi_app(bot.health, SlackRequestHandler(bot.app), bot.metrics), "127.0.0.1", 0).start()
             stack.callback(server.close)
-            session = _Session(out, as_json, standin, runtime, bot.poller, server.port, secret)
+            session = _Session(out, as_json, links, standin, runtime, bot.poller, server.port, secret)
             stack.callback(session.close)
             if interactive:
                 _interactive(session, stdin or sys.stdin)

@@ -4,6 +4,9 @@ A button's `value` comes back from Slack in an interaction, and anyone who can s
 to the bot can put anything in it. So every value the bot writes is sealed with an HMAC keyed from
 the app's signing secret: a crafted interaction cannot name a device nobody looked up. Behind the
 seal the value is parsed again with the strict command grammar, and must name a machine id.
+
+While a signing secret is rotated, values sealed under the previous one still open (it is kept as a
+previous key): the cards already in channels keep working until it is removed (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -31,26 +34,36 @@ class InvalidButton(QueryError):
 
 
 class ButtonSeal:
-    """Seals button values with HMAC-SHA256 (truncated to 128 bits) and opens them in constant time."""
+    """Seals button values with HMAC-SHA256 (truncated to 128 bits) and opens them in constant time.
 
-    __slots__ = ("_key",)
+    Values are sealed with `key`; they open under `key` or any of the `previous` keys (a rotation's overlap).
+    """
 
-    def __init__(self, key: bytes) -> None:
-        if len(key) < 16:
+    __slots__ = ("_key", "_previous")
+
+    def __init__(self, key: bytes, *, previous: tuple[bytes, ...] = ()) -> None:
+        if any(len(k) < 16 for k in (key, *previous)):
             raise ValueError("a button key needs at least 16 bytes")
         self._key = key
+        self._previous = previous
+
+    @staticmethod
+    def _derive(secret: str) -> bytes:
+        return hmac.new(secret.encode(), _KEY_LABEL, hashlib.sha256).digest()
 
     @classmethod
-    def from_secret(cls, secret: str) -> ButtonSeal:
-        """Derive the key from the signing secret (or, in Socket Mode without one, the app-level token)."""
-        return cls(hmac.new(secret.encode(), _KEY_LABEL, hashlib.sha256).digest())
+    def from_secret(cls, secret: str, *previous: str) -> ButtonSeal:
+        """Derive the key from the signing secret (or, in Socket Mode without one, the app-level token);
+        `previous` are secrets rotated away whose buttons should still open."""
+        return cls(cls._derive(secret), previous=tuple(cls._derive(p) for p in previous if p and p != secret))
 
     def __repr__(self) -> str:
         return "ButtonSeal(***)"
 
-    def _mac(self, value: str) -> str:
+    def _mac(self, value: str, key: bytes | None = None) -> str:
         # A lone surrogate (JSON can carry one) must not raise: it only makes a MAC that matches nothing.
-        digest = hmac.new(self._key, value.encode("utf-8", "surrogatepass"), hashlib.sha256).digest()[:_MAC_BYTES]
+        data = value.encode("utf-8", "surrogatepass")
+        digest = hmac.new(key or self._key, data, hashlib.sha256).digest()[:_MAC_BYTES]
         return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
     def seal(self, value: str) -> str:
@@ -64,7 +77,9 @@ class ButtonSeal:
         mac, separator, value = sealed.partition(_SEPARATOR)
         if not separator or len(mac) != _MAC_CHARS or not mac.isascii():
             raise InvalidButton("button payload is not sealed")
-        if not hmac.compare_digest(mac, self._mac(value)):
+        # Every key is tried, so the time taken does not tell which one matched.
+        matches = [hmac.compare_digest(mac, self._mac(value, key)) for key in (self._key, *self._previous)]
+        if not any(matches):
             raise InvalidButton("button payload seal does not match")
         return value
 

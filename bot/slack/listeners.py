@@ -82,6 +82,7 @@ class Plan:
     work: Callable[[], Answer]
     note: str = ""  # set for work that may call Defender or Slack: it runs on the pool
     card: bool = False  # a device card, which follows BOT_RESPONSE_VISIBILITY; notes stay with the asker
+    private: bool = False  # help and bad input: only the asker sees the answer, wherever they asked
 
     @property
     def at_once(self) -> bool:
@@ -96,6 +97,11 @@ def _action_of(parsed: Command) -> Action:
     if isinstance(parsed, ListWatches):
         return Action.WATCH_LIST
     return Action.HELP if isinstance(parsed, Help) else Action.LOOKUP
+
+
+def _for_asker_only(plan: Plan, answer: Answer) -> bool:
+    """Help, bad input, an unknown device and its "did you mean": seen only by the person who asked."""
+    return plan.private or answer.outcome.result in (Result.NOT_FOUND, Result.INVALID)
 
 
 def _costly(parsed: Command) -> bool:
@@ -127,7 +133,7 @@ class Listeners:
     def _plan(self, parsed: Command, requester: Requester, scope: DeviceScope) -> Plan:
         channel, user, action = requester.channel_id, requester.user_id, _action_of(parsed)
         if isinstance(parsed, Help | Invalid):
-            return Plan(action, partial(self._replier.immediate, parsed, scope))
+            return Plan(action, partial(self._replier.immediate, parsed, scope), private=True)
         if isinstance(parsed, ListWatches):
             return Plan(action, partial(self._watches.list, channel))
         if isinstance(parsed, StartWatch):
@@ -167,12 +173,12 @@ class Listeners:
             ack(**self._answer_now(plan, requester).payload())
             return
         url = str(command["response_url"])
-        in_channel = plan.card and self._in_channel
 
         def job() -> None:
             # A channel card is a new message; anything seen only by the asker replaces the note.
-            message = self._run(plan.action, requester, plan.work)
-            self._poster.respond(url, message, in_channel=in_channel, replace_original=not in_channel)
+            answer = self._run(plan.action, requester, plan.work)
+            in_channel = plan.card and self._in_channel and not _for_asker_only(plan, answer)
+            self._poster.respond(url, answer.message, in_channel=in_channel, replace_original=not in_channel)
 
         submitted = self._submit(plan.action, requester, job, lambda message: self._poster.respond(url, message))
         ack(**cards.notice(plan.note if submitted else BUSY).payload())
@@ -198,10 +204,14 @@ class Listeners:
             _in_background(lambda: self._poster.post_ephemeral(channel, requester.user_id, note, thread_ts=thread_ts))
             return
         plan = self._plan(parsed, requester, admitted)
+        in_dm = event.get("channel_type") == "im"  # only the asker reads a DM: a normal message is private
 
         def job() -> None:
-            message = self._run(plan.action, requester, plan.work)
-            self._poster.post(channel, message, thread_ts=thread_ts)
+            answer = self._run(plan.action, requester, plan.work)
+            if not in_dm and _for_asker_only(plan, answer):
+                self._poster.post_ephemeral(channel, requester.user_id, answer.message, thread_ts=thread_ts)
+            else:
+                self._poster.post(channel, answer.message, thread_ts=thread_ts)
 
         def deliver(message: Message) -> None:
             self._poster.post(channel, message, thread_ts=thread_ts)
@@ -276,7 +286,7 @@ class Listeners:
         scope = admitted
 
         def job() -> None:
-            message = self._run(kind, requester, lambda: answer(query, scope))
+            message = self._run(kind, requester, lambda: answer(query, scope)).message
             self._poster.respond(url, message, replace_original=replace_original)
 
         if not self._submit(kind, requester, job, lambda message: self._poster.respond(url, message)):
@@ -309,17 +319,17 @@ class Listeners:
     def _answer_now(self, plan: Plan, requester: Requester) -> Message:
         """Run quick work inside the acknowledgement; a failure (the state store down) is still an answer."""
         try:
-            return self._run(plan.action, requester, plan.work)
+            return self._run(plan.action, requester, plan.work).message
         except Exception as exc:
             self._audit.record(plan.action, requester, Outcome(Result.ERROR, reason="unexpected"))
             return _oops(_report(exc, requester, "a command"))
 
-    def _run(self, kind: Action, requester: Requester, work: Callable[[], Answer]) -> Message:
+    def _run(self, kind: Action, requester: Requester, work: Callable[[], Answer]) -> Answer:
         """Do the work, counting the Defender requests it makes, and write its audit record."""
         with counting_requests() as count:
             answer = work()
         self._audit.record(kind, requester, answer.outcome, defender_calls=count.requests)
-        return answer.message
+        return answer
 
     def _submit(
         self, kind: Action, requester: Requester, job: Callable[[], object], deliver: Callable[[Message], object]

@@ -98,7 +98,7 @@ class HttpServer:
         return int(self._server.getsockname()[1])
 
     def serve_forever(self) -> None:
-        log.info("listening on port %d", self.port)
+        log.info("listening on %s port %d", self._server.getsockname()[0], self.port)
         self._server.run()
 
     def start(self) -> HttpServer:
@@ -125,6 +125,6 @@ class HttpServer:
 
 
 def run_http(bot: Served) -> None:
-    """Serve Slack and the health endpoint on 0.0.0.0:$PORT until interrupted."""
+    """Serve Slack and the health endpoint on $BOT_HTTP_HOST:$PORT (0.0.0.0:3000 by default) until interrupted."""
     application = wsgi_app(bot.health, SlackRequestHandler(bot.app), bot.metrics)
-    HttpServer(application, "0.0.0.0", bot.settings.http_port).serve_forever()  # noqa: S104 - a public web process
+    HttpServer(application, bot.settings.host, bot.settings.http_port).serve_forever()

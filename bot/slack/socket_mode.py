@@ -18,8 +18,8 @@ def run_socket_mode(bot: Served) -> None:
         raise ValueError("Socket Mode needs SLACK_APP_TOKEN")
     health = None
     if bot.settings.port is not None:
-        health = HttpServer(wsgi_app(bot.health, None, bot.metrics), "0.0.0.0", bot.settings.port).start()  # noqa: S104
-        log.info("health endpoint on port %d", health.port)
+        health = HttpServer(wsgi_app(bot.health, None, bot.metrics), bot.settings.host, bot.settings.port).start()
+        log.info("health endpoint on %s port %d", bot.settings.host, health.port)
     handler = SocketModeHandler(bot.app, app_token.reveal(), web_client=bot.app.client)
     try:
         handler.start()  # type: ignore[no-untyped-call]

@@ -13,6 +13,8 @@ MARKER = "FAKESECRET"
 SIGNING_SECRET = f"{MARKER}-signing-8f2a41c7e0"
 # A signing secret that is not the bot's: requests signed with it must be refused.
 FOREIGN_SIGNING_SECRET = f"{MARKER}-signing-of-another-app-3b9d"
+# The signing secret after a rotation (SIGNING_SECRET then is SLACK_SIGNING_SECRET_PREVIOUS).
+ROTATED_SIGNING_SECRET = f"{MARKER}-signing-rotated-5c17d2"
 BOT_TOKEN = f"xoxb-{MARKER}-111-222-bot"
 APP_TOKEN = f"xapp-{MARKER}-1-A0-app"
 # The stand-in's own tokens (`SlackStandIn()` defaults to these) and the demo's signing secret.
@@ -29,6 +31,7 @@ ACCESS_TOKEN_PREFIX = f"double-token-{MARKER}"  # access tokens the OIDC double 
 ALL = (
     SIGNING_SECRET,
     FOREIGN_SIGNING_SECRET,
+    ROTATED_SIGNING_SECRET,
     BOT_TOKEN,
     APP_TOKEN,
     STANDIN_BOT_TOKEN,

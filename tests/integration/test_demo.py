@@ -47,7 +47,7 @@ STEP_HEADINGS = (
 )
 PERSON_LINES = (
     "» @alice in #incident: /device-alerts ws-fin-014\n",
-    "» @alice in a thread in #incident: @device-alerts srv-build-07 severity:high since:7d\n",
+    "» @alice in a thread: @device-alerts srv-build-07 severity:high since:7d\n",
     "» @alice presses [ Refresh ] on ws-fin-014.contoso.local",
     "» @alice in #incident: /device-alerts ws-fin-014 severity:urgent\n",
     "» @alice in #incident: /device-alerts ws-eng-666\n",
@@ -59,6 +59,15 @@ PERSON_LINES = (
 LOOKUP_POSTS = 4
 ROOT, NOTE, CONFIRMATION, UPDATE, FOLLOWUP = range(LOOKUP_POSTS, LOOKUP_POSTS + 5)
 BUILDER_LINK = re.compile(r"Block Kit Builder: (\S+)")
+WIDTH = 80
+URL = re.compile(r"\S*https?://\S+")
+
+
+def flat(text: str) -> str:
+    """`text` with the demo's 80-column wrapping undone: continuation lines joined to the line before."""
+    return re.sub(r" *\n[ ┆]*(?=\S)", " ", text)
+
+
 INVISIBLE = ("\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u202a", "\u202b", "\u202c", "\u202d", "\u202e")
 
 
@@ -101,6 +110,12 @@ def play(monkeypatch: pytest.MonkeyPatch, stdin: str | None = None, **options: A
 def scripted() -> Iterator[Run]:
     with pytest.MonkeyPatch.context() as monkeypatch:
         yield play(monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def scripted_links() -> Iterator[Run]:
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        yield play(monkeypatch, links=True)
 
 
 @pytest.fixture(scope="module")
@@ -169,11 +184,11 @@ def test_bad_input_is_explained_and_nothing_is_posted(scripted: Run) -> None:
 def test_hostile_text_arrives_escaped_and_is_shown_without_control_characters(scripted: Run) -> None:
     step = scripted.step(5)
     assert "raw mrkdwn" in step
-    raw_line = step.splitlines()[-1]
+    raw_line = flat(step[step.index("raw mrkdwn") :])
     assert "&lt;!channel&gt;" in raw_line
     assert "<!channel>" not in raw_line  # in the raw mrkdwn it never appears unescaped
     # The rendered card shows the text as a person would read it, defused.
-    assert "<!channel> Urgent: <https://evil.example/login¦Reset your password> [" in step
+    assert "<!channel> Urgent: <https://evil.example/login¦Reset your password> [" in flat(step)
     assert "CRITICAL" in step
     assert "Invoicegpj.exe opened by payroll" in step
     for text in (scripted.out, step):
@@ -194,17 +209,19 @@ def test_watch_posts_a_root_card_and_a_thread_note(scripted: Run) -> None:
     step = scripted.step(7)
     assert "seen only by @alice: Setting up a watch on ws-fin-014…" in step
     assert "  ↳ posted in #incident:\n" in step
-    assert re.search(r"┆ :eyes: Watched by @alice until [-\d]+ [:\d]+ UTC · last checked [-\d]+ [:\d]+ UTC\n", step)
+    assert "[ Refresh ] [ Open in Defender ↗ ] [ Unwatch ]" in step
+    step = flat(step)  # the long lines below are wrapped to 80 columns
+    assert re.search(r"◉ Watched by @alice until [-\d]+ [:\d]+ UTC · last checked [-\d]+ [:\d]+ UTC", step)
     assert "[ Refresh ] [ Open in Defender ↗ ] [ Unwatch ]" in step
     assert "[ Watch ]" not in step
     assert re.search(
-        r"↳ posted in the thread in #incident: :eyes: @alice is watching ws-fin-014\.contoso\.local until "
-        r"[-\d]+ [:\d]+ UTC\. New alerts and status changes will appear in this thread\.\n",
+        r"↳ posted in the thread in #incident: ◉ @alice is watching ws-fin-014\.contoso\.local until "
+        r"[-\d]+ [:\d]+ UTC\. New alerts and status changes will appear in this thread\.",
         step,
     ), step
     assert re.search(
         r"↳ replaced the note seen only by @alice: Watching ws-fin-014\.contoso\.local until [-\d]+ [:\d]+ UTC; "
-        r"changes appear in the card's thread\.\n",
+        r"changes appear in the card's thread\.",
         step,
     ), step
     root, note, confirmation = scripted.posts[ROOT : CONFIRMATION + 1]
@@ -217,7 +234,7 @@ def test_defender_changes_get_one_threaded_reply_and_the_root_card_is_updated(sc
     step = scripted.step(8)
     assert "» Meanwhile in Defender (the simulator), on ws-fin-014.contoso.local:\n" in step
     assert "    a new High alert appears: Ransomware behavior detected\n" in step
-    assert "    secops@contoso.com takes Suspicious PowerShell command line: New → In progress\n" in step
+    assert "    secops@contoso.com took Suspicious PowerShell command line (now In progress)\n" in step
     assert "» The watch poller checks Defender (every 60 s in production)\n" in step
     assert "  ↳ 1 Defender call for every watched device; 3 changes, grouped in 1 reply\n" in step
     assert "✗" not in step
@@ -234,7 +251,7 @@ def test_defender_changes_get_one_threaded_reply_and_the_root_card_is_updated(sc
     assert followup.payload["text"] == "ws-fin-014.contoso.local: 3 changes"
     shown = step[step.index("↳ posted in the thread in #incident:") :]
     assert "Suspicious PowerShell command line [1]: New → In progress" in shown
-    assert "assigned to secops@contoso.com (was unassigned)" in shown
+    assert "assigned to secops@contoso.com (was unassigned)" in flat(shown)
     assert "● New alert · High · Ransomware behavior detected [3] · Ransomware" in shown
 
 
@@ -253,7 +270,7 @@ def test_the_demo_writes_no_state_file(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert run.code == 0, run.out
     assert "↳ posted in #incident:" in run.out  # the root card
     assert "ws-fin-014.contoso.local by @alice since " in run.out  # `watches`, answered in the ack
-    assert "replaced the note seen only by @alice: Stopped watching ws-fin-014.contoso.local." in run.out
+    assert "replaced the note seen only by @alice: Stopped watching ws-fin-014.contoso.local." in flat(run.out)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -266,10 +283,25 @@ def test_summary(scripted: Run) -> None:
     calls = re.search(r"Defender API calls the simulator received: (\d+)\.", summary)
     assert calls, summary
     assert int(calls[1]) > 0
-    assert '"Creating the Slack app"' in summary
+    assert '"Run it in your workspace"' in summary  # a README heading
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    assert "\n## Run it in your workspace\n" in readme
 
 
-def test_every_lookup_card_has_a_block_kit_builder_link_with_its_blocks(scripted: Run) -> None:
+def test_the_default_output_fits_80_columns_but_for_single_urls(scripted: Run) -> None:
+    """Only a line whose one long word is a URL (an alert's portal link, ~110 characters) may be wider."""
+    assert "Block Kit Builder" not in scripted.out  # the links come with --links only
+    wide = [line for line in scripted.out.splitlines() if len(line) > WIDTH]
+    for line in wide:
+        urls = URL.findall(line)
+        assert len(urls) == 1 and len(urls[0]) > WIDTH // 2, line
+        assert len(line.replace(urls[0], "")) <= WIDTH, line  # without the URL, the line fits
+    assert max(len(line) for line in scripted.out.splitlines()) < 200
+    assert all(len(line) <= WIDTH for line in scripted.out.splitlines() if "://" not in line)
+
+
+def test_every_lookup_card_has_a_block_kit_builder_link_with_its_blocks(scripted_links: Run) -> None:
+    scripted = scripted_links
     links = BUILDER_LINK.findall(scripted.out)
     # The four posted lookup cards, and the bad-input and help cards the bot acknowledged with. The watch
     # steps show device cards like those and skip the links (`--json` prints their payloads).
@@ -284,7 +316,7 @@ def test_every_lookup_card_has_a_block_kit_builder_link_with_its_blocks(scripted
         assert document["blocks"]
         # The link belongs to a card printed in the transcript.
         first_line = render_text(Message("", document["blocks"])).splitlines()[0]
-        assert f"      {first_line}\n" in scripted.out
+        assert f" {first_line}" in flat(scripted.out)
 
 
 def test_nothing_secret_is_printed(scripted: Run, scripted_json: Run) -> None:
@@ -336,7 +368,7 @@ def test_interactive_mention_hints_and_end_of_input(monkeypatch: pytest.MonkeyPa
     run = play(monkeypatch, "refresh\nhello\n\n@device-alerts srv-build-07 severity:high\n")
     assert run.code == 0, run.out
     assert "There is no card to refresh yet" in run.out
-    assert "Type /device-alerts <device> [filters], @device-alerts <device>, refresh, or quit." in run.out
+    assert "Type /device-alerts <device> [filters], @device-alerts <device>, refresh or quit" in run.out
     assert "» @alice in #incident: @device-alerts srv-build-07 severity:high" in run.out
     assert "posted in the thread in #incident" in run.out
     assert "Signed requests sent: 1;" in run.out
@@ -401,7 +433,7 @@ def test_ctrl_c_ends_the_demo_cleanly() -> None:
 SIMULATOR_NOTICE = "using the built-in Defender simulator"
 DEMO_PEOPLE = (
     "» @alice in #incident: /device-alerts ws-fin-014",
-    "» @alice in a thread in #incident: @device-alerts srv-build-07 severity:high since:7d",
+    "» @alice in a thread: @device-alerts srv-build-07 severity:high since:7d",
     "» @alice presses [ Refresh ] on ws-fin-014.contoso.local",
     "» @alice in #incident: /device-alerts ws-fin-014 severity:urgent",
     f"» @alice in #incident: /device-alerts {HOSTILE_HOSTNAME.split('.')[0]}",
@@ -424,13 +456,27 @@ def test_demo_plays_a_slack_session(capsys: pytest.CaptureFixture[str]) -> None:
     assert "replaced the card in #incident" in out
     assert "unknown severity 'urgent'" in out
     assert "&lt;!channel&gt;" in out
-    assert out.count("Block Kit Builder: https://app.slack.com/block-kit-builder#") == 6
+    assert "Block Kit Builder" not in out  # only with --links
     assert "Defender API calls the simulator received:" in out
     assert "JSON payload:" not in out
     assert "\x1b" not in out
     assert SIMULATOR_NOTICE not in out
     # The scripted requests write no audit trail over the readable output.
     assert '"audit":' not in err + capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("cli_env")
+def test_demo_links_option_prints_a_builder_link_under_each_lookup_card() -> None:
+    code, out, err = run("demo", "--links")
+    assert code == 0, out + err
+    assert out.count("Block Kit Builder: https://app.slack.com/block-kit-builder#") == 6
+
+
+def test_demo_help_names_json_and_links(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    text = capsys.readouterr().out
+    assert "--json" in text and "--links" in text and "Block Kit Builder" in text
 
 
 @pytest.mark.usefixtures("cli_env")

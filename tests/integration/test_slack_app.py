@@ -240,9 +240,10 @@ def test_mention_with_an_auto_linked_hostname(rig: Harness) -> None:
     assert posted.payload["thread_ts"] == "1700000000.000300"
 
 
-def test_mention_with_bad_input_gets_the_explanation_in_thread(rig: Harness) -> None:
+def test_mention_with_bad_input_gets_the_explanation_in_thread_seen_only_by_the_asker(rig: Harness) -> None:
     rig.event(rig.requests.mention("../etc", ts="1700000000.000400"))
     [posted] = rig.standin.wait_for_posts(1)
+    assert (posted.via, posted.payload["user"]) == ("chat.postEphemeral", "U0ALICE")
     assert posted.payload["thread_ts"] == "1700000000.000400"
     assert "not a machine id" in posted.payload["text"]
     assert rig.tenant.calls == 0
@@ -450,7 +451,8 @@ def test_unknown_prefix_suggests_devices(rig: Harness) -> None:
     assert f"Did you mean: `{FIN_014}`, `{FIN_015}`?" in text
     assert "You asked: `ws-fin`" in text
     assert "Usage:" not in text  # the input was fine; the device does not exist
-    assert posted.payload["response_type"] == "in_channel"
+    assert posted.payload["replace_original"] is True  # replaces the asker's "Looking up…" note: only they see it
+    assert "response_type" not in posted.payload
 
 
 def test_unknown_device_without_suggestions(rig: Harness) -> None:

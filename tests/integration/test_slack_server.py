@@ -5,24 +5,30 @@
 
 from __future__ import annotations
 
+import socket
 import statistics
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
+from bot.config import Secret
 from bot.defender.limits import Api
 from bot.defender.simulator import BUSY_HOSTNAME, DUPLICATE_HOSTNAME, SimulatedTenant
 from bot.demo.slack_requests import SlackRequests
+from bot.slack import server as server_module
+from bot.slack import socket_mode
 from bot.slack.server import HttpServer, wsgi_app
 from tests.doubles import secrets as fake_secrets
+from tests.doubles.processes import free_port
 from tests.doubles.slack import (
     COMMAND_ACK_BUDGET,
     SIGNING_SECRET,
@@ -270,3 +276,60 @@ def test_healthz_names_the_graph_api_and_how_fresh_its_mirror_is() -> None:
 def test_healthz_has_no_mirror_on_the_mde_api(served: Served) -> None:
     health = served.client.get(served.url("/healthz")).json()
     assert health["defender_api"] == "mde" and "graph_mirror" not in health
+
+
+# -- the bind address (BOT_HTTP_HOST) ----------------------------------------------------------------------------
+
+
+def _answers_only_on(host: str, port: int) -> None:
+    """`/healthz` answers on `host` (another loopback address than 127.0.0.1) and nothing listens on 127.0.0.1."""
+    assert httpx.get(f"http://{host}:{port}/healthz", timeout=5.0).json()["status"] == "ok"
+    with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), timeout=2.0):
+        pass
+
+
+def test_run_http_listens_on_the_configured_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[HttpServer] = []
+
+    class InAThread(HttpServer):
+        def serve_forever(self) -> None:  # so that the test can stop it
+            started.append(self.start())
+
+    monkeypatch.setattr(server_module, "HttpServer", InAThread)
+    for rig in harness():
+        port = free_port()
+        bot = SimpleNamespace(
+            app=rig.bot.app, settings=replace(rig.bot.settings, host="127.0.0.2", port=port),
+            health=rig.bot.health, metrics=rig.bot.metrics,
+        )  # fmt: skip
+        try:
+            server_module.run_http(bot)
+            _answers_only_on("127.0.0.2", port)
+        finally:
+            for server in started:
+                close_server(server)
+
+
+def test_socket_mode_health_endpoint_listens_on_the_configured_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    port = free_port()
+    checked: list[bool] = []
+
+    class NoWebSocket:
+        """Stands in for Bolt's handler: while "connected", the health endpoint must answer on the host."""
+
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            pass
+
+        def start(self) -> None:
+            _answers_only_on("127.0.0.2", port)
+            checked.append(True)
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(socket_mode, "SocketModeHandler", NoWebSocket)
+    for rig in harness():
+        settings = replace(rig.bot.settings, host="127.0.0.2", port=port, app_token=Secret(fake_secrets.APP_TOKEN))
+        bot = SimpleNamespace(app=rig.bot.app, settings=settings, health=rig.bot.health, metrics=rig.bot.metrics)
+        socket_mode.run_socket_mode(bot)
+    assert checked == [True]

@@ -45,6 +45,9 @@ def test_python_dash_m_bot_demo_in_a_clean_environment(tmp_path: Path, api: str)
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.startswith("device-alerts demo: ")
     assert "━━ Summary " in completed.stdout
+    assert "Block Kit Builder" not in completed.stdout  # links only with --links
+    # 80 columns, but for the lines that hold one long URL (an alert's portal link)
+    assert all(len(line) <= 80 for line in completed.stdout.splitlines() if "://" not in line)
 
 
 def test_python_dash_m_bot_in_a_clean_environment(tmp_path: Path) -> None:

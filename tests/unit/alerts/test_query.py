@@ -332,8 +332,11 @@ def test_all_filters_must_match() -> None:
         ("ws1 severity:unspecified,medium", "severity: Medium, Unspecified"),
         ("ws1 status:resolved,new,in_progress", "status: New, In progress, Resolved"),
         ("ws1 since:90m", "since: 90m"),
-        ("ws1 since:24h", "since: 1d"),
-        ("ws1 since:2w", "since: 14d"),
+        ("ws1 since:24h", "since: 24h"),  # said back in the unit the person used
+        ("ws1 since:2w", "since: 2w"),
+        ("ws1 since:1440m", "since: 1440m"),
+        ("ws1 since:1d", "since: 1d"),
+        ("ws1 since:007D", "since: 7d"),  # only the spelling is normalised
         ("ws1 since:36h", "since: 36h"),
         ("ws1 severity:high since:7d", "severity: High · since: 7d"),
         ("ws1 status:new severity:medium", "severity: Medium · status: New"),
@@ -361,6 +364,14 @@ def test_format_duration(span: timedelta, text: str) -> None:
     assert format_duration(span) == text
 
 
+def test_the_unit_typed_is_kept_in_the_query_and_does_not_change_equality() -> None:
+    hours, days = parse_query("ws1 since:24h").filters, parse_query("ws1 since:1d").filters
+    assert hours.as_query() == "since:24h" and days.as_query() == "since:1d"
+    assert hours == days and hash(hours) == hash(days)  # the same filter: one cache entry, one watch
+    assert parse_query("ws1 " + hours.as_query()).filters.describe() == "since: 24h"  # a button's round trip
+    assert format_duration(timedelta(hours=36), "d") == "36h"  # not whole in the unit given: the largest that is
+
+
 UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
 
 
@@ -376,7 +387,8 @@ def test_since_and_format_duration_round_trip(number: int, unit: str) -> None:
     shown = format_duration(span)
     assert parse_since(shown) == span
     filters = parse_query(f"ws1 since:{number}{unit}").filters
-    assert filters.describe() == f"since: {shown}"
+    assert filters.describe() == f"since: {number}{unit}"  # as typed
+    assert parse_query(f"ws1 {filters.as_query()}").filters == filters
 
 
 # Property: parse_query is total --------------------------------------------------------------

@@ -1,10 +1,10 @@
 """The README's configuration tables agree with the table of variables (`bot/config/variables.py`).
 
-The rule: the README's two `| variable | default | meaning |` tables (the Slack one under "Running the bot",
-the other under "Configuration") name exactly the variables of the table, each in its own table, and each
-row's default and meaning are the table's text (spaces aside). A row may name several variables that share
-its default and meaning (`A` / `B`). On a mismatch, the message shows the row the table would write
-(`python -m bot.config.docs` prints both tables).
+The rule: the README's two `| variable | default | meaning |` tables (under "Configuration": the Slack one under
+"Slack and access", the other under "Defender, state and logging") name exactly the variables of the table, each
+in its own table, and each row's default and meaning are the table's text (spaces aside). A row may name several
+variables that share its default and meaning (`A` / `B`). On a mismatch, the message shows the row the table
+would write (`python -m bot.config.docs` prints both tables).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from bot.config.variables import VARIABLES
 
 README = Path(__file__).resolve().parents[3] / "README.md"
 HEADER = "| variable | default | meaning |"
-SECTIONS = {True: "### Running the bot", False: "## Configuration"}
+SECTIONS = {True: "### Slack and access", False: "### Defender, state and logging"}
 
 
 def _squash(text: str) -> str:

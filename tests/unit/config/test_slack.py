@@ -218,3 +218,28 @@ def test_bad_access_settings_name_the_variable(name: str, value: str, message: s
     with pytest.raises(ConfigError) as caught:
         load_slack_settings(SlackMode.HTTP, {**BASE, name: value})
     assert str(caught.value).startswith(message), str(caught.value)
+
+
+# -- the bind address ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "host"),
+    [
+        (None, "0.0.0.0"),  # noqa: S104 - every interface, as a platform's web process needs
+        ("127.0.0.1", "127.0.0.1"),  # behind a reverse proxy on the same host
+        ("::", "::"),
+        ("::1", "::1"),
+        ("localhost", "localhost"),
+        ("bot.internal.example.com", "bot.internal.example.com"),
+    ],
+)
+def test_http_host_is_an_address_or_a_host_name(value: str | None, host: str) -> None:
+    env = http_env() if value is None else http_env(BOT_HTTP_HOST=value)
+    assert load_slack_settings(SlackMode.HTTP, env).host == host
+
+
+@pytest.mark.parametrize("value", ["http://0.0.0.0", "0.0.0.0:3000", "10.0.0.256", "bad host", "-x.example", "a_b"])
+def test_a_bad_http_host_names_the_variable(value: str) -> None:
+    message = config_error(SlackMode.HTTP, http_env(BOT_HTTP_HOST=value))
+    assert message == f"BOT_HTTP_HOST: expected an IP address or a host name, got {value!r}"

@@ -138,3 +138,34 @@ def test_builder_url_round_trips_the_blocks() -> None:
     fragment = url.removeprefix(BUILDER_URL)
     assert re.fullmatch(r"[A-Za-z0-9%._~-]+", fragment), fragment
     assert builder_blocks(url) == {"blocks": blocks}
+
+
+def test_every_shortcode_the_bot_writes_is_shown_as_a_one_column_symbol() -> None:
+    """No raw `:eyes:` in the terminal: each shortcode in the bot's Slack code has a narrow symbol."""
+    from pathlib import Path
+
+    import bot
+    from bot.demo.preview import EMOJI
+
+    root = Path(bot.__file__).parent
+    sources = [path.read_text() for folder in ("slack", "watch") for path in (root / folder).glob("*.py")]
+    used = {code for text in sources for code in re.findall(r'(?<=["\s]):[a-z_]+:(?=["\s])', text)}
+    assert ":eyes:" in used and ":hourglass:" in used
+    assert used <= set(EMOJI), used - set(EMOJI)
+    shown = render_text(Message("x", [section(" ".join(sorted(used)))]))
+    assert not re.search(r":[a-z_]+:", shown)
+    assert all(len(symbol) == 1 for symbol in EMOJI.values())
+
+
+def test_fit_wraps_long_lines_under_their_marker_and_keeps_urls_whole() -> None:
+    from bot.demo.preview import fit
+
+    context = "      ┆ " + " ".join(["word"] * 30)
+    lines = fit(context).splitlines()
+    assert len(lines) > 1 and all(len(line) <= 80 for line in lines)
+    assert all(line.startswith("      ┆ ") for line in lines)
+    note = "  ↳ posted: " + " ".join(["word"] * 30)
+    assert all(line.startswith("    ") for line in fit(note).splitlines()[1:])
+    url = "      [1] https://security.microsoft.com/alerts/" + "x" * 90
+    assert fit(url) == url  # one long word: never broken, never moved away from its marker
+    assert fit("short line") == "short line"

@@ -37,6 +37,19 @@ def test_a_sealed_value_opens_and_any_change_breaks_it() -> None:
             seal.open(forged)
 
 
+def test_after_a_rotation_values_sealed_with_the_previous_secret_still_open() -> None:
+    value = "c7663fe2de4691490a39131d227c25d9dc2bc9d6 severity:high"
+    old = ButtonSeal.from_secret("secret-before").seal(value)
+    rotated = ButtonSeal.from_secret("secret-after", "secret-before")
+    assert rotated.open(old) == value
+    assert rotated.open(rotated.seal(value)) == value
+    assert rotated.seal(value) == ButtonSeal.from_secret("secret-after").seal(value)  # sealed with the new key
+    with pytest.raises(InvalidButton):  # once the previous secret is removed, old cards' buttons are refused
+        ButtonSeal.from_secret("secret-after").open(old)
+    with pytest.raises(InvalidButton):
+        rotated.open(ButtonSeal.from_secret("secret-of-someone-else").seal(value))
+
+
 def test_the_seal_key_is_not_the_signing_secret_and_never_prints() -> None:
     seal = ButtonSeal.from_secret("signing-secret-value")
     assert "signing-secret-value" not in repr(seal)

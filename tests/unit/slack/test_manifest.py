@@ -1,4 +1,5 @@
-"""manifest.yml is a valid Slack app manifest and matches what the bot handles.
+"""manifest.yml (HTTP mode) and manifest.socket.yml (Socket Mode) are valid Slack app manifests, match what the
+bot handles, and differ only in how Slack reaches the bot.
 
 Validated against Slack's published JSON schema (slackapi/manifest-schema, MIT; copy and licence in tests/data/).
 """
@@ -17,6 +18,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[3]
 MANIFEST = ROOT / "manifest.yml"
+SOCKET_MANIFEST = ROOT / "manifest.socket.yml"
+BOTH = pytest.mark.parametrize("path", [MANIFEST, SOCKET_MANIFEST], ids=["http", "socket"])
 SCHEMA = ROOT / "tests" / "data" / "slack-app-manifest.v1.schema.json"
 
 URL = "https://YOUR-HOST/slack/events"
@@ -38,8 +41,8 @@ SCOPES = {
 }
 
 
-def load_manifest() -> dict[str, Any]:
-    data = yaml.safe_load(MANIFEST.read_text(encoding="utf-8"))
+def load_manifest(path: Path = MANIFEST) -> dict[str, Any]:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
     assert isinstance(data, dict)
     return data
 
@@ -68,7 +71,7 @@ def urls(node: object) -> list[str]:
 
 
 def socket_mode_variant(manifest: dict[str, Any]) -> dict[str, Any]:
-    """What the README's switch instructions produce: Socket Mode on, the three URL lines deleted."""
+    """The HTTP manifest switched to Socket Mode: Socket Mode on, the three URL lines deleted."""
     variant = copy.deepcopy(manifest)
     variant["settings"]["socket_mode_enabled"] = True
     for command in variant["features"]["slash_commands"]:
@@ -84,12 +87,14 @@ def test_schema_copy_is_draft_7_and_licensed() -> None:
     assert "MIT License" in (SCHEMA.parent / "slack-app-manifest.LICENSE").read_text(encoding="utf-8")
 
 
-def test_manifest_validates_against_slack_schema() -> None:
-    assert schema_errors(load_manifest()) == []
+@BOTH
+def test_manifest_validates_against_slack_schema(path: Path) -> None:
+    assert schema_errors(load_manifest(path)) == []
 
 
-def test_manifest_declares_what_the_bot_handles() -> None:
-    manifest = load_manifest()
+@BOTH
+def test_manifest_declares_what_the_bot_handles(path: Path) -> None:
+    manifest = load_manifest(path)
     assert manifest["_metadata"] == {"major_version": 1, "minor_version": 1}
 
     info = manifest["display_information"]
@@ -119,7 +124,7 @@ def test_manifest_declares_what_the_bot_handles() -> None:
     assert set(settings["event_subscriptions"]["bot_events"]) == {"app_mention", "message.im"}
     assert len(settings["event_subscriptions"]["bot_events"]) == 2
     assert settings["interactivity"]["is_enabled"] is True
-    assert settings["socket_mode_enabled"] is False
+    assert settings["socket_mode_enabled"] is (path == SOCKET_MANIFEST)
     assert settings["org_deploy_enabled"] is False
     assert settings["token_rotation_enabled"] is False
 
@@ -128,17 +133,22 @@ def test_every_url_is_the_single_events_endpoint() -> None:
     found = urls(load_manifest())
     assert len(found) == 3, found
     assert set(found) == {URL}
-    # The header comment tells people to delete exactly these lines for Socket Mode.
     lines = MANIFEST.read_text(encoding="utf-8").splitlines()
     url_lines = [line for line in lines if URL in line and not line.lstrip().startswith("#")]
     assert len(url_lines) == 3
     assert all(re.fullmatch(r"\s*(url|request_url): " + re.escape(URL), line) for line in url_lines), url_lines
 
 
-def test_socket_mode_variant_still_validates() -> None:
-    variant = socket_mode_variant(load_manifest())
-    assert urls(variant) == []
-    assert schema_errors(variant) == []
+def test_socket_manifest_has_no_url_and_socket_mode_on() -> None:
+    socket = load_manifest(SOCKET_MANIFEST)
+    assert urls(socket) == []
+    assert socket["settings"]["socket_mode_enabled"] is True
+    assert "YOUR-HOST" not in SOCKET_MANIFEST.read_text(encoding="utf-8")
+
+
+def test_the_two_manifests_differ_only_in_how_slack_reaches_the_bot() -> None:
+    """Same scopes, command, events and settings: the socket one is the HTTP one with Socket Mode on, URLs gone."""
+    assert load_manifest(SOCKET_MANIFEST) == socket_mode_variant(load_manifest())
 
 
 @pytest.mark.parametrize(
