@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import Callable, Iterator, Sequence
 
 from slack_bolt import App, BoltResponse
@@ -26,6 +27,7 @@ from bot.config import SlackMode, SlackSettings
 
 log = logging.getLogger(__name__)
 
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")  # seconds since the epoch, as Slack sends them
 STARTUP_TIMEOUT = 10  # seconds for the start-up `auth.test`; it is not retried
 
 
@@ -47,8 +49,10 @@ class SignatureCheck(Middleware):
     def process(self, *, req: BoltRequest, resp: BoltResponse, next: Callable[[], BoltResponse]) -> BoltResponse | None:
         if req.mode == "socket_mode":
             return next()
-        timestamp = req.headers.get("x-slack-request-timestamp", ["0"])[0]
+        timestamp = req.headers.get("x-slack-request-timestamp", [""])[0]
         signature = req.headers.get("x-slack-signature", [""])[0]
+        if not _TIMESTAMP.fullmatch(timestamp):  # the verifier would raise on it: refuse it here, like any forgery
+            return BoltResponse(status=401, body={"error": "invalid request"})
         # Every verifier runs, so the time taken does not tell which secret matched.
         valid = [verifier.is_valid(req.raw_body, timestamp, signature) for verifier in self._verifiers]
         if any(valid):

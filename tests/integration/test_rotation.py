@@ -202,3 +202,21 @@ def test_a_refused_bot_token_is_one_line_and_bolt_warns_about_nothing(
         assert not [r for r in caplog.records if r.levelno >= logging.WARNING and "token" in r.getMessage()]
     finally:
         close_soon(standin)
+
+
+@pytest.mark.parametrize("timestamp", ["abc", "", "1e9", " 12", "9" * 40, "-1"])
+def test_a_malformed_timestamp_is_a_plain_401_with_no_side_effect(
+    rotating: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, timestamp: str
+) -> None:
+    """A timestamp that is not a number must not make the check raise: no error handler, no 500, no log of it."""
+    jobs = _count_jobs(rotating, monkeypatch)
+    calls = len(rotating.standin.calls)
+    url = rotating.standin.response_url("malformed")
+    body, headers = rotating.requests.command("ws-fin-014", response_url=url)
+    with caplog.at_level(logging.DEBUG):
+        status = rotating.dispatch((body, {**headers, "X-Slack-Request-Timestamp": timestamp})).status
+    assert status == 401
+    time.sleep(0.1)
+    assert jobs == [0] and rotating.standin.posts == [] and len(rotating.standin.calls) == calls
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "ws-fin-014" not in caplog.text
