@@ -178,6 +178,7 @@ class SlackBot:
     seal: ButtonSeal
     audit: AuditLog
     registry: CollectorRegistry
+    listeners: Listeners
 
     def start_background(self) -> None:
         """Start the watch poller (in `http` and `socket` processes; the store's lease keeps it to one)."""
@@ -279,4 +280,5 @@ def build_slack_bot(runtime: Runtime, settings: SlackSettings, *, poll_seconds: 
         pending_followups=lambda: pending_reply_count(store) or 0,
         lookups_in_use=lambda: pool.in_use,
     )
-    return SlackBot(app, pool, runtime, settings, store, poller, seal, audit, metrics.bot_registry(state))
+    registry = metrics.bot_registry(state)
+    return SlackBot(app, pool, runtime, settings, store, poller, seal, audit, registry, listeners)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import resource
 import sys
 from collections.abc import Sequence
 from typing import TextIO
@@ -93,6 +94,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _no_core_dumps() -> None:
+    """A core dump of a server process would hold its tokens and secrets: allow none."""
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
 def _serve(
     mode: SlackMode,
     settings: Settings,
@@ -103,6 +109,7 @@ def _serve(
     poll_seconds: float | None = None,
 ) -> int:
     """Run the Slack app until interrupted."""
+    _no_core_dumps()
 
     try:
         slack = load_slack_settings(mode, env)

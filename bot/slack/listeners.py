@@ -37,7 +37,7 @@ from bot.slack.commands import (
 from bot.slack.gate import Denied, Gate
 from bot.slack.poster import Poster
 from bot.slack.replies import BUSY, Answer, Replier
-from bot.slack.requester import identify, requester_in
+from bot.slack.requester import identify, requester_in, verified_requester
 from bot.slack.watching import SlackWatches
 from bot.slack.work import WorkPool
 from bot.state.dedupe import EventDeduper
@@ -300,8 +300,14 @@ class Listeners:
     # Errors ------------------------------------------------------------------------------------
 
     def on_error(self, error: Exception, body: dict[str, Any], context: BoltContext) -> None:
-        kind = body.get("type") or ("command" if "command" in body else "request")
-        reference = _report(error, requester_in(context), f"a {kind} request")
+        requester = verified_requester(context)
+        if requester is None:
+            # Bolt failed before the request was verified: nothing from its body may reach a log or the network
+            # (its response_url could point anywhere).
+            log.warning("a request failed before verification: %s", type(error).__name__)
+            return
+        kind = "command" if "command" in body else "event" if "event" in body else "button"
+        reference = _report(error, requester, f"a {kind} request")
         url = body.get("response_url")
         if isinstance(url, str):
             self._tell(url, _oops(reference))

@@ -23,6 +23,12 @@ def identify(body: dict[str, Any], context: BoltContext, next: Callable[[], None
     next()
 
 
+def verified_requester(context: BoltContext) -> Requester | None:
+    """The requester, if `identify` ran: only then had the request passed verification."""
+    found = context.get(REQUESTER)
+    return found if isinstance(found, Requester) else None
+
+
 def requester_in(context: BoltContext) -> Requester:
     """The requester `identify` found; an empty one where it did not run (a request Bolt refused earlier)."""
     found = context.get(REQUESTER)

@@ -41,6 +41,12 @@ class Served(Protocol):
     def metrics(self) -> bytes: ...
 
 
+# Slack's largest payloads (an event carrying a long message with blocks) stay well under 512 KiB; waitress
+# answers 413 to a larger Content-Length without reading the body.
+MAX_BODY_BYTES = 512 * 1024
+MAX_HEADER_BYTES = 32 * 1024
+IDLE_TIMEOUT = 30  # seconds a connection may send nothing (waitress's default is 120)
+CONNECTION_LIMIT = 500  # headroom over slow or idle clients (waitress's default is 100); select() allows 1,024
 REQUEST_THREADS = 16  # requests only parse and acknowledge; slow work runs on the bot's own pool
 
 
@@ -85,7 +91,17 @@ class HttpServer:
         # Owning the socket map lets `close` end every connection, keep-alive ones included.
         self._map: dict[int, Any] = {}
         server = create_server(
-            application, map=self._map, host=host, port=port, threads=REQUEST_THREADS, ident="device-alerts"
+            application,
+            map=self._map,
+            host=host,
+            port=port,
+            threads=REQUEST_THREADS,
+            ident="device-alerts",
+            # Anyone can reach /slack/events: bound what a request may cost before it is verified.
+            max_request_body_size=MAX_BODY_BYTES,
+            max_request_header_size=MAX_HEADER_BYTES,
+            channel_timeout=IDLE_TIMEOUT,
+            connection_limit=CONNECTION_LIMIT,
         )
         if isinstance(server, MultiSocketServer):  # only when several listen addresses are given
             raise ValueError("listen on one address")

@@ -8,7 +8,9 @@ means the next check finds the same changes again; a crash after it leaves them 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -72,11 +74,23 @@ def sqlite_path(state_url: str) -> str:
     return parts.path[1:]
 
 
+def _create_private(path: str | Path) -> None:
+    """Create the database file readable by its owner only: it holds alert titles and Slack ids.
+
+    SQLite gives its -wal and -shm files the database file's permissions. An existing file is left as it is.
+    """
+    if str(path) == ":memory:" or str(path).startswith("file:"):
+        return
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 class SqliteWatchStore:
     """The embedded store: one SQLite file in WAL mode, safe for the threads of one or more processes."""
 
     def __init__(self, path: str | Path) -> None:
         self._lock = threading.RLock()
+        _create_private(path)
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")

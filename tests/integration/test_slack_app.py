@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from slack_bolt import BoltContext
 
 from bot.config import Visibility
 from bot.defender.simulator import HOSTILE_HOSTNAME, SimulatedTenant
@@ -695,7 +696,7 @@ def test_button_listener_error_gets_a_reference_note(
     assert match, note.payload["text"]
     assert _error_references(caplog) == [match[1]]
     [message] = [r.getMessage() for r in caplog.records if r.name == "bot.slack.listeners"]
-    assert message.endswith("in a block_actions request (team T0STANDIN, channel C0INCIDENT, user U0ALICE)")
+    assert message.endswith("in a button request (team T0STANDIN, channel C0INCIDENT, user U0ALICE)")
 
 
 def test_event_listener_error_is_logged_without_a_reply(
@@ -718,3 +719,19 @@ def test_error_inside_a_lookup_job_still_tells_the_user(rig: Harness, monkeypatc
     assert ack_json(rig.command(FIN_014, "job"))["text"] == f"Looking up {FIN_014}…"
     [note] = rig.standin.wait_for_posts(1, timeout=1.5)
     assert REFERENCE.fullmatch(note.payload["text"])
+
+
+def test_an_error_before_verification_reaches_no_log_line_and_no_url(
+    rig: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Bolt can fail on a request before the bot's middleware has verified it (issue: a malformed body). Its
+    body is the sender's: its response_url must not be called, and nothing of it may be logged."""
+    url = rig.standin.response_url("not-verified")
+    calls = len(rig.standin.calls)
+    body = {"type": "block_actions\nforged audit line", "response_url": url, "user": {"id": "U0EVIL\n{}"}}
+    with caplog.at_level(logging.DEBUG):
+        rig.bot.listeners.on_error(ValueError("boom"), body, BoltContext())
+    time.sleep(0.2)
+    assert rig.standin.posts == [] and len(rig.standin.calls) == calls
+    assert "forged" not in caplog.text and "U0EVIL" not in caplog.text
+    assert "failed before verification: ValueError" in caplog.text

@@ -333,3 +333,35 @@ def test_socket_mode_health_endpoint_listens_on_the_configured_host(monkeypatch:
         bot = SimpleNamespace(app=rig.bot.app, settings=settings, health=rig.bot.health, metrics=rig.bot.metrics)
         socket_mode.run_socket_mode(bot)
     assert checked == [True]
+
+
+def test_an_oversized_body_is_refused_before_it_is_sent(served: Served) -> None:
+    """A Content-Length over the cap gets 413 at once: the body is never read, and no listener runs."""
+    posts = len(served.rig.standin.posts)
+    port = served.server.port
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+        connection.sendall(
+            b"POST /slack/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+            + f"Content-Length: {200 * 1024 * 1024}\r\n\r\n".encode()
+        )
+        answer = connection.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 413")
+    assert len(served.rig.standin.posts) == posts
+
+
+def test_many_idle_connections_do_not_delay_a_signed_request(served: Served) -> None:
+    """150 clients that connect and send half a request line hold no request thread: a signed command is acked."""
+    port = served.server.port
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(150)]
+    try:
+        for connection in idle:
+            connection.sendall(b"POST /slack/events HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slack-")
+        body, headers = served.rig.requests.command("ws-fin-014", response_url=served.rig.standin.response_url("r"))
+        started = time.monotonic()
+        response = served.client.post(served.url("/slack/events"), content=body, headers=headers)
+        assert response.status_code == 200
+        assert time.monotonic() - started < COMMAND_ACK_BUDGET
+    finally:
+        for connection in idle:
+            connection.close()
+    served.rig.wait_idle()

@@ -98,6 +98,11 @@ def test_python_m_bot_http_serves_slack(bots: BotProcesses, standin: SlackStandI
     assert card.target == "proc"
     assert header(card).startswith("ws-fin-014.contoso.local · ")
 
+    limits = Path(f"/proc/{process.popen.pid}/limits")
+    if limits.exists():  # Linux: a server process allows no core dump (it would hold the secrets)
+        [core] = [line.split() for line in limits.read_text().splitlines() if line.startswith("Max core file size")]
+        assert core[4:6] == ["0", "0"], core
+
     process.popen.terminate()
     process.popen.wait(timeout=10)
     assert SIGNING_SECRET not in process.stderr

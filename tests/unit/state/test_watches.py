@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import queue
 import sqlite3
+import stat
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -443,3 +444,14 @@ def test_concurrent_lease_attempts_have_one_winner(backend: Opener) -> None:
 
     outcomes = run_concurrently(4, attempt)
     assert sorted(outcomes, key=str) == [False, False, False, True]
+
+
+def test_the_database_file_and_its_wal_are_readable_by_their_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    store = SqliteWatchStore(path)
+    try:
+        store.set_meta("watermark", "2026-11-27T12:00:00+00:00")  # a write: the -wal file now exists
+        for name in ("state.db", "state.db-wal"):
+            assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name
+    finally:
+        store.close()
