@@ -59,6 +59,7 @@ class Requester:
     user_id: str
     enterprise_id: str | None = None
     user_team_id: str | None = None  # the person's own workspace; differs from team_id for Slack Connect guests
+    shared_channel: bool = False  # a Slack Connect channel: people of other organisations read it too
 
     @property
     def in_dm(self) -> bool:

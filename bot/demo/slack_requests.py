@@ -66,7 +66,15 @@ class SlackRequests:
             }
         )
 
-    def event(self, event: dict[str, Any], *, event_id: str | None = None, retry_num: int | None = None) -> Request:
+    def event(
+        self,
+        event: dict[str, Any],
+        *,
+        event_id: str | None = None,
+        retry_num: int | None = None,
+        shared_channel: bool = False,
+    ) -> Request:
+        """An Events API envelope; `shared_channel` marks a Slack Connect channel (`is_ext_shared_channel`)."""
         envelope = {
             "type": "event_callback",
             "token": "unused",
@@ -76,6 +84,7 @@ class SlackRequests:
             "event_id": event_id or f"Ev{next(self._ids):08d}",
             "event_time": int(self._clock()),
             "authorizations": [{"team_id": self.team_id, "user_id": "U0DEVALERTS", "is_bot": True}],
+            "is_ext_shared_channel": shared_channel,
         }
         body = json.dumps(envelope).encode()
         headers = {"Content-Type": "application/json", **self.sign(body)}

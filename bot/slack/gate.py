@@ -43,6 +43,11 @@ class Gate:
                 return Denied(slow.message, Result.RATE_LIMITED, f"{'user' if slow.scope == 'you' else 'channel'}_rate")
         return decision
 
+    @property
+    def external_readers_allowed(self) -> bool:
+        """`BOT_ALLOW_EXTERNAL`: whether cards may be posted where another organisation reads (Slack Connect)."""
+        return self._policy.allow_external
+
     def check(self, requester: Requester) -> Refusal | DeviceScope:
         """The access policy alone (a watch's follow-ups are checked this way, without rate limits)."""
         return self._policy.check(requester, self._installation, self._memberships)

@@ -205,10 +205,13 @@ class Listeners:
             return
         plan = self._plan(parsed, requester, admitted)
         in_dm = event.get("channel_type") == "im"  # only the asker reads a DM: a normal message is private
+        # A card stays with the asker where cards are private (BOT_RESPONSE_VISIBILITY=ephemeral), or where
+        # another organisation reads the channel (Slack Connect) and BOT_ALLOW_EXTERNAL does not allow it.
+        cards_private = not self._in_channel or (requester.shared_channel and not self._gate.external_readers_allowed)
 
         def job() -> None:
             answer = self._run(plan.action, requester, plan.work)
-            if not in_dm and _for_asker_only(plan, answer):
+            if not in_dm and (cards_private or _for_asker_only(plan, answer)):
                 self._poster.post_ephemeral(channel, requester.user_id, answer.message, thread_ts=thread_ts)
             else:
                 self._poster.post(channel, answer.message, thread_ts=thread_ts)

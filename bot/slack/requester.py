@@ -83,6 +83,7 @@ def _from_event(body: dict[str, Any]) -> Requester:
         user_id=_text(event.get("user")),
         enterprise_id=_optional(body.get("enterprise_id")),
         user_team_id=_optional(event.get("user_team")) or _optional(event.get("team")) or team_id or None,
+        shared_channel=body.get("is_ext_shared_channel") is True,
     )
 
 

@@ -112,6 +112,33 @@ def test_mention_card_with_data_is_posted_in_the_thread(rig: Harness) -> None:
     assert header(posted).startswith("ws-fin-014")
 
 
+def test_mention_card_stays_with_the_asker_when_cards_are_ephemeral(ephemeral_cards: Harness) -> None:
+    """BOT_RESPONSE_VISIBILITY=ephemeral covers mentions too, not just the slash command."""
+    rig = ephemeral_cards
+    before = len(rig.standin.posts)
+    rig.event(rig.requests.mention("ws-fin-014", ts="1700000000.004310"))
+    posted = _next_post(rig, before, "ws-fin-014")
+    assert (posted.via, posted.payload["user"], posted.payload["thread_ts"]) == (
+        "chat.postEphemeral",
+        "U0ALICE",
+        "1700000000.004310",
+    )
+
+
+@pytest.mark.parametrize(("allow_external", "via"), [("false", "chat.postEphemeral"), ("true", "chat.postMessage")])
+def test_a_card_in_a_slack_connect_channel_is_for_the_asker_unless_external_readers_are_allowed(
+    allow_external: str, via: str
+) -> None:
+    """Another organisation reads a shared channel: its card goes to the asker alone unless BOT_ALLOW_EXTERNAL."""
+    for rig in harness(env={**QUIET, "BOT_ALLOW_EXTERNAL": allow_external}):
+        before = len(rig.standin.posts)
+        rig.event(rig.requests.mention("ws-fin-014", ts="1700000000.004320"), shared_channel=True)
+        posted = _next_post(rig, before, "ws-fin-014")
+        assert posted.via == via
+        rig.event(rig.requests.mention("ws-fin-015", ts="1700000000.004330"))  # the same bot, an internal channel
+        assert _next_post(rig, before + 1, "ws-fin-015").via == "chat.postMessage"
+
+
 # -- direct message -----------------------------------------------------------------------------------------------
 
 
