@@ -167,6 +167,17 @@ def budget_left(budget: Budget) -> Iterator[tuple[str, int, int]]:
         yield api.value, usage.minute_left, usage.hour_left
 
 
+def health_problems(shared_state: str, watch_poll_failing: str | None) -> list[str]:
+    """The dependencies `/healthz` reports down: `shared-state-unavailable` (Redis configured, not answering) and
+    `watch-store-failing` (the last watch poll failed, e.g. an unwritable or full SQLite file)."""
+    problems = []
+    if shared_state == "redis-unavailable":
+        problems.append("shared-state-unavailable")
+    if watch_poll_failing is not None:
+        problems.append("watch-store-failing")
+    return problems
+
+
 @dataclass(frozen=True, slots=True)
 class SlackBot:
     app: App
@@ -185,20 +196,27 @@ class SlackBot:
         self.poller.start()
 
     def health(self) -> dict[str, Any]:
-        """A small status document for `GET /healthz`: no secrets, no alert data."""
+        """A small status document for `GET /healthz`: no secrets, no alert data.
+
+        Always HTTP 200 (a restart does not bring Redis or a disk back, and the bot still answers lookups): `status`
+        is `degraded` when a configured dependency is down, and `problems` names each with a fixed word.
+        """
         budget = {
             endpoint: {"minute_left": minute_left, "hour_left": hour_left}
             for endpoint, minute_left, hour_left in budget_left(self.runtime.budget)
         }
+        shared_state = self.runtime.state.status()
+        problems = health_problems(shared_state, self.poller.failing)
         return {
-            "status": "ok",
+            "status": "degraded" if problems else "ok",
+            "problems": problems,
             "defender_backend": self.runtime.settings.defender.backend.value,
             "defender_api": self.runtime.settings.defender.api.value,
             "cached_devices": self.runtime.service.cached_devices,
             "budget": budget,
             "lookups": {"in_use": self.pool.in_use, "capacity": self.pool.capacity},
             "watches": {"live": live_watch_count(self.store), "poll_interval_seconds": self.poller.interval},
-            "shared_state": self.runtime.state.status(),
+            "shared_state": shared_state,
             **self._mirror_health(),
         }
 

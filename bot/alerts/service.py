@@ -13,6 +13,7 @@ Three mechanisms keep an incident channel from burning the tenant's rate limit:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -23,6 +24,7 @@ from typing import TypeVar
 
 import cachetools
 
+from bot.alerts.misses import Misses
 from bot.alerts.query import AlertFilters
 from bot.alerts.result import DeviceAlerts, display_order
 from bot.alerts.scope import EVERY_DEVICE, DeviceScope
@@ -99,6 +101,7 @@ class AlertService:
         self._alerts: cachetools.TTLCache[str, _Snapshot] = cachetools.TTLCache(maxsize, max(ttl, max_stale), clock)
         self._machines: cachetools.TTLCache[str, Machine | None] = cachetools.TTLCache(maxsize, NAME_TTL, clock)
         self._names: cachetools.TTLCache[str, str] = cachetools.TTLCache(maxsize, NAME_TTL, clock)
+        self._misses = Misses(clock, maxsize=maxsize)  # unknown names and ids, for ten minutes
         self._alert_flights: SingleFlight[tuple[_Snapshot, bool]] = SingleFlight()
         self._name_flights: SingleFlight[Machine] = SingleFlight()
         self._detail_flights: SingleFlight[Machine | None] = SingleFlight()
@@ -243,13 +246,25 @@ class AlertService:
     ) -> tuple[str, Machine | None]:
         if scope.everything:
             return self._resolve(device, priority)
+        name = None if device.is_machine_id else self._cached(self._names, device.value)
+        named = device.is_machine_id or (name or self._shared_name(device.value)) is not None
         try:
             machine_id, machine = self._resolve(device, priority, strict=True)
         except DeviceNotFound:
             raise DeviceNotFound(device.value) from None  # suggestions could name devices outside the scope
         if machine is None or not scope.allows(machine.rbac_group_name):
+            if not named:
+                self._as_costly_as_a_miss(device.value, machine, priority)
             raise DeviceNotFound(device.value)
         return machine_id, machine
+
+    def _as_costly_as_a_miss(self, hostname: str, machine: Machine | None, priority: Priority) -> None:
+        """A hostname outside the scope, just found by its exact name (one call), costs the prefix search an
+        unknown name costs too: the same calls and time either way, so neither tells that the device exists.
+        (Repeats cost nothing either way: names are cached, and so are misses.)"""
+        if machine is not None and (machine.computer_dns_name or "").lower() == hostname:
+            with contextlib.suppress(DefenderError):
+                self._client.find_machines(hostname, prefix=True, priority=priority)
 
     def _resolve(self, device: DeviceRef, priority: Priority, *, strict: bool = False) -> tuple[str, Machine | None]:
         """Machine id and (when known) details for a reference; hostnames cost a lookup once an hour."""
@@ -257,6 +272,7 @@ class AlertService:
             return device.value, self._machine_details(device.value, priority, strict=strict)
         machine_id = self._cached(self._names, device.value) or self._shared_name(device.value)
         if machine_id is None:
+            self._misses.check(device.value)  # a name Defender did not know ten minutes ago costs no call
             found = self._name_flights.run(device.value, lambda: self._lookup_name_once(device.value, priority))[0]
             return found.id, found
         machine = self._cached(self._machines, machine_id)
@@ -276,6 +292,7 @@ class AlertService:
         if not known:
             known, cached = self._shared_machine(machine_id)
         if not known:
+            self._misses.check(machine_id)
             try:
                 cached = self._detail_flights.run(machine_id, lambda: self._fetch_details_once(machine_id, priority))[0]
             except DefenderError as exc:
@@ -290,6 +307,9 @@ class AlertService:
     def _fetch_details(self, machine_id: str, priority: Priority) -> Machine | None:
         try:
             machine = self._client.get_machine(machine_id, priority=priority)
+        except DeviceNotFound as miss:
+            self._misses.remember(machine_id, miss)
+            raise
         except PermissionDenied as exc:
             # Without the permission (Machine.Read.All; ThreatHunting.Read.All through Graph) this will not
             # change soon: do not ask on every lookup.
@@ -316,8 +336,9 @@ class AlertService:
         names = {(m.computer_dns_name or "").lower() for m in candidates}
         chosen = exact or (candidates if len(names) == 1 else [])
         if not chosen:
-            suggestions = tuple(sorted(n for n in names if n)[:MAX_SUGGESTIONS])
-            raise DeviceNotFound(hostname, suggestions=suggestions)
+            miss = DeviceNotFound(hostname, suggestions=tuple(sorted(n for n in names if n)[:MAX_SUGGESTIONS]))
+            self._misses.remember(hostname, miss)
+            raise miss
         # Re-onboarded devices leave several records under one name: the newest one is the live one.
         return max(chosen, key=lambda m: (m.last_seen or datetime.min.replace(tzinfo=UTC), m.id))
 

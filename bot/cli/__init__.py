@@ -22,6 +22,7 @@ from bot.config import (
     ConfigError,
     Settings,
     SlackMode,
+    check_server_backend,
     load_settings,
     load_slack_settings,
     read_environment,
@@ -29,10 +30,11 @@ from bot.config import (
 )
 from bot.defender.errors import DefenderError
 from bot.demo.session import run_demo
-from bot.runtime import Runtime, build_runtime, build_slack_bot
+from bot.runtime import Runtime, SlackBot, build_runtime, build_slack_bot
 from bot.slack.bolt import StartupError
-from bot.slack.server import run_http
+from bot.slack.server import ListenError, run_http
 from bot.slack.socket_mode import run_socket_mode
+from bot.state.sqlite import StoreUnopenable
 from bot.telemetry import logs
 from bot.text import clean
 
@@ -99,6 +101,43 @@ def _no_core_dumps() -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
+def _build(
+    mode: SlackMode,
+    settings: Settings,
+    env: dict[str, str],
+    err: TextIO,
+    *,
+    defender_url: str | None,
+    poll_seconds: float | None,
+) -> SlackBot | int:
+    """The Slack bot, or the exit code after one line on `err` saying what to fix."""
+    try:
+        slack = load_slack_settings(mode, env)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=err)
+        return EXIT_BAD_INPUT
+    runtime = build_runtime(settings, defender_url=defender_url)
+    try:
+        return build_slack_bot(runtime, slack, poll_seconds=poll_seconds)
+    except StoreUnopenable as exc:
+        print(
+            f"configuration error: BOT_STATE_URL: {exc}: point it at a file in a directory the bot can write to",
+            file=err,
+        )
+        code = EXIT_BAD_INPUT
+    except StartupError as exc:
+        print(exc, file=err)
+        code = EXIT_DEFENDER
+    except (BoltError, SlackClientError, OSError) as exc:
+        print(
+            f"Slack refused the bot token or could not be reached ({exc}): check SLACK_BOT_TOKEN and SLACK_API_URL",
+            file=err,
+        )
+        code = EXIT_DEFENDER
+    runtime.close()
+    return code
+
+
 def _serve(
     mode: SlackMode,
     settings: Settings,
@@ -110,29 +149,15 @@ def _serve(
 ) -> int:
     """Run the Slack app until interrupted."""
     _no_core_dumps()
-
-    try:
-        slack = load_slack_settings(mode, env)
-    except ConfigError as exc:
-        print(f"configuration error: {exc}", file=err)
-        return EXIT_BAD_INPUT
-    runtime = build_runtime(settings, defender_url=defender_url)
-    try:
-        bot = build_slack_bot(runtime, slack, poll_seconds=poll_seconds)
-    except StartupError as exc:
-        print(exc, file=err)
-        runtime.close()
-        return EXIT_DEFENDER
-    except (BoltError, SlackClientError, OSError) as exc:
-        print(
-            f"Slack refused the bot token or could not be reached ({exc}): check SLACK_BOT_TOKEN and SLACK_API_URL",
-            file=err,
-        )
-        runtime.close()
-        return EXIT_DEFENDER
+    bot = _build(mode, settings, env, err, defender_url=defender_url, poll_seconds=poll_seconds)
+    if isinstance(bot, int):
+        return bot
     try:
         bot.start_background()
         (run_socket_mode if mode is SlackMode.SOCKET else run_http)(bot)
+    except ListenError as exc:
+        print(f"start-up error: PORT: {exc}: stop what uses it, or set PORT (or BOT_HTTP_HOST) to a free one", file=err)
+        return EXIT_BAD_INPUT
     except SlackApiError as exc:
         print(
             f"Slack refused the Socket Mode connection ({exc.response.get('error')}): check SLACK_APP_TOKEN", file=err
@@ -163,6 +188,8 @@ def main(
         env["DEFENDER_BACKEND"] = "simulator"
     try:
         settings = load_settings(env)
+        if command in ("http", "socket"):  # the simulator only when asked: the demo and the CLI keep the default
+            check_server_backend(settings.defender)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=err)
         return EXIT_BAD_INPUT

@@ -12,7 +12,7 @@ is expected. Secret values are wrapped in `Secret`, which never shows its value 
 errors or logs.
 """
 
-from bot.config.defender import Backend, CertificateCredential, DataApi, DefenderSettings
+from bot.config.defender import Backend, CertificateCredential, DataApi, DefenderSettings, check_server_backend
 from bot.config.environment import read_environment
 from bot.config.kinds import ConfigError, Secret
 from bot.config.settings import CacheSettings, LoggingSettings, Settings, StateSettings, WatchSettings, load_settings
@@ -34,6 +34,7 @@ __all__ = [
     "StateSettings",
     "Visibility",
     "WatchSettings",
+    "check_server_backend",
     "load_settings",
     "load_slack_settings",
     "read_environment",

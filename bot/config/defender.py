@@ -139,3 +139,13 @@ def load_certificate(path_text: str) -> CertificateCredential:
     # Entra identifies the certificate by its SHA-1 thumbprint (x5t): a protocol name, not a security choice.
     thumbprint = certificate.fingerprint(hashes.SHA1()).hex().upper()  # noqa: S303
     return CertificateCredential(Secret(pem.decode()), thumbprint)
+
+
+def check_server_backend(defender: DefenderSettings) -> None:
+    """The Slack entry points serve the simulator only when asked to: otherwise analysts would be told that real
+    hosts do not exist. `ConfigError` when no Defender variable was set at all."""
+    if defender.defaulted:
+        raise ConfigError(
+            f"{v.BACKEND.name}: no Defender tenant is configured; set {v.TENANT_ID.name}, {v.CLIENT_ID.name} and "
+            f"{v.CLIENT_SECRET.name}, or {v.BACKEND.name}=simulator to serve the built-in simulator"
+        )

@@ -9,6 +9,7 @@ from bot.config import parsers
 from bot.config import variables as v
 from bot.config.defender import DefenderSettings, load_defender
 from bot.config.kinds import Reader
+from bot.config.names import check_names
 from bot.defender.limits import BudgetCaps
 
 
@@ -47,7 +48,11 @@ class Settings:
 
 
 def load_settings(env: Mapping[str, str]) -> Settings:
-    """Read and validate every setting from `env` (see `read_environment`); `ConfigError` on the first bad one."""
+    """Read and validate every setting from `env` (see `read_environment`); `ConfigError` on the first bad one.
+
+    Every entry point calls this with the whole environment, so a misspelled `BOT_`/`DEFENDER_`/`SLACK_` name stops
+    any of them, whichever groups it reads."""
+    check_names(env.keys())
     read = Reader(env)
     defender = load_defender(read)
     cache = CacheSettings(read.value(v.CACHE_TTL), read.value(v.CACHE_MAX_STALE), read.value(v.CACHE_MAXSIZE))

@@ -34,7 +34,8 @@ _PER_CLOUD = "per cloud"
 
 BACKEND = Choice(
     name="DEFENDER_BACKEND", group=Group.DEFENDER, options=("api", "simulator"),
-    shown="`api`, or `simulator` when none of tenant, client, secret, certificate, cloud, URLs or scope is set",
+    shown="`api`; `demo` and `alerts` use `simulator` when none of tenant, client, secret, certificate, cloud, URLs "
+    "or scope is set, `http` and `socket` refuse to start",
     meaning="`api` calls Defender; `simulator` uses the built-in simulated tenant",
 )  # fmt: skip
 TENANT_ID = Parsed(
@@ -276,8 +277,8 @@ AUDIT_LOG = Parsed(
     meaning="where the audit trail goes: `stderr`, `off`, or a file path (appended, created `0600`)",
 )  # fmt: skip
 
-# Every variable, in the README's order. A misspelled name (BOT_ALLOWED_CHANNEL) is silently ignored today;
-# checking the environment's BOT_/DEFENDER_/SLACK_ names against this table would catch it.
+# Every variable, in the README's order. A BOT_/DEFENDER_/SLACK_ name in the environment that is not here (a
+# misspelling such as BOT_ALLOWED_CHANNEL) stops start-up: `names.check_names`.
 VARIABLES: tuple[Variable[Any], ...] = (
     BACKEND, TENANT_ID, CLIENT_ID, CLIENT_SECRET, CERTIFICATE_PATH, CLOUD, API_URL, AUTHORITY_URL, SCOPE,
     API, GRAPH_URL, GRAPH_SCOPE, GRAPH_BACKFILL_DAYS, TIMEOUT,

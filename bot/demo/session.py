@@ -32,7 +32,7 @@ from bot.demo.standin import Posted, SlackStandIn
 from bot.runtime import Runtime, build_runtime, build_slack_bot
 from bot.slack import actions
 from bot.slack.blockkit import Message
-from bot.slack.bolt import StartupError
+from bot.slack.bolt import SignatureCheck, StartupError
 from bot.slack.commands import Lookup, StartWatch, StopWatch, parse_command
 from bot.slack.server import EVENTS_PATH, HttpServer, wsgi_app
 from bot.text import clean
@@ -350,7 +350,9 @@ def run_demo(
                       "add 127.0.0.1 to NO_PROXY.", file=sys.stderr)  # fmt: skip
                 return EXIT_FAILED
             stack.callback(bot.close)
-            server = HttpServer(wsgi_app(bot.health, SlackRequestHandler(bot.app), bot.metrics), "127.0.0.1", 0).start()
+            verify = SignatureCheck(bot.settings.request_secrets)
+            application = wsgi_app(bot.health, SlackRequestHandler(bot.app), bot.metrics, verify=verify)
+            server = HttpServer(application, "127.0.0.1", 0).start()
             stack.callback(server.close)
             session = _Session(out, as_json, links, standin, runtime, bot.poller, server.port, secret)
             stack.callback(session.close)

@@ -46,16 +46,20 @@ class SignatureCheck(Middleware):
             raise ValueError("request verification needs a signing secret")
         self._verifiers = tuple(SignatureVerifier(secret) for secret in secrets)
 
+    def verifies(self, body: str | bytes, timestamp: str, signature: str) -> bool:
+        """Whether one of the secrets signed `body` at `timestamp`, less than 5 minutes ago."""
+        if not _TIMESTAMP.fullmatch(timestamp):  # the verifier would raise on it: refuse it here, like any forgery
+            return False
+        # Every verifier runs, so the time taken does not tell which secret matched.
+        valid = [verifier.is_valid(body, timestamp, signature) for verifier in self._verifiers]
+        return any(valid)
+
     def process(self, *, req: BoltRequest, resp: BoltResponse, next: Callable[[], BoltResponse]) -> BoltResponse | None:
         if req.mode == "socket_mode":
             return next()
         timestamp = req.headers.get("x-slack-request-timestamp", [""])[0]
         signature = req.headers.get("x-slack-signature", [""])[0]
-        if not _TIMESTAMP.fullmatch(timestamp):  # the verifier would raise on it: refuse it here, like any forgery
-            return BoltResponse(status=401, body={"error": "invalid request"})
-        # Every verifier runs, so the time taken does not tell which secret matched.
-        valid = [verifier.is_valid(req.raw_body, timestamp, signature) for verifier in self._verifiers]
-        if any(valid):
+        if self.verifies(req.raw_body, timestamp, signature):
             return next()
         return BoltResponse(status=401, body={"error": "invalid request"})
 

@@ -43,6 +43,11 @@ class Gate:
                 return Denied(slow.message, Result.RATE_LIMITED, f"{'user' if slow.scope == 'you' else 'channel'}_rate")
         return decision
 
+    def settle(self, requester: Requester, defender_requests: int) -> None:
+        """Charge an admitted request's Defender requests beyond the one `admit` took (work that made none,
+        or one, costs nothing more), so limits weigh what people cost Defender rather than what they send."""
+        self._limiter.charge(requester.team_id, requester.channel_id, requester.user_id, defender_requests - 1)
+
     @property
     def external_readers_allowed(self) -> bool:
         """`BOT_ALLOW_EXTERNAL`: whether cards may be posted where another organisation reads (Slack Connect)."""

@@ -337,6 +337,7 @@ class Listeners:
         """Do the work, counting the Defender requests it makes, and write its audit record."""
         with counting_requests() as count:
             answer = work()
+        self._gate.settle(requester, count.requests)  # the limits weigh what the work cost Defender
         self._audit.record(kind, requester, answer.outcome, defender_calls=count.requests)
         return answer
 

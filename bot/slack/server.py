@@ -7,6 +7,7 @@ process, so it runs as one process with many threads.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import threading
@@ -21,6 +22,7 @@ from waitress.server import BaseWSGIServer, MultiSocketServer, create_server
 from waitress.wasyncore import close_all
 
 from bot.config import SlackSettings
+from bot.slack.bolt import SignatureCheck
 from bot.telemetry.metrics import ACK_SECONDS, CONTENT_TYPE
 
 log = logging.getLogger(__name__)
@@ -60,8 +62,14 @@ def wsgi_app(
     health: Callable[[], dict[str, Any]],
     slack: SlackRequestHandler | None,
     metrics: Callable[[], bytes] | None = None,
+    *,
+    verify: SignatureCheck | None = None,
 ) -> WSGIApplication:
-    """Routes Slack's POSTs to Bolt, `GET /healthz` to `health` and `GET /metrics` to `metrics`; else 404."""
+    """Routes Slack's POSTs to Bolt, `GET /healthz` to `health` and `GET /metrics` to `metrics`; else 404.
+
+    With `verify`, a POST's signature is checked on its raw bytes before Bolt parses anything: a request that
+    fails gets 401 whatever its body holds (Bolt would answer 500 to a body it cannot parse).
+    """
 
     def application(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
@@ -74,6 +82,8 @@ def wsgi_app(
         if path == EVENTS_PATH and slack is not None:
             if method != "POST":
                 return _json(start_response, "405 Method Not Allowed", {"error": "POST only"})
+            if verify is not None and not _verified(environ, verify):
+                return _json(start_response, "401 Unauthorized", {"error": "invalid request"})
             started = time.perf_counter()
             # Bolt answers only after the listener acknowledged, so this is the time Slack waits.
             response: Iterable[bytes] = slack(environ, start_response)
@@ -84,25 +94,50 @@ def wsgi_app(
     return application
 
 
+class ListenError(Exception):
+    """The server cannot listen on its address (a busy port, an address not on this host): a start-up error."""
+
+
+def _verified(environ: WSGIEnvironment, verify: SignatureCheck) -> bool:
+    """Check the signature of the raw body (waitress has bounded its size), then hand Bolt the same bytes."""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = -1
+    if length < 0:
+        return False
+    body = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    timestamp = str(environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP", ""))
+    signature = str(environ.get("HTTP_X_SLACK_SIGNATURE", ""))
+    if verify.verifies(body, timestamp, signature):
+        return True
+    log.info("refused a request that failed verification (%d bytes)", len(body))  # sizes, never content
+    return False
+
+
 class HttpServer:
     """A waitress server bound to `host:port` (port 0 picks a free one), run in the foreground or a thread."""
 
     def __init__(self, application: WSGIApplication, host: str, port: int) -> None:
         # Owning the socket map lets `close` end every connection, keep-alive ones included.
         self._map: dict[int, Any] = {}
-        server = create_server(
-            application,
-            map=self._map,
-            host=host,
-            port=port,
-            threads=REQUEST_THREADS,
-            ident="device-alerts",
-            # Anyone can reach /slack/events: bound what a request may cost before it is verified.
-            max_request_body_size=MAX_BODY_BYTES,
-            max_request_header_size=MAX_HEADER_BYTES,
-            channel_timeout=IDLE_TIMEOUT,
-            connection_limit=CONNECTION_LIMIT,
-        )
+        try:
+            server = create_server(
+                application,
+                map=self._map,
+                host=host,
+                port=port,
+                threads=REQUEST_THREADS,
+                ident="device-alerts",
+                # Anyone can reach /slack/events: bound what a request may cost before it is verified.
+                max_request_body_size=MAX_BODY_BYTES,
+                max_request_header_size=MAX_HEADER_BYTES,
+                channel_timeout=IDLE_TIMEOUT,
+                connection_limit=CONNECTION_LIMIT,
+            )
+        except OSError as exc:  # the port is taken, or the address is not this host's
+            raise ListenError(f"cannot listen on {host} port {port} ({exc.strerror or exc})") from None
         if isinstance(server, MultiSocketServer):  # only when several listen addresses are given
             raise ValueError("listen on one address")
         self._server: BaseWSGIServer = server
@@ -142,5 +177,6 @@ class HttpServer:
 
 def run_http(bot: Served) -> None:
     """Serve Slack and the health endpoint on $BOT_HTTP_HOST:$PORT (0.0.0.0:3000 by default) until interrupted."""
-    application = wsgi_app(bot.health, SlackRequestHandler(bot.app), bot.metrics)
+    verify = SignatureCheck(bot.settings.request_secrets)
+    application = wsgi_app(bot.health, SlackRequestHandler(bot.app), bot.metrics, verify=verify)
     HttpServer(application, bot.settings.host, bot.settings.http_port).serve_forever()

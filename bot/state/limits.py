@@ -3,6 +3,11 @@ tenant's Defender budget for everyone.
 
 Token buckets: each key holds up to `per_minute` tokens and refills at `per_minute / 60` per second,
 so a burst of a full minute's allowance is fine and a steady flood is cut to the rate.
+
+A request weighs what it cost Defender, at least 1: `admit` takes one token up front (so a burst of
+concurrent requests is bounded too), and `charge` takes the Defender requests beyond the first once the
+work is done. A lookup served from cache costs 1, an unknown hostname 2 the first time (and 1 while it is
+remembered as unknown). A bucket may go below zero that way; it refills at the same rate.
 """
 
 from __future__ import annotations
@@ -45,9 +50,9 @@ class _Buckets:
         level, _ = self._level(key)
         return 0.0 if level >= 1.0 else (1.0 - level) / self._rate
 
-    def take(self, key: str) -> None:
+    def take(self, key: str, tokens: float = 1.0) -> None:
         level, now = self._level(key)
-        self._levels[key] = (level - 1.0, now)
+        self._levels[key] = (level - tokens, now)
 
     def _level(self, key: str) -> tuple[float, float]:
         now = self._clock()
@@ -72,10 +77,7 @@ class RequestLimiter:
 
     def admit(self, team_id: str, channel_id: str, user_id: str) -> SlowDown | None:
         """Take one request from both the person's and the channel's allowance, or say how long to wait."""
-        checks = [
-            (self._users, "you", f"{team_id}/{user_id}"),
-            (self._channels, "this channel", f"{team_id}/{channel_id}"),
-        ]
+        checks = self._checks(team_id, channel_id, user_id)
         with self._lock:
             for buckets, scope, key in checks:
                 if buckets is not None:
@@ -86,3 +88,18 @@ class RequestLimiter:
                 if buckets is not None:
                     buckets.take(key)
         return None
+
+    def charge(self, team_id: str, channel_id: str, user_id: str, tokens: int) -> None:
+        """Take `tokens` more from both allowances (an admitted request's Defender requests beyond the first)."""
+        if tokens <= 0:
+            return
+        with self._lock:
+            for buckets, _, key in self._checks(team_id, channel_id, user_id):
+                if buckets is not None:
+                    buckets.take(key, float(tokens))
+
+    def _checks(self, team_id: str, channel_id: str, user_id: str) -> list[tuple[_Buckets | None, str, str]]:
+        return [
+            (self._users, "you", f"{team_id}/{user_id}"),
+            (self._channels, "this channel", f"{team_id}/{channel_id}"),
+        ]

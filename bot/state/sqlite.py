@@ -85,6 +85,10 @@ def _create_private(path: str | Path) -> None:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
+class StoreUnopenable(Exception):
+    """The SQLite file cannot be created or opened (a missing or read-only directory): a start-up error."""
+
+
 class SqliteWatchStore:
     """The embedded store: one SQLite file in WAL mode, safe for the threads of one or more processes."""
 
@@ -100,7 +104,13 @@ class SqliteWatchStore:
 
     @classmethod
     def from_url(cls, state_url: str) -> SqliteWatchStore:
-        return cls(sqlite_path(state_url))
+        """The store at `sqlite:///…`; `StoreUnopenable` (one line, no traceback) when the file cannot be opened."""
+        path = sqlite_path(state_url)
+        try:
+            return cls(path)
+        except (OSError, sqlite3.Error) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise StoreUnopenable(f"cannot open the SQLite file {path!r} ({reason})") from None
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:

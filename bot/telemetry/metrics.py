@@ -18,7 +18,7 @@ from prometheus_client.registry import Collector
 
 DEFENDER_REQUESTS = Counter(
     "device_alerts_defender_requests",
-    "Requests sent to the Defender API, by endpoint and outcome (retries and extra pages count).",
+    "Requests sent to the Defender API, by endpoint and outcome (retries and extra pages count; a 404 is ok).",
     ["endpoint", "outcome"],
     registry=None,
 )
@@ -49,12 +49,16 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def defender_outcome(status: int | None) -> str:
-    """A small, fixed set of outcome labels (a status per label would make the series unbounded)."""
+    """A small, fixed set of outcome labels (a status per label would make the series unbounded).
+
+    A 404 ("no such device") is an answer like a 200 and counted as `ok`: `/metrics` needs no sign-in, and a
+    separate count would tell anyone who can read it whether the name a member just asked about exists.
+    """
     if status is None:
         return "network_error"
-    if status < 400:
+    if status < 400 or status == 404:
         return "ok"
-    return {401: "unauthorized", 403: "forbidden", 404: "not_found", 429: "throttled"}.get(
+    return {401: "unauthorized", 403: "forbidden", 429: "throttled"}.get(
         status, "server_error" if status >= 500 else "client_error"
     )
 

@@ -124,6 +124,9 @@ class Poller:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # The type of the exception that ended the last cycle (a store that cannot be written, Redis away),
+        # None after a cycle that ran: `/healthz` reads it rather than writing to the store on every probe.
+        self.failing: str | None = None
 
     @property
     def interval(self) -> float:
@@ -286,18 +289,17 @@ class Poller:
         """
         next_check = 0.0
         held = False
-        failing: str | None = None  # the last failure's type: a store that stays away is logged once in full
         while not self._stop.is_set():
             due = self._clock() >= next_check
             try:
                 ran = self.run_once(check=due).ran
-                failing = None
-            except Exception as exc:
-                if type(exc).__name__ != failing:
+                self.failing = None
+            except Exception as exc:  # a store that stays away is logged once in full
+                if type(exc).__name__ != self.failing:
                     log.exception("watch poll failed")
                 else:
                     log.warning("watch poll failed again: %s", type(exc).__name__)
-                failing, ran = type(exc).__name__, False
+                self.failing, ran = type(exc).__name__, False
             if ran and not held and not due:
                 log.info("watch poller %s took over the lease; checking now", self._holder)
                 held, next_check = True, 0.0

@@ -382,3 +382,31 @@ def test_audit_records_hold_ids_and_outcomes_only(make_rig: Callable[..., Rig]) 
     assert (second.audit["from_cache"], second.audit["defender_call"]) == (True, False)
     assert "SECRET-TITLE" not in rig.audit.read_text()
     assert oct(rig.audit.stat().st_mode & 0o777) == "0o600"
+
+
+# Cost: hidden and missing devices cost the same; limits weigh Defender requests ------------------------------------
+
+
+def test_hidden_and_missing_names_cost_the_same_and_repeats_cost_nothing(make_rig: Callable[..., Rig]) -> None:
+    rig = make_rig(BOT_DEVICE_GROUP_POLICY="C0HELPDESK=Workstations")
+    here = Who(channel="C0HELPDESK")
+    hidden = [rig.ask("command", "srv-dc-01.contoso.local", here) for _ in range(2)]
+    missing = [rig.ask("command", "srv-zz-99.contoso.local", here) for _ in range(2)]
+    assert all(NOT_FOUND in reply.text for reply in (*hidden, *missing))
+    assert [r.defender_calls for r in hidden] == [r.defender_calls for r in missing] == [2, 0]
+    assert [r.audit["defender_requests"] for r in hidden] == [r.audit["defender_requests"] for r in missing]
+
+
+def test_unknown_names_use_up_the_askers_share_and_cached_lookups_stay_cheap(make_rig: Callable[..., Rig]) -> None:
+    rig = make_rig(BOT_USER_RATE_PER_MINUTE="6", BOT_CHANNEL_RATE_PER_MINUTE="0")
+    mallory = Who(user="U0MALLORY")
+    answers = [rig.ask("command", f"ws-made-up-{n:02}", mallory) for n in range(4)]
+    assert [r.defender_calls for r in answers] == [2, 2, 2, 0]  # six tokens: three names, then a refusal
+    assert NOT_FOUND in answers[2].text
+    assert "Slow down" in answers[3].text
+    assert answers[3].audit["result"] == "rate_limited"
+    alice = Who(user="U0ALICE")  # one device asked about again and again: two tokens, then one each (cache)
+    looked_up = [rig.ask("command", FIN_014, alice) for _ in range(5)]
+    assert not any("Slow down" in r.text for r in looked_up)
+    assert [r.defender_calls for r in looked_up] == [2, 0, 0, 0, 0]
+    assert "Slow down" in rig.ask("command", FIN_014, alice).text

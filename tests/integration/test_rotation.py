@@ -174,6 +174,7 @@ def test_python_m_bot_http_with_slack_unreachable_says_one_line(monkeypatch: pyt
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("SLACK_API_URL", api)
     monkeypatch.setenv("BOT_STATE_URL", "sqlite:///:memory:")
+    monkeypatch.setenv("DEFENDER_BACKEND", "simulator")  # `http` serves the simulator only when asked to
     monkeypatch.delenv("SLACK_APP_TOKEN", raising=False)
     err = io.StringIO()
     with refusing:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import statistics
 import threading
@@ -26,6 +27,7 @@ from bot.defender.simulator import BUSY_HOSTNAME, DUPLICATE_HOSTNAME, SimulatedT
 from bot.demo.slack_requests import SlackRequests
 from bot.slack import server as server_module
 from bot.slack import socket_mode
+from bot.slack.bolt import SignatureCheck
 from bot.slack.server import HttpServer, wsgi_app
 from tests.doubles import secrets as fake_secrets
 from tests.doubles.processes import free_port
@@ -365,3 +367,52 @@ def test_many_idle_connections_do_not_delay_a_signed_request(served: Served) -> 
         for connection in idle:
             connection.close()
     served.rig.wait_idle()
+
+
+@pytest.fixture
+def edge() -> Iterator[Served]:
+    """The server as `python -m bot http` runs it: signatures checked on the raw bytes before Bolt parses them."""
+    for rig in harness():
+        verify = SignatureCheck(rig.bot.settings.request_secrets)
+        server = HttpServer(wsgi_app(rig.bot.health, SlackRequestHandler(rig.bot.app), verify=verify), "127.0.0.1", 0)
+        client = httpx.Client(timeout=10.0)
+        try:
+            yield Served(rig, server.start(), client)
+        finally:
+            client.close()
+            close_server(server)
+
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+UNPARSABLE = {
+    "json sent as a form": (b'{"type":"event_callback","response_url":"http://127.0.0.1:9/x"}', FORM),
+    "a payload that is not JSON": (b"payload=%7Bnot-json&response_url=http%3A%2F%2F127.0.0.1%3A9%2Fx", FORM),
+    "broken JSON": (b"{not json", {"Content-Type": "application/json"}),
+    "JSON nested 100,000 deep": (b"[" * 100_000 + b"]" * 100_000, {"Content-Type": "application/json"}),
+}
+
+
+@pytest.mark.parametrize("case", list(UNPARSABLE))
+@pytest.mark.parametrize("timestamp", ["malformed", "current"])
+def test_an_unsigned_body_bolt_cannot_parse_gets_401_and_leaves_no_trace(
+    edge: Served, caplog: pytest.LogCaptureFixture, case: str, timestamp: str
+) -> None:
+    body, headers = UNPARSABLE[case]
+    timestamp = "abc" if timestamp == "malformed" else str(int(time.time()))
+    signed = {**headers, "X-Slack-Request-Timestamp": timestamp, "X-Slack-Signature": "v0=" + "0" * 64}
+    calls = len(edge.rig.standin.calls)
+    with caplog.at_level(logging.DEBUG):
+        response = edge.client.post(edge.events_url, content=body, headers=signed)
+    assert response.status_code == 401
+    assert len(edge.rig.standin.calls) == calls and edge.rig.standin.posts == []
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "not json" not in caplog.text and "not-json" not in caplog.text and "127.0.0.1:9" not in caplog.text
+
+
+def test_a_signed_request_passes_the_edge_check_and_bolt_reads_the_same_body(edge: Served) -> None:
+    body, headers = edge.rig.requests.command("ws-fin-014", response_url=edge.rig.standin.response_url("edge"))
+    response = edge.client.post(edge.events_url, content=body, headers=headers)
+    assert response.status_code == 200 and response.json()["text"] == "Looking up ws-fin-014…"
+    [card] = edge.rig.standin.wait_for_posts(1)
+    assert card.target == "edge"
+    edge.rig.wait_idle()

@@ -825,6 +825,7 @@ def test_fault_kill_9_during_a_burst_of_commands(
         env = {
             **slack_env(standin),
             **BOT_ENV,
+            "DEFENDER_BACKEND": "simulator",  # a server serves the simulator only when asked to
             "BOT_STATE_URL": f"sqlite:///{db}",
             "BOT_USER_RATE_PER_MINUTE": "0",  # the burst is one person's: no per-person limit in the way
             "BOT_CHANNEL_RATE_PER_MINUTE": "0",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -20,10 +21,11 @@ import pytest
 
 from bot.demo.slack_requests import SlackRequests
 from bot.demo.standin import SlackStandIn
-from tests.doubles.processes import BotProcesses, bot_command, free_port, wait_until
+from tests.doubles.processes import BotProcess, BotProcesses, bot_command, free_port, wait_until
 from tests.doubles.slack import SIGNING_SECRET, close_soon, header
 
 SIMULATOR_NOTICE = "using the built-in Defender simulator"
+SIMULATOR = {"DEFENDER_BACKEND": "simulator"}  # `http` and `socket` serve the simulator only when asked to
 STARTUP_TIMEOUT = 20.0
 
 
@@ -81,6 +83,7 @@ def test_python_m_bot_http_serves_slack(bots: BotProcesses, standin: SlackStandI
         "SLACK_BOT_TOKEN": standin.bot_token,
         "SLACK_SIGNING_SECRET": SIGNING_SECRET,
         "SLACK_API_URL": standin.api_url,
+        **SIMULATOR,
     }
     process = bots.start(bot_command("http"), env, port=free_port())
     base = process.url
@@ -110,15 +113,122 @@ def test_python_m_bot_http_serves_slack(bots: BotProcesses, standin: SlackStandI
 
 
 def test_python_m_bot_http_without_signing_secret_exits_2(bots: BotProcesses, standin: SlackStandIn) -> None:
-    env = {"SLACK_BOT_TOKEN": standin.bot_token, "SLACK_API_URL": standin.api_url, "PORT": str(free_port())}
+    env = {
+        "SLACK_BOT_TOKEN": standin.bot_token,
+        "SLACK_API_URL": standin.api_url,
+        "PORT": str(free_port()),
+        **SIMULATOR,
+    }
     process = bots.start(bot_command("http"), env)
     assert process.popen.wait(timeout=STARTUP_TIMEOUT) == 2
     assert "configuration error: SLACK_SIGNING_SECRET: required for http mode" in process.stderr
     assert standin.calls == []  # refused before talking to Slack
 
 
+# -- configuration that fails closed: one line naming the variable and the fix, exit 2 ------------------------------
+
+
+def slack_variables(standin: SlackStandIn) -> dict[str, str]:
+    return {
+        "SLACK_BOT_TOKEN": standin.bot_token,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": standin.api_url,
+    }
+
+
+def failed_start(process: BotProcess) -> str:
+    """The one line a process that refused to start wrote on stderr (it exited 2, with no traceback)."""
+    assert process.popen.wait(timeout=STARTUP_TIMEOUT) == 2, process.stderr
+    assert "Traceback" not in process.stderr
+    [line] = [line for line in process.stderr.splitlines() if "error: " in line]
+    return line
+
+
+@pytest.mark.parametrize("mode", ["http", "socket"])
+def test_servers_refuse_the_simulator_unless_asked(bots: BotProcesses, standin: SlackStandIn, mode: str) -> None:
+    env = {**slack_variables(standin), "SLACK_APP_TOKEN": standin.app_token}
+    assert failed_start(bots.start(bot_command(mode), env, port=free_port())) == (
+        "configuration error: DEFENDER_BACKEND: no Defender tenant is configured; set DEFENDER_TENANT_ID, "
+        "DEFENDER_CLIENT_ID and DEFENDER_CLIENT_SECRET, or DEFENDER_BACKEND=simulator to serve the built-in simulator"
+    )
+    assert standin.calls == []  # refused before talking to Slack
+
+
+@pytest.mark.parametrize(
+    ("misspelled", "meant"),
+    [
+        ("BOT_ALLOWED_CHANNEL", "BOT_ALLOWED_CHANNELS"),
+        ("DEFENDER_BACKGROUND_HOUR_SHARES", "DEFENDER_BACKGROUND_HOUR_SHARE"),
+        ("SLACK_SIGNING_SECRETS", "SLACK_SIGNING_SECRET"),
+    ],
+)
+def test_a_misspelled_variable_stops_start_up(
+    bots: BotProcesses, standin: SlackStandIn, misspelled: str, meant: str
+) -> None:
+    env = {**slack_variables(standin), **SIMULATOR, misspelled: "C0SOC"}
+    assert failed_start(bots.start(bot_command("http"), env, port=free_port())) == (
+        f"configuration error: {misspelled} is not a setting; did you mean {meant}?"
+    )
+    assert standin.calls == []
+
+
+def test_a_misspelled_variable_stops_the_terminal_commands_too(tmp_path: Path) -> None:
+    completed = run_bot_clean(tmp_path, "alerts", "ws-fin-014", BOT_ALLOWED_CHANNEL="C0SOC")
+    assert completed.returncode == 2
+    assert completed.stderr.strip() == (
+        "configuration error: BOT_ALLOWED_CHANNEL is not a setting; did you mean BOT_ALLOWED_CHANNELS?"
+    )
+
+
+@pytest.mark.parametrize("where", ["missing-directory", "under-a-file"])
+def test_an_unopenable_state_file_is_one_line(
+    tmp_path: Path, bots: BotProcesses, standin: SlackStandIn, where: str
+) -> None:
+    (tmp_path / "a-file").write_text("")
+    path = tmp_path / ("nonexistent-dir" if where == "missing-directory" else "a-file") / "x.db"
+    env = {**slack_variables(standin), **SIMULATOR, "BOT_STATE_URL": f"sqlite:///{path}"}
+    reason = "No such file or directory" if where == "missing-directory" else "Not a directory"
+    assert failed_start(bots.start(bot_command("http"), env, port=free_port())) == (
+        f"configuration error: BOT_STATE_URL: cannot open the SQLite file '{path}' ({reason}): point it at a file "
+        "in a directory the bot can write to"
+    )
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes to any directory")
+def test_a_state_file_in_a_read_only_directory_is_one_line(
+    tmp_path: Path, bots: BotProcesses, standin: SlackStandIn
+) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    try:
+        env = {**slack_variables(standin), **SIMULATOR, "BOT_STATE_URL": f"sqlite:///{locked}/x.db"}
+        line = failed_start(bots.start(bot_command("http"), env, port=free_port()))
+    finally:
+        locked.chmod(0o700)
+    assert line.startswith("configuration error: BOT_STATE_URL: cannot open the SQLite file")
+    assert "(Permission denied)" in line
+
+
+def test_a_busy_port_is_one_line(bots: BotProcesses, standin: SlackStandIn) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**slack_variables(standin), **SIMULATOR, "BOT_HTTP_HOST": "127.0.0.1"}
+        line = failed_start(bots.start(bot_command("http"), env, port=port))
+    assert line == (
+        f"start-up error: PORT: cannot listen on 127.0.0.1 port {port} (Address already in use): stop what uses it, "
+        "or set PORT (or BOT_HTTP_HOST) to a free one"
+    )
+
+
 def test_python_m_bot_with_app_token_runs_socket_mode(bots: BotProcesses, standin: SlackStandIn) -> None:
-    env = {"SLACK_BOT_TOKEN": standin.bot_token, "SLACK_APP_TOKEN": standin.app_token, "SLACK_API_URL": standin.api_url}
+    env = {
+        "SLACK_BOT_TOKEN": standin.bot_token,
+        "SLACK_APP_TOKEN": standin.app_token,
+        "SLACK_API_URL": standin.api_url,
+        **SIMULATOR,
+    }
     process = bots.start(bot_command(), env)  # no sub-command: SLACK_APP_TOKEN picks Socket Mode
     opened = lambda: any(m == "apps.connections.open" for m, _ in standin.calls)  # noqa: E731
     wait_until(opened, 15.0, "apps.connections.open", [process])
@@ -136,7 +246,12 @@ def test_python_m_bot_with_app_token_runs_socket_mode(bots: BotProcesses, standi
 
 
 def test_python_m_bot_socket_with_a_refused_app_token_fails_cleanly(bots: BotProcesses, standin: SlackStandIn) -> None:
-    env = {"SLACK_BOT_TOKEN": standin.bot_token, "SLACK_APP_TOKEN": "xapp-1-refused", "SLACK_API_URL": standin.api_url}
+    env = {
+        "SLACK_BOT_TOKEN": standin.bot_token,
+        "SLACK_APP_TOKEN": "xapp-1-refused",
+        "SLACK_API_URL": standin.api_url,
+        **SIMULATOR,
+    }
     process = bots.start(bot_command("socket"), env)
     code = process.popen.wait(timeout=STARTUP_TIMEOUT)
     assert "Traceback" not in process.stderr

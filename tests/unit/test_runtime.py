@@ -7,7 +7,7 @@ from datetime import date
 import pytest
 
 from bot.config import DataApi
-from bot.runtime import retirement_warning
+from bot.runtime import health_problems, retirement_warning
 
 
 @pytest.mark.parametrize(
@@ -27,3 +27,17 @@ def test_the_retirement_warning_starts_a_month_ahead_and_only_on_mde(
         assert warning is None
     else:
         assert warning is not None and says in warning and "DEFENDER_API=graph" in warning
+
+
+@pytest.mark.parametrize(
+    ("shared_state", "failing", "problems"),
+    [
+        ("local", None, []),
+        ("redis", None, []),
+        ("redis-unavailable", None, ["shared-state-unavailable"]),
+        ("local", "OperationalError", ["watch-store-failing"]),
+        ("redis-unavailable", "RedisUnavailable", ["shared-state-unavailable", "watch-store-failing"]),
+    ],
+)
+def test_health_names_each_dependency_that_is_down(shared_state: str, failing: str | None, problems: list[str]) -> None:
+    assert health_problems(shared_state, failing) == problems

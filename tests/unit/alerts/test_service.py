@@ -7,6 +7,8 @@ over the Graph client (alerts from one tenant-wide read, devices from advanced h
 from __future__ import annotations
 
 import random
+import statistics
+import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
@@ -16,6 +18,7 @@ import httpx
 import pytest
 
 from bench.service_calls import CountingDefender, concurrent_same_device, filter_variants, run_storm
+from bot.alerts.misses import MISS_TTL
 from bot.alerts.query import AlertFilters
 from bot.alerts.result import DeviceAlerts
 from bot.alerts.scope import DeviceScope
@@ -36,6 +39,7 @@ from bot.defender.simulator import (
 )
 from bot.demo.clock import FakeClock
 from bot.state.budget import RateBudget
+from bot.telemetry.metrics import DEFENDER_REQUESTS
 from tests.doubles.concurrency import run_concurrently
 from tests.doubles.defender import graph_source, kind_of, nth_machine_id, shown_alerts
 
@@ -431,3 +435,112 @@ def test_device_group_comes_from_the_details_cache(world: World) -> None:
     assert world.service.device_group(mid) == "Servers"
     assert world.service.device_group(mid) == "Servers"
     assert world.calls("machine") == world.detail_calls(1)
+
+
+# No existence oracle: a scoped lookup costs the same for a hidden device and a missing one -----------------------
+ROUNDS = 20
+LATENCY = 0.01  # seconds per simulated Defender request (real sleep)
+
+OUTSIDE_NAMES = ["srv-dc-01.contoso.local", "srv-sql-02", "lt-hr-031.contoso.local", "mac-design-07", "srv-build-07"]
+OUTSIDE_HOSTS = ["srv-dc-01.contoso.local", "srv-sql-02.contoso.local", "lt-hr-031.contoso.local", "mac-design-07"]
+
+
+def _sample(world: World, refs: Callable[[int], str]) -> tuple[list[int], list[float], list[int], list[float]]:
+    """Per round, on a service with empty caches: (calls, seconds) of the first lookup and of a repeat."""
+    first_calls, first_times, again_calls, again_times = [], [], [], []
+    for n in range(ROUNDS):
+        service = AlertService(world.client, clock=world.clock, now=world.clock.wall)
+        for calls, times in ((first_calls, first_times), (again_calls, again_times)):
+            before = len(world.tenant.request_log)
+            started = time.perf_counter()
+            with pytest.raises(DeviceNotFound) as caught:
+                service.device_alerts(refs(n), scope=WORKSTATIONS)
+            times.append(time.perf_counter() - started)
+            calls.append(len(world.tenant.request_log) - before)
+            assert caught.value.suggestions == ()
+    return first_calls, first_times, again_calls, again_times
+
+
+def test_out_of_scope_and_nonexistent_devices_cost_the_same_calls_and_time() -> None:
+    world = World(latency=LATENCY, per_minute=100_000)
+    outside_ids = [world.machine_id(host) for host in OUTSIDE_HOSTS]
+    samples = {
+        "outside name": _sample(world, lambda n: OUTSIDE_NAMES[n % len(OUTSIDE_NAMES)]),
+        "unknown name": _sample(world, lambda n: f"ws-nope-{n:03}"),
+        "outside id": _sample(world, lambda n: outside_ids[n % len(outside_ids)]),
+        "unknown id": _sample(world, lambda n: nth_machine_id(10_000 + n)),
+    }
+    # Exact call counts: a name costs two calls the first time (exact name, then the prefix search), an id
+    # one; a repeat costs nothing, whichever the reason for "not found".
+    for kind, (first_calls, _, again_calls, _) in samples.items():
+        assert first_calls == [2 if "name" in kind else 1] * ROUNDS, kind
+        assert again_calls == [0] * ROUNDS, kind
+    # Time follows the calls (loose margins: this is real time on a shared machine).
+    median = {kind: statistics.median(sample[1]) for kind, sample in samples.items()}
+    repeat = max(statistics.median(sample[3]) for sample in samples.values())
+    assert 0.5 < median["outside name"] / median["unknown name"] < 2
+    assert 0.5 < median["outside id"] / median["unknown id"] < 2
+    assert median["unknown id"] >= LATENCY and median["unknown name"] >= 2 * LATENCY
+    assert repeat < LATENCY / 2
+
+
+def test_unknown_names_and_ids_are_remembered_for_ten_minutes(world: World) -> None:
+    for ref in ("no-such-device", nth_machine_id(77)):
+        with pytest.raises(DeviceNotFound):
+            world.service.device_alerts(ref, scope=WORKSTATIONS)
+    asked = len(world.tenant.request_log)
+    for _ in range(5):
+        for ref in ("no-such-device", nth_machine_id(77)):
+            with pytest.raises(DeviceNotFound):
+                world.service.device_alerts(ref, scope=WORKSTATIONS)
+    assert len(world.tenant.request_log) == asked
+    world.clock.advance(MISS_TTL + 1)
+    with pytest.raises(DeviceNotFound):
+        world.service.device_alerts("no-such-device", scope=WORKSTATIONS)
+    assert len(world.tenant.request_log) > asked
+
+
+def test_a_remembered_miss_keeps_its_suggestions_without_a_scope(world: World) -> None:
+    with pytest.raises(DeviceNotFound) as first:
+        world.service.device_alerts("ws-fin")
+    asked = len(world.tenant.request_log)
+    with pytest.raises(DeviceNotFound) as again:
+        world.service.device_alerts("ws-fin")
+    assert again.value.suggestions == first.value.suggestions != ()
+    assert len(world.tenant.request_log) == asked
+
+
+def _requests_counted() -> dict[tuple[str, ...], float]:
+    return {
+        tuple(sample.labels.values()): sample.value
+        for metric in DEFENDER_REQUESTS.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    }
+
+
+def _delta(world: World, ref: str) -> dict[tuple[str, ...], float]:
+    before = _requests_counted()
+    with pytest.raises(DeviceNotFound):
+        AlertService(world.client, clock=world.clock, now=world.clock.wall).device_alerts(ref, scope=WORKSTATIONS)
+    return {
+        labels: value - before.get(labels, 0)
+        for labels, value in _requests_counted().items()
+        if value != before.get(labels, 0)
+    }
+
+
+def test_metrics_count_an_out_of_scope_device_like_a_missing_one() -> None:
+    """`/metrics` counts Defender requests by endpoint and outcome: a 404 is "ok", like the 200 of a device
+    outside the scope, so the counts after a member's lookup do not say which it was."""
+    world = World(per_minute=100_000)
+    assert (
+        _delta(world, "srv-dc-01.contoso.local")
+        == _delta(world, "ws-nope-001")
+        == {("machine", "ok"): 1.0, ("machines", "ok"): 1.0}
+    )
+    assert (
+        _delta(world, world.machine_id("srv-dc-01.contoso.local"))
+        == _delta(world, nth_machine_id(5))
+        == {("machine", "ok"): 1.0}
+    )

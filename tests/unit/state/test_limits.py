@@ -38,3 +38,33 @@ def test_a_refused_request_uses_no_allowance() -> None:
 def test_zero_switches_a_limit_off() -> None:
     limiter = RequestLimiter(user_per_minute=0, channel_per_minute=0, clock=FakeClock())
     assert all(limiter.admit("T", "C", "U") is None for _ in range(1000))
+
+
+def test_a_request_weighs_its_defender_requests() -> None:
+    """`admit` takes one token; `charge` the Defender requests beyond the first: an unknown hostname (two calls)
+    uses two, a cached lookup (no call) one, so the share runs out by cost, and the bucket can owe."""
+    clock = FakeClock()
+    limiter = RequestLimiter(user_per_minute=10, channel_per_minute=0, clock=clock)
+    unknown_names = 0
+    while limiter.admit("T", "C", "U0A") is None:
+        limiter.charge("T", "C", "U0A", 1)  # two calls: one more than admit took
+        unknown_names += 1
+    assert unknown_names == 5
+    cached = [limiter.admit("T", "C", "U0B") for _ in range(10)]
+    limiter.charge("T", "C", "U0B", 0)  # no-op
+    assert cached == [None] * 10
+    limiter.charge("T", "C", "U0C", 30)  # one expensive answer: the person owes 20 tokens
+    slow = limiter.admit("T", "C", "U0C")
+    assert slow is not None
+    assert round(slow.retry_after) == 126  # 21 tokens at 10 a minute
+    clock.advance(126)
+    assert limiter.admit("T", "C", "U0C") is None
+
+
+def test_the_channel_pays_for_its_members_defender_requests() -> None:
+    limiter = RequestLimiter(user_per_minute=100, channel_per_minute=6, clock=FakeClock())
+    for person in ("U1", "U2", "U3"):
+        assert limiter.admit("T", "C0IR", person) is None
+        limiter.charge("T", "C0IR", person, 1)
+    assert limiter.admit("T", "C0IR", "U4") is not None
+    assert limiter.admit("T", "C0CALM", "U4") is None
