@@ -216,8 +216,8 @@ HTTP_HOST = Parsed(
 )  # fmt: skip
 VISIBILITY = Choice(
     name="BOT_RESPONSE_VISIBILITY", group=Group.SLACK, options=("in_channel", "ephemeral"), default="in_channel",
-    meaning="who sees slash-command cards: `in_channel` (everyone in the channel) or `ephemeral` (only the "
-    "person who asked)",
+    meaning="who sees device cards from slash commands and mentions: `in_channel` (everyone in the channel) or "
+    "`ephemeral` (only the person who asked); a watch always posts in its channel",
 )  # fmt: skip
 # Lookups of one device wait on one Defender call, each holding a worker: an incident channel's burst
 # (200 commands for 10 devices) needs room to wait, not more Defender calls (docs/benchmarks.md).

@@ -65,9 +65,31 @@ def configure(level: str, fmt: str, stream: IO[str]) -> None:
     root.setLevel(level)
 
 
+def _escaped(text: str) -> str:
+    """Control characters as escapes: a logged value cannot start a new line or rewrite the terminal."""
+    return "".join(ch if ch.isprintable() or ch == " " else repr(ch)[1:-1] for ch in text)
+
+
+class TextFormatter(logging.Formatter):
+    """The text format, one line per record whatever the message holds: a value that carries a newline (a
+    Slack or Defender string) cannot forge a second line, such as one that looks like an audit record.
+    Tracebacks, which the bot's own code writes, keep their lines."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        message = record.message
+        record.message = _escaped(message)
+        try:
+            return super().formatMessage(record)
+        finally:
+            record.message = message
+
+
 def make_handler(fmt: str, stream: IO[str]) -> logging.Handler:
     """A handler writing `fmt` ('text' or 'json') lines with the correlation id to `stream`."""
     handler = logging.StreamHandler(stream)
     handler.addFilter(_Correlation())
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     return handler
