@@ -112,6 +112,49 @@ def test_python_m_bot_http_serves_slack(bots: BotProcesses, standin: SlackStandI
     assert standin.bot_token not in process.stderr
 
 
+def test_python_m_bot_http_gives_an_attacker_401_413_and_no_trace(bots: BotProcesses, standin: SlackStandIn) -> None:
+    """The edge of a real process, attacked as docs/security.md lists: unparsable unsigned bodies, a malformed
+    timestamp, a forged header line, a huge Content-Length and 150 idle connections; a signed command still gets
+    its acknowledgement within Slack's 3 s, and stderr holds no traceback and nothing the attacker sent."""
+    env = {**slack_variables(standin), **SIMULATOR, "LOG_LEVEL": "DEBUG"}
+    process = bots.start(bot_command("http"), env, port=free_port())
+    wait_until(process.healthy, STARTUP_TIMEOUT, "/healthz", [process])
+    events = f"{process.url}/slack/events"
+    port = int(process.url.rsplit(":", 1)[1])
+    form = {"Content-Type": "application/x-www-form-urlencoded", "X-Slack-Signature": "v0=" + "0" * 64}
+    attacks = [
+        (
+            b'{"type":"event_callback","response_url":"http://127.0.0.1:9/evil"}',
+            {**form, "X-Slack-Request-Timestamp": "abc"},
+        ),
+        (b"payload=%7Bnot-json-evil", {**form, "X-Slack-Request-Timestamp": str(int(time.time()))}),
+        (b"[" * 100_000, {**form, "Content-Type": "application/json", "X-Slack-Request-Timestamp": "1"}),
+    ]
+    for body, headers in attacks:
+        assert httpx.post(events, content=body, headers=headers, timeout=5.0).status_code == 401
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+        connection.sendall(b"POST /slack/events HTTP/1.1\r\nHost: x\r\nContent-Length: 209715200\r\n\r\n")
+        assert connection.recv(4096).startswith(b"HTTP/1.1 413")
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(150)]
+    try:
+        for connection in idle:
+            connection.sendall(b"POST /slack/events HTTP/1.1\r\nX-Evil: ")
+        body, headers = SlackRequests(SIGNING_SECRET).command("ws-fin-014", response_url=standin.response_url("edge"))
+        started = time.monotonic()
+        assert httpx.post(events, content=body, headers=headers, timeout=5.0).status_code == 200
+        assert time.monotonic() - started < 3.0
+    finally:
+        for connection in idle:
+            connection.close()
+    standin.wait_for_posts(1, timeout=10)
+    process.popen.terminate()
+    process.popen.wait(timeout=10)
+    assert [post.target for post in standin.posts] == ["edge"]  # nothing went to the attacker's URL
+    log = process.stderr
+    assert "Traceback" not in log and "evil" not in log.lower() and "not-json" not in log
+    assert "failed verification" in log
+
+
 def test_python_m_bot_http_without_signing_secret_exits_2(bots: BotProcesses, standin: SlackStandIn) -> None:
     env = {
         "SLACK_BOT_TOKEN": standin.bot_token,
