@@ -146,16 +146,14 @@ class GraphClient:
 
     def _alerts(self, odata_filter: str, priority: Priority) -> GraphAlerts:
         params = {"$filter": odata_filter, "$top": str(self._page_size)}
-        records, complete = self._session.get_collection(Api.GRAPH_ALERTS, ALERTS_PATH, params, priority)
+        read = _AlertsRead()  # parses each page as it arrives: the raw JSON of a long read is never held whole
+        complete = self._session.read_pages(Api.GRAPH_ALERTS, ALERTS_PATH, params, priority, read.add)
         # Microsoft does not document whether alerts_v2 takes $top as a page size (more pages follow by nextLink,
         # as the simulator answers) or as a total (no nextLink past it), as some Graph APIs do. A read that ends
         # on a full page may have been cut there: it counts as incomplete, and the caller reads on.
-        if complete and records and len(records) % self._page_size == 0:
+        if complete and read.records and read.records % self._page_size == 0:
             complete = False
-        unique: dict[str, Alert] = {}  # an alert created between two page reads shifts the pages: seen twice
-        for alert in parse_all(records, parse_graph_alert, SERVICE):
-            unique.setdefault(alert.id, alert)
-        return GraphAlerts(list(unique.values()), _devices(records), complete)
+        return GraphAlerts(list(read.alerts.values()), read.devices(), complete)
 
     # Devices (advanced hunting over DeviceInfo, the last 30 days) --------------------------
 
@@ -263,16 +261,27 @@ def _seen(machine: Machine) -> float:
     return machine.last_seen.timestamp() if machine.last_seen else 0.0
 
 
-def _devices(records: list[Any]) -> dict[str, Machine]:
-    """Each evidence device once, from the most recently updated alert that shows it."""
-    newest: dict[str, tuple[float, Machine]] = {}
-    for record in records:
-        if not isinstance(record, dict):
-            continue
-        updated = parse_timestamp(record.get("lastUpdateDateTime"))
-        moment = updated.timestamp() if updated else 0.0
-        for machine in evidence_machines(record):
-            kept = newest.get(machine.id)
-            if kept is None or moment > kept[0]:
-                newest[machine.id] = (moment, machine)
-    return {machine_id: machine for machine_id, (_, machine) in newest.items()}
+class _AlertsRead:
+    """One read of alerts_v2, page by page: each alert once, and each evidence device from its newest alert."""
+
+    def __init__(self) -> None:
+        self.records = 0
+        self.alerts: dict[str, Alert] = {}  # an alert created between two page reads shifts the pages: seen twice
+        self._newest: dict[str, tuple[float, Machine]] = {}
+
+    def add(self, page: list[Any]) -> None:
+        self.records += len(page)
+        for alert in parse_all(page, parse_graph_alert, SERVICE):
+            self.alerts.setdefault(alert.id, alert)
+        for record in page:
+            if not isinstance(record, dict):
+                continue
+            updated = parse_timestamp(record.get("lastUpdateDateTime"))
+            moment = updated.timestamp() if updated else 0.0
+            for machine in evidence_machines(record):
+                kept = self._newest.get(machine.id)
+                if kept is None or moment > kept[0]:
+                    self._newest[machine.id] = (moment, machine)
+
+    def devices(self) -> dict[str, Machine]:
+        return {machine_id: machine for machine_id, (_, machine) in self._newest.items()}

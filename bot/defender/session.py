@@ -195,22 +195,40 @@ class ApiSession:
     ) -> Collection:
         """GET an OData collection and follow `@odata.nextLink` (same host only, at most `max_pages` pages)."""
         records: list[Any] = []
+        complete = self.read_pages(api, path, params, priority, records.extend, not_found)
+        return Collection(records, complete)
+
+    def read_pages(
+        self,
+        api: Api,
+        path: str,
+        params: dict[str, str] | None,
+        priority: Priority,
+        each_page: Callable[[list[Any]], object],
+        not_found: str | None = None,
+    ) -> bool:
+        """Hand each page's records to `each_page` as it arrives (a large read need not hold every page at once).
+
+        Follows `@odata.nextLink` on the same host only, at most `max_pages` pages; False when that stopped it.
+        """
         url: str = path
+        records = 0
         for _ in range(self.max_pages):
             body = self.get_json(api, url, params, priority, not_found)
             page = body.get("value")
             if not isinstance(page, list):
                 raise BadResponse(f"{self.service}'s answer has no 'value' list")
-            records.extend(page)
+            each_page(page)
+            records += len(page)
             next_link = body.get("@odata.nextLink")
             if not next_link:
-                return Collection(records, True)
+                return True
             if not self._same_origin(next_link):
-                log.warning("ignored an @odata.nextLink that leaves the API host (%d records kept)", len(records))
-                return Collection(records, False)
+                log.warning("ignored an @odata.nextLink that leaves the API host (%d records kept)", records)
+                return False
             url, params = next_link, None
-        log.warning("stopped following @odata.nextLink after %d pages (%d records kept)", self.max_pages, len(records))
-        return Collection(records, False)
+        log.warning("stopped following @odata.nextLink after %d pages (%d records kept)", self.max_pages, records)
+        return False
 
     # Plumbing -------------------------------------------------------------------------------
 
