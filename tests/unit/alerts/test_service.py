@@ -7,8 +7,6 @@ over the Graph client (alerts from one tenant-wide read, devices from advanced h
 from __future__ import annotations
 
 import random
-import statistics
-import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
@@ -439,30 +437,29 @@ def test_device_group_comes_from_the_details_cache(world: World) -> None:
 
 # No existence oracle: a scoped lookup costs the same for a hidden device and a missing one -----------------------
 ROUNDS = 20
-LATENCY = 0.01  # seconds per simulated Defender request (real sleep)
 
 OUTSIDE_NAMES = ["srv-dc-01.contoso.local", "srv-sql-02", "lt-hr-031.contoso.local", "mac-design-07", "srv-build-07"]
 OUTSIDE_HOSTS = ["srv-dc-01.contoso.local", "srv-sql-02.contoso.local", "lt-hr-031.contoso.local", "mac-design-07"]
 
 
-def _sample(world: World, refs: Callable[[int], str]) -> tuple[list[int], list[float], list[int], list[float]]:
-    """Per round, on a service with empty caches: (calls, seconds) of the first lookup and of a repeat."""
-    first_calls, first_times, again_calls, again_times = [], [], [], []
+def _sample(world: World, refs: Callable[[int], str]) -> tuple[list[int], list[int]]:
+    """Per round, on a service with empty caches: the Defender calls of the first lookup and of a repeat."""
+    first_calls: list[int] = []
+    again_calls: list[int] = []
     for n in range(ROUNDS):
         service = AlertService(world.client, clock=world.clock, now=world.clock.wall)
-        for calls, times in ((first_calls, first_times), (again_calls, again_times)):
+        for calls in (first_calls, again_calls):
             before = len(world.tenant.request_log)
-            started = time.perf_counter()
             with pytest.raises(DeviceNotFound) as caught:
                 service.device_alerts(refs(n), scope=WORKSTATIONS)
-            times.append(time.perf_counter() - started)
             calls.append(len(world.tenant.request_log) - before)
             assert caught.value.suggestions == ()
-    return first_calls, first_times, again_calls, again_times
+    return first_calls, again_calls
 
 
-def test_out_of_scope_and_nonexistent_devices_cost_the_same_calls_and_time() -> None:
-    world = World(latency=LATENCY, per_minute=100_000)
+def test_out_of_scope_and_nonexistent_devices_cost_the_same_calls() -> None:
+    """Time follows the calls (every Defender call is one round trip), so equal calls mean equal time."""
+    world = World(per_minute=100_000)
     outside_ids = [world.machine_id(host) for host in OUTSIDE_HOSTS]
     samples = {
         "outside name": _sample(world, lambda n: OUTSIDE_NAMES[n % len(OUTSIDE_NAMES)]),
@@ -472,16 +469,9 @@ def test_out_of_scope_and_nonexistent_devices_cost_the_same_calls_and_time() -> 
     }
     # Exact call counts: a name costs two calls the first time (exact name, then the prefix search), an id
     # one; a repeat costs nothing, whichever the reason for "not found".
-    for kind, (first_calls, _, again_calls, _) in samples.items():
+    for kind, (first_calls, again_calls) in samples.items():
         assert first_calls == [2 if "name" in kind else 1] * ROUNDS, kind
         assert again_calls == [0] * ROUNDS, kind
-    # Time follows the calls (loose margins: this is real time on a shared machine).
-    median = {kind: statistics.median(sample[1]) for kind, sample in samples.items()}
-    repeat = max(statistics.median(sample[3]) for sample in samples.values())
-    assert 0.5 < median["outside name"] / median["unknown name"] < 2
-    assert 0.5 < median["outside id"] / median["unknown id"] < 2
-    assert median["unknown id"] >= LATENCY and median["unknown name"] >= 2 * LATENCY
-    assert repeat < LATENCY / 2
 
 
 def test_unknown_names_and_ids_are_remembered_for_ten_minutes(world: World) -> None:
