@@ -8,11 +8,8 @@ endpoints and what Defender's error answers mean.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
 from datetime import datetime
-
-import httpx
+from typing import Unpack
 
 from bot.defender.auth import TokenProvider
 from bot.defender.errors import (
@@ -32,6 +29,7 @@ from bot.defender.session import (
     CallGate,
     ErrorReply,
     RequestCount,
+    SessionOptions,
     counting_requests,
     parse_all,
 )
@@ -47,36 +45,8 @@ class DefenderClient:
     `transport` swaps the network for another httpx transport (the built-in simulator, tests).
     """
 
-    def __init__(
-        self,
-        base_url: str,
-        tokens: TokenProvider,
-        *,
-        gate: CallGate | None = None,
-        transport: httpx.BaseTransport | None = None,
-        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
-        max_attempts: int = 3,
-        retry_time_budget: float = 15.0,
-        backoff_base: float = 0.5,
-        max_pages: int = 50,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self._session = ApiSession(
-            base_url,
-            tokens,
-            service="Defender",
-            errors=_defender_error,
-            gate=gate,
-            transport=transport,
-            timeout=timeout,
-            max_attempts=max_attempts,
-            retry_time_budget=retry_time_budget,
-            backoff_base=backoff_base,
-            max_pages=max_pages,
-            clock=clock,
-            sleep=sleep,
-        )
+    def __init__(self, base_url: str, tokens: TokenProvider, **options: Unpack[SessionOptions]) -> None:
+        self._session = ApiSession(base_url, tokens, service="Defender", errors=_defender_error, **options)
 
     def close(self) -> None:
         self._session.close()

@@ -17,14 +17,10 @@ import base64
 import binascii
 import contextlib
 import json
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Unpack
 from urllib.parse import urlsplit
-
-import httpx
 
 from bot.defender.auth import TokenProvider
 from bot.defender.clouds import graph_scope_for
@@ -40,7 +36,7 @@ from bot.defender.graph_models import evidence_machines, parse_device_info, pars
 from bot.defender.limits import Api, Priority
 from bot.defender.models import Alert, Machine, format_timestamp, parse_timestamp
 from bot.defender.refs import RefKind, parse_device_ref
-from bot.defender.session import DEFAULT_TIMEOUT, ApiSession, CallGate, ErrorReply, parse_all
+from bot.defender.session import ApiSession, ErrorReply, SessionOptions, parse_all
 
 SERVICE = "Microsoft Graph"
 ALERTS_PATH = "/v1.0/security/alerts_v2"
@@ -81,36 +77,14 @@ class GraphClient:
         base_url: str,
         tokens: TokenProvider,
         *,
-        gate: CallGate | None = None,
-        transport: httpx.BaseTransport | None = None,
-        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
         page_size: int = MAX_PAGE_SIZE,
-        max_attempts: int = 3,
-        retry_time_budget: float = 15.0,
-        backoff_base: float = 0.5,
-        max_pages: int = 50,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        **options: Unpack[SessionOptions],
     ) -> None:
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
         self.scope = graph_scope_for(base_url)
         self._page_size = page_size
-        self._session = ApiSession(
-            base_url,
-            tokens,
-            service=SERVICE,
-            errors=self._graph_error,
-            gate=gate,
-            transport=transport,
-            timeout=timeout,
-            max_attempts=max_attempts,
-            retry_time_budget=retry_time_budget,
-            backoff_base=backoff_base,
-            max_pages=max_pages,
-            clock=clock,
-            sleep=sleep,
-        )
+        self._session = ApiSession(base_url, tokens, service=SERVICE, errors=self._graph_error, **options)
 
     def close(self) -> None:
         self._session.close()

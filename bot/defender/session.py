@@ -19,7 +19,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, NamedTuple, NoReturn, Protocol, TypeVar
+from typing import Any, NamedTuple, NoReturn, Protocol, TypedDict, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -120,6 +120,20 @@ def retry_after_seconds(value: str | None, now: float) -> float:
         if moment is not None and moment.tzinfo is not None:
             return min(max(moment.timestamp() - now, 1.0), MAX_RETRY_AFTER)
     return DEFAULT_RETRY_AFTER
+
+
+class SessionOptions(TypedDict, total=False):
+    """What a client may tune of its `ApiSession` (every client takes these keywords and hands them on)."""
+
+    gate: CallGate | None
+    transport: httpx.BaseTransport | None
+    timeout: httpx.Timeout
+    max_attempts: int
+    retry_time_budget: float
+    backoff_base: float
+    max_pages: int
+    clock: Callable[[], float]
+    sleep: Callable[[float], None]
 
 
 class ApiSession:
