@@ -29,10 +29,13 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
+from slack_sdk.http_retry import builtin_handlers as slack_builtin_handlers
+from slack_sdk.http_retry import handler as slack_handlers
 
 from bot.demo.standin import SlackStandIn
 from tests.doubles import secrets as fake_secrets
@@ -221,3 +224,13 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         f"secret hygiene: {LEDGER.log_records} log records and {LEDGER.slack_payloads} Slack payloads checked, "
         f"{unexcused} leaks{planted}"
     )
+
+
+@pytest.fixture
+def slack_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The Slack SDK's retry waits (Retry-After, backoff), recorded instead of slept."""
+    waits: list[float] = []
+    fake = SimpleNamespace(sleep=waits.append)
+    monkeypatch.setattr(slack_handlers, "time", fake)
+    monkeypatch.setattr(slack_builtin_handlers, "time", fake)
+    return waits

@@ -14,7 +14,7 @@ from bot.state.budget import RateBudget
 from bot.state.cache import SharedCache
 from bot.state.dedupe import EventDeduper
 from bot.state.limits import RequestLimiter
-from bot.state.mirror import MemoryMirror, MirrorStore
+from bot.state.mirror import MAX_ALERTS, MemoryMirror, MirrorStore
 from bot.state.redis.budget import RedisRateBudget
 from bot.state.redis.cache import RedisSharedCache
 from bot.state.redis.connection import RedisConnection, RedisUnavailable
@@ -55,7 +55,7 @@ class StateBackend:
             return SqliteWatchStore.from_url(self.options.url)
         return RedisWatchStore(self.shared)
 
-    def mirror(self, max_alerts: int = 200_000) -> MirrorStore:
+    def mirror(self, max_alerts: int = MAX_ALERTS) -> MirrorStore:
         """Where the Graph alert mirror keeps alerts: this process, or Redis for every process."""
         return MemoryMirror(max_alerts) if self.shared is None else RedisMirror(self.shared, max_alerts)
 

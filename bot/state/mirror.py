@@ -17,6 +17,7 @@ from typing import Protocol, TypeVar
 from bot.defender.models import Alert, Machine
 
 _T = TypeVar("_T")
+MAX_ALERTS = 200_000  # about 400 MiB of parsed alerts in one process
 _EPOCH = datetime.min.replace(tzinfo=UTC)
 
 
@@ -52,7 +53,7 @@ class MirrorStore(Protocol):
 class MemoryMirror:
     """A `MirrorStore` in this process's memory; thread-safe."""
 
-    def __init__(self, max_alerts: int = 200_000) -> None:
+    def __init__(self, max_alerts: int = MAX_ALERTS) -> None:
         self.max_alerts = max_alerts
         self.evicted = 0  # alerts dropped to stay within max_alerts, since start
         self._lock = threading.Lock()

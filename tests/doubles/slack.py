@@ -30,7 +30,7 @@ from bot.config import DataApi, SlackMode, load_settings, load_slack_settings
 from bot.defender.simulator import SimulatedTenant
 from bot.demo.slack_requests import SlackRequests
 from bot.demo.standin import Posted, SlackStandIn
-from bot.runtime import SlackBot, build_runtime, build_slack_bot
+from bot.runtime import Runtime, SlackBot, build_runtime, build_slack_bot
 from bot.slack.server import HttpServer
 from tests.doubles import secrets as fake_secrets
 from tests.doubles.defender import graph_source, kind_of
@@ -86,16 +86,16 @@ def make_bot(
         if isinstance(client, GraphAlertSource) and runtime.tenant is not None:
             client.close()
             client = graph_source(runtime.tenant, gate=runtime.budget, now=_following(clock))
-        service = AlertService(
-            client,
-            ttl=settings.cache.ttl,
-            max_stale=settings.cache.max_stale,
-            maxsize=settings.cache.maxsize,
-            clock=clock,
-        )
-        runtime = dataclasses.replace(runtime, client=client, service=service)
+        runtime = with_alert_source(runtime, client, clock)
     slack = load_slack_settings(SlackMode.HTTP, {**slack_env(standin), **(env or {})})
     return build_slack_bot(runtime, slack)
+
+
+def with_alert_source(runtime: Runtime, client: AlertSource, clock: Callable[[], float]) -> Runtime:
+    """`runtime` with another alert source, and an alert service on `clock` with the configured cache settings."""
+    cache = runtime.settings.cache
+    service = AlertService(client, ttl=cache.ttl, max_stale=cache.max_stale, maxsize=cache.maxsize, clock=clock)
+    return dataclasses.replace(runtime, client=client, service=service)
 
 
 def _following(clock: Callable[[], float]) -> Callable[[], datetime]:

@@ -15,12 +15,9 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from slack_bolt.request import BoltRequest
-from slack_sdk.http_retry import builtin_handlers as slack_builtin_handlers
-from slack_sdk.http_retry import handler as slack_handlers
 
 from bench.watch_scaling import run_scaling
 from bot.alerts.query import parse_query
@@ -450,16 +447,6 @@ def test_more_updates_than_one_answer_holds_falls_back_to_each_watched_device(
 
 
 # -- Slack failures --------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def slack_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The Slack SDK's retry waits, recorded instead of slept."""
-    waits: list[float] = []
-    fake = SimpleNamespace(sleep=waits.append)
-    monkeypatch.setattr(slack_handlers, "time", fake)
-    monkeypatch.setattr(slack_builtin_handlers, "time", fake)
-    return waits
 
 
 def test_rate_limited_beyond_retries_keeps_the_reply_and_posts_it_once_later(

@@ -20,7 +20,6 @@ retries and `Retry-After` waits cost no real time. The fault table built from th
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
 import signal
@@ -34,17 +33,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
 import trustme
-from slack_sdk.http_retry import builtin_handlers as slack_builtin_handlers
-from slack_sdk.http_retry import handler as slack_handlers
 
 from bot.alerts.mirror import GraphAlertSource
-from bot.alerts.service import AlertService
 from bot.alerts.source import AlertSource
 from bot.config import SlackMode, load_settings, load_slack_settings
 from bot.defender.auth import MsalTokenProvider, StaticTokenProvider, TokenProvider
@@ -69,6 +64,7 @@ from tests.doubles.slack import (
     harness,
     header,
     slack_env,
+    with_alert_source,
 )
 
 FIN_014 = "ws-fin-014.contoso.local"
@@ -148,14 +144,7 @@ def fault_bot(
         client = DefenderClient(
             defender.base_url, tokens, gate=runtime.budget, timeout=timeout, clock=clock, sleep=clock.advance
         )
-    service = AlertService(
-        client,
-        ttl=settings.cache.ttl,
-        max_stale=settings.cache.max_stale,
-        maxsize=settings.cache.maxsize,
-        clock=clock,
-    )
-    runtime = dataclasses.replace(runtime, client=client, service=service)
+    runtime = with_alert_source(runtime, client, clock)
     slack = load_slack_settings(SlackMode.HTTP, {**slack_env(standin), **BOT_ENV})
     return build_slack_bot(runtime, slack)
 
@@ -230,16 +219,6 @@ def no_errors_logged(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
         if r.levelno >= logging.ERROR and r.name.startswith(("bot", "slack_bolt"))
     ]
     assert errors == []
-
-
-@pytest.fixture
-def slack_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The Slack SDK's retry waits (Retry-After, backoff), recorded instead of slept."""
-    waits: list[float] = []
-    fake = SimpleNamespace(sleep=waits.append)
-    monkeypatch.setattr(slack_handlers, "time", fake)
-    monkeypatch.setattr(slack_builtin_handlers, "time", fake)
-    return waits
 
 
 # -- looking at what Slack received ----------------------------------------------------------------------------

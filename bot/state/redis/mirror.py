@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from bot.defender.models import Alert, Machine
-from bot.state.mirror import MemoryMirror, updated_at
+from bot.state.mirror import MAX_ALERTS, MemoryMirror, updated_at
 from bot.state.redis.codec import CodecError, Packer
 from bot.state.redis.connection import RedisConnection, RedisUnavailable
 from bot.state.redis.flight import ClusterFlight
@@ -38,7 +38,7 @@ def _text(value: Any) -> str:
 class RedisMirror:
     """A `MirrorStore` shared by every process on the same Redis."""
 
-    def __init__(self, shared: RedisConnection, max_alerts: int = 200_000) -> None:
+    def __init__(self, shared: RedisConnection, max_alerts: int = MAX_ALERTS) -> None:
         self.max_alerts = max_alerts
         self.local = MemoryMirror(max_alerts)
         self._shared = shared
