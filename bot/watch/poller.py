@@ -4,7 +4,10 @@ Each cycle (run by whichever process holds the store's lease):
 1. deliver replies left pending by an earlier cycle (or a crash), checking Slack first for one that may
    already have been posted;
 2. ask Defender once for every alert updated since the watermark (minus an overlap), at background
-   priority, and compare each watched device's alerts with the state remembered;
+   priority, and compare each watched device's alerts with the state remembered. The watermark is Defender's
+   own time (the newest `lastUpdateTime` seen), never this host's clock, and the overlap is generous: an alert
+   that becomes visible minutes after its update (ingestion lag), or a clock that runs ahead, is still seen,
+   and an update seen twice is reported once (its change key is recorded once);
 3. record state and changes atomically, feed the alert cache, refresh root cards;
 4. end expired watches (after their last check), with a final reply; deliver.
 When the budget is tight the interval stretches and the root cards say so, rather than failing.
@@ -34,8 +37,11 @@ from bot.watch.terms import watch_filters
 
 log = logging.getLogger(__name__)
 
-WATERMARK = "watermark"
-OVERLAP = timedelta(minutes=2)  # Defender's lastUpdateTime lags a little; overlapping polls are deduplicated
+# The newest lastUpdateTime the delta poll has seen (Defender's clock), kept in the store so it survives restarts.
+# Not "watermark": earlier versions kept this host's clock under that name.
+WATERMARK = "defender-watermark"
+OVERLAP = timedelta(minutes=15)  # ingestion lag and clock skew: re-read this much before the watermark
+SKEW_WARNING = timedelta(minutes=1)
 DELTA_TOP = 10_000
 MAX_STRETCH = 16
 ROOT_REFRESH = timedelta(minutes=10)
@@ -127,6 +133,7 @@ class Poller:
         # The type of the exception that ended the last cycle (a store that cannot be written, Redis away),
         # None after a cycle that ran: `/healthz` reads it rather than writing to the store on every probe.
         self.failing: str | None = None
+        self._skew_logged = False
 
     @property
     def interval(self) -> float:
@@ -168,8 +175,10 @@ class Poller:
         self._draw_root(self._store.watch(watch.id) or watch, now)  # back to a plain card with a Watch button
 
     def _check(self, watches: list[Watch], now: datetime, report: CycleReport) -> None:
-        watermark = self._store.get_meta(WATERMARK)
-        since = (datetime.fromisoformat(watermark) if watermark else now - timedelta(seconds=self.interval)) - OVERLAP
+        stored = self._store.get_meta(WATERMARK)
+        watermark = datetime.fromisoformat(stored) if stored else None
+        # Until Defender has reported an update (or after the store lost it), this host's clock is all there is.
+        since = (watermark or now - timedelta(seconds=self.interval)) - OVERLAP
         try:
             updated = self._client.list_alerts_updated_since(since, top=DELTA_TOP, priority=Priority.BACKGROUND)
             report.defender_calls += 1
@@ -189,7 +198,21 @@ class Poller:
             drawn = self._roots_drawn.get(watch.id)
             if check_id is not None or drawn is None or now - drawn >= ROOT_REFRESH:
                 self._draw_root(watch, now)
-        self._store.set_meta(WATERMARK, now.isoformat())
+        newest = self._newest_update(updated, now)
+        if newest is not None and (watermark is None or newest > watermark):
+            self._store.set_meta(WATERMARK, newest.isoformat())
+
+    def _newest_update(self, updated: list[Alert], now: datetime) -> datetime | None:
+        """The newest lastUpdateTime in a delta answer; one that is ahead of this host's clock is logged once."""
+        newest = max((alert.last_update for alert in updated if alert.last_update is not None), default=None)
+        if newest is not None and newest > now + SKEW_WARNING and not self._skew_logged:
+            self._skew_logged = True  # once per process: the figure hardly changes from poll to poll
+            log.warning(
+                "Defender reports an alert updated %.0f s ahead of this host's clock: the clock is behind "
+                "(the watch poll follows Defender's time, so nothing is missed)",
+                (newest - now).total_seconds(),
+            )
+        return newest
 
     def _by_device(
         self, updated: list[Alert], watches: list[Watch], *, truncated: bool, report: CycleReport

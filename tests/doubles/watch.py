@@ -4,7 +4,8 @@ A `Rig` is one "process": a SQLite store on a file, an alert service and Defende
 simulator's wall clock follows it), and `SlackWatches` posting to a `SlackStandIn` as in production. `api` is
 `DEFENDER_API`: `mde` (a `DefenderClient`) or `graph` (the Graph alert mirror over a `GraphClient`).
 `Rig.restart()` builds a second process on the same file, Slack and tenant. `publisher` wraps what the poller
-posts through (a crash test's kill points); the rig keeps it as `Rig.publisher`.
+posts through (a crash test's kill points); the rig keeps it as `Rig.publisher`. `ahead` sets the bot host's clock
+that far ahead of Defender's (negative: behind); the simulator stamps alerts with Defender's time.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class Rig:
     publisher: Publisher  # what the poller posts through: `watches`, or the `publisher` wrapper around it
     poller: Poller
     api: str = "mde"
+    ahead: timedelta = timedelta(0)
 
     @classmethod
     def build(
@@ -71,14 +73,16 @@ class Rig:
         holder: str = "process-1",
         publisher: Callable[[Publisher], Publisher] | None = None,
         api: str = "mde",
+        ahead: timedelta = timedelta(0),
     ) -> Rig:
         clock = clock or FakeClock()
+        bot_now = (lambda: clock.wall() + ahead) if ahead else clock.wall
         tenant = tenant or SimulatedTenant(now=clock.wall, clock=clock)
         standin = standin or SlackStandIn()
         budget = budget or RateBudget(clock=clock)
         client: AlertSource
         if api == "graph":
-            client = graph_source(tenant, gate=budget, clock=clock, now=clock.wall)
+            client = graph_source(tenant, gate=budget, clock=clock, now=bot_now)
         else:
             client = DefenderClient(
                 SIMULATOR_BASE_URL,
@@ -88,16 +92,16 @@ class Rig:
                 clock=clock,
                 sleep=clock.sleep,
             )
-        service = AlertService(client, clock=clock, now=clock.wall)
+        service = AlertService(client, clock=clock, now=bot_now)
         store = SqliteWatchStore(path)
         poster = Poster(web_client(standin.bot_token, standin.api_url))
         watches = SlackWatches(
-            store, service, poster, lambda: CardContext(PORTAL, AAD_TENANT_ID, seal=TEST_SEAL), now=clock.wall
+            store, service, poster, lambda: CardContext(PORTAL, AAD_TENANT_ID, seal=TEST_SEAL), now=bot_now
         )
         wrapped: Publisher = publisher(watches) if publisher is not None else watches
-        poller = Poller(store, service, client, wrapped, interval=INTERVAL, clock=clock, now=clock.wall, holder=holder)
+        poller = Poller(store, service, client, wrapped, interval=INTERVAL, clock=clock, now=bot_now, holder=holder)
         watches.poller = poller
-        return cls(path, clock, tenant, standin, budget, client, service, store, watches, wrapped, poller, api)
+        return cls(path, clock, tenant, standin, budget, client, service, store, watches, wrapped, poller, api, ahead)
 
     def restart(self, holder: str = "process-2", *, publisher: Callable[[Publisher], Publisher] | None = None) -> Rig:
         """A new process on the same database file, Slack and Defender (the old one is abandoned, not stopped)."""
@@ -109,6 +113,7 @@ class Rig:
             holder=holder,
             publisher=publisher,
             api=self.api,
+            ahead=self.ahead,
         )
 
     def close(self) -> None:

@@ -144,9 +144,9 @@ def test_the_same_update_seen_in_overlapping_polls_is_reported_once(rig: Rig) ->
     alert_id = rig.add_alert()
     rig.check()
     rig.clock.advance(30)
-    rig.tenant.set_alert_status(alert_id, "InProgress")  # updated 30 s before the watermark
+    rig.tenant.set_alert_status(alert_id, "InProgress")  # updated at 12:01:30, Defender's watermark from then on
     rig.check(30)
-    rig.check()  # this poll reaches back 2 minutes: it sees the same update again
+    rig.check()  # this poll reaches back 15 minutes before the watermark: it sees the same update again
     rig.check()
     if rig.graph:
         # One alerts_v2 read per poll after the backfill, each from the mirror's watermark minus its overlap:
@@ -157,10 +157,97 @@ def test_the_same_update_seen_in_overlapping_polls_is_reported_once(rig: Rig) ->
     else:
         queries = [path for _, path in rig.tenant.request_log if path.startswith("/api/alerts")]
         assert len(queries) == 4
-        # The polls at 12:03 and 12:04 reach back to 12:00 and 12:01: both see the 12:01:30 update again.
-        assert "lastUpdateTime ge 2026-11-27T12:00:00Z" in queries[2]
-        assert "lastUpdateTime ge 2026-11-27T12:01:00Z" in queries[3]
+        # The first poll reaches back from this host's clock (12:01 less an interval and the overlap), the second
+        # from the alert's lastUpdateTime (12:00), the next two from the update's (12:01:30): both see it again.
+        assert "lastUpdateTime ge 2026-11-27T11:45:00Z" in queries[0]
+        assert "lastUpdateTime ge 2026-11-27T11:45:00Z" in queries[1]
+        assert "lastUpdateTime ge 2026-11-27T11:46:30Z" in queries[2]
+        assert "lastUpdateTime ge 2026-11-27T11:46:30Z" in queries[3]
     assert [p.payload["text"] for p in rig.followups()] == [f"{FIN_014}: 1 change", f"{FIN_014}: 1 change"]
+
+
+def stamp(moment: datetime) -> str:
+    """A lastUpdateTime as Defender writes it."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def reported(rig: Rig, alert_id: str) -> int:
+    """How many follow-ups mention the alert."""
+    return sum(alert_id in text_of(p) for p in rig.followups())
+
+
+@pytest.mark.parametrize("lag_minutes", [6, 14])
+def test_an_update_that_becomes_visible_minutes_late_is_reported_once(rig: Rig, lag_minutes: int) -> None:
+    """Ingestion lag: the alert shows up in the API with a lastUpdateTime minutes before the poll that first sees it,
+    while another device's updates keep moving Defender's watermark on."""
+    rig.watch()
+    busy = rig.add_alert(FIN_015)
+    for n in range(20):
+        rig.tenant.set_alert_status(busy, "InProgress" if n % 2 else "New")
+        rig.check()
+    late = rig.add_alert(lastUpdateTime=stamp(rig.clock.wall() - timedelta(minutes=lag_minutes)))
+    rig.check()
+    for _ in range(20):  # later polls overlap the update again: it is not reported a second time
+        rig.check()
+    assert reported(rig, late) == 1
+
+
+@pytest.mark.parametrize("minutes", [4, -4])
+def test_a_bot_clock_off_by_minutes_misses_no_change(tmp_path: Path, defender_api: str, minutes: int) -> None:
+    """Six changes a minute apart, seen by a bot whose clock runs 4 minutes ahead of (or behind) Defender's."""
+    rig = Rig.build(tmp_path / "watches.db", api=defender_api, ahead=timedelta(minutes=minutes))
+    try:
+        rig.watch()
+        alert_id = rig.add_alert()
+        rig.check()
+        for status in ("InProgress", "New", "InProgress", "New", "Resolved"):
+            rig.clock.advance(20)
+            rig.tenant.set_alert_status(alert_id, status)
+            rig.check(40)
+        rig.check()
+        assert reported(rig, alert_id) == 6
+        assert len(rig.followups()) == 6
+    finally:
+        rig.close()
+        close_soon(rig.standin)
+
+
+def test_a_bot_clock_behind_defenders_is_logged_once_with_the_figure(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    rig = Rig.build(tmp_path / "watches.db", ahead=timedelta(minutes=-4))
+    try:
+        rig.watch()
+        alert_id = rig.add_alert()
+        for status in ("InProgress", "New", "Resolved"):
+            rig.check()
+            rig.tenant.set_alert_status(alert_id, status)
+        rig.check()
+    finally:
+        rig.close()
+        close_soon(rig.standin)
+    skew = [r.getMessage() for r in caplog.records if "ahead of this host's clock" in r.getMessage()]
+    assert len(skew) == 1
+    assert skew[0].startswith("Defender reports an alert updated 240 s ahead of this host's clock")
+
+
+def test_the_watermark_is_defenders_time_and_survives_a_restart(rig: Rig) -> None:
+    rig.watch()
+    alert_id = rig.add_alert()
+    rig.check()
+    assert rig.store.get_meta(poller_module.WATERMARK) == START.isoformat()  # the alert's lastUpdateTime
+    rig.check()  # nothing new: it stays
+    assert rig.store.get_meta(poller_module.WATERMARK) == START.isoformat()
+    rig.clock.advance(180)
+    rig.tenant.set_alert_status(alert_id, "InProgress")  # while the bot is down for half an hour
+    rig.clock.advance(1800)
+    again = rig.restart()
+    try:
+        again.check()
+        assert reported(again, alert_id) == 2
+        assert again.store.get_meta(poller_module.WATERMARK) == (START + timedelta(minutes=5)).isoformat()
+    finally:
+        again.close()
 
 
 def test_a_severity_filter_reports_only_those_alerts(rig: Rig) -> None:
@@ -616,7 +703,7 @@ def test_the_background_thread_delivers_a_stop_at_once(rig: Rig) -> None:
     rig.poller.start()
     try:
         deadline = time.monotonic() + 5
-        while rig.store.get_meta("watermark") is None:  # the first check runs when the thread starts
+        while rig.delta_calls() == 0:  # the first check runs when the thread starts
             assert time.monotonic() < deadline
             time.sleep(0.01)
         rig.watches.stop(CHANNEL, "U0BOB", parse_query("ws-fin-014"))  # calls deliver_soon()
