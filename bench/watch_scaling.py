@@ -64,6 +64,10 @@ class StubSlack:
         self.calls["chat.update"] += 1
         return {"ok": True, "ts": kwargs["ts"]}
 
+    def conversations_join(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls["conversations.join"] += 1
+        return {"ok": True, "channel": {"id": kwargs["channel"], "is_member": True}}
+
     def conversations_replies(self, **kwargs: Any) -> dict[str, Any]:
         self.calls["conversations.replies"] += 1
         return {"ok": True, "messages": self._threads.get(kwargs["ts"], [])}

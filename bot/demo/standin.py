@@ -2,9 +2,15 @@
 
 - `SlackStandIn` is a real HTTP server on 127.0.0.1 standing in for Slack's Web API (`auth.test`,
   `chat.postMessage`, `chat.postEphemeral`, `chat.update`, `conversations.replies`, `conversations.history`,
-  `usergroups.users.list`, `apps.connections.open`) and for `response_url` endpoints. It records what the bot
-  posts, rejects messages that break Block Kit limits as Slack would (`invalid_blocks`), and can fail on
-  purpose (429 with Retry-After, 5xx, an expired response_url). `SlackStandIn.observe` sees every payload.
+  `usergroups.users.list`, `conversations.join`, `apps.connections.open`) and for `response_url` endpoints. It
+  records what the bot posts, rejects messages that break Block Kit limits as Slack would (`invalid_blocks`), and
+  can fail on purpose (429 with Retry-After, 5xx, an expired response_url). `SlackStandIn.observe` sees every
+  payload.
+- Channel membership as Slack has it: a channel id is a public channel unless listed in `private`, and the bot is
+  a member only where it joined (`conversations.join`, public channels only) or was invited (`joined`). It posts
+  in any public channel (`chat:write.public`) but reads history and threads (`conversations.history`/`replies`)
+  only as a member (`not_in_channel` otherwise); a private channel it is not in is `channel_not_found`. DMs
+  (`D…`) are the bot's own. Message metadata comes back only with `include_all_metadata`.
 
 The signed requests Slack sends to the bot are built by `bot.demo.slack_requests.SlackRequests`.
 """
@@ -78,6 +84,9 @@ class SlackStandIn:
         self.app_token = app_token
         # User-group id -> member ids, for `usergroups.users.list`; tests may change it at any time.
         self.usergroups: dict[str, set[str]] = {}
+        # Channel ids that are private, and those the bot is a member of (joined, or invited: a test adds it).
+        self.private: set[str] = set()
+        self.joined: set[str] = set()
         self._state = _State()
         self._changed = threading.Condition()
         self._ts = itertools.count(1)
@@ -173,6 +182,49 @@ class SlackStandIn:
             self._state.posts.append(posted)
             self._changed.notify_all()
 
+    def _member(self, channel: str) -> bool:
+        with self._changed:
+            return channel.startswith("D") or channel in self.joined
+
+    def _membership(self, method: str, channel: str) -> dict[str, Any] | None:
+        """`conversations.join`'s answer, or Slack's refusal of a call the bot may not make outside `channel`.
+
+        Posting needs membership only in private channels (`chat:write.public`); reading always does.
+        """
+        if method == "conversations.join":
+            return self._join(channel)
+        if method not in ("chat.postMessage", "conversations.replies", "conversations.history") or self._member(
+            channel
+        ):
+            return None
+        with self._changed:
+            private = channel in self.private
+        if private:
+            return {"ok": False, "error": "channel_not_found"}  # the bot cannot see a private channel it is not in
+        return {"ok": False, "error": "not_in_channel"} if method.startswith("conversations.") else None
+
+    def _join(self, channel: str) -> dict[str, Any]:
+        with self._changed:
+            if channel.startswith("D"):
+                return {"ok": False, "error": "method_not_supported_for_channel_type"}
+            if channel in self.private:  # invite only
+                error = "method_not_supported_for_channel_type" if channel in self.joined else "channel_not_found"
+                return {"ok": False, "error": error}
+            already = channel in self.joined
+            self.joined.add(channel)
+        answer: dict[str, Any] = {"ok": True, "channel": {"id": channel, "is_member": True, "is_private": False}}
+        if already:
+            answer["warning"] = "already_in_channel"
+        return answer
+
+    @staticmethod
+    def _listed(posted: Posted, args: dict[str, Any]) -> dict[str, Any]:
+        """A message as history and replies list it: metadata only when asked for with include_all_metadata."""
+        message = {"ts": posted.payload["ts"], "text": posted.payload.get("text", "")}
+        if str(args.get("include_all_metadata", "")).lower() in ("1", "true") and posted.payload.get("metadata"):
+            message["metadata"] = posted.payload["metadata"]
+        return message
+
     def _web_api(self, method: str, token: str, args: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         for observer in list(self._observers):
             observer(method, args)
@@ -184,6 +236,8 @@ class SlackStandIn:
         if method == "auth.test":
             return 200, {"ok": True, "url": self.base_url + "/", "team": "Stand-in", "user": "device-alerts",
                          "team_id": "T0STANDIN", "user_id": "U0DEVALERTS", "bot_id": "B0DEVALERTS"}  # fmt: skip
+        if (membership := self._membership(method, str(args.get("channel", "")))) is not None:
+            return 200, membership
         if method == "chat.postMessage":
             problems = violations(Message(str(args.get("text", "")), list(args.get("blocks") or [])))
             if problems:
@@ -212,7 +266,7 @@ class SlackStandIn:
         if method == "conversations.replies":
             thread = str(args.get("ts", ""))
             messages = [
-                {"ts": p.payload["ts"], "text": p.payload.get("text", ""), "metadata": p.payload.get("metadata")}
+                self._listed(p, args)
                 for p in self.posts
                 if p.via == "chat.postMessage" and thread in (p.payload.get("ts"), p.payload.get("thread_ts"))
             ]
@@ -220,7 +274,7 @@ class SlackStandIn:
         if method == "conversations.history":
             oldest = float(args.get("oldest") or 0)
             messages = [
-                {"ts": p.payload["ts"], "text": p.payload.get("text", ""), "metadata": p.payload.get("metadata")}
+                self._listed(p, args)
                 for p in reversed(self.posts)  # newest first, as Slack lists them
                 if p.via == "chat.postMessage"
                 and p.target == args.get("channel")

@@ -51,6 +51,10 @@ class ThreadUnreadable(Exception):
     """Slack could not list a thread's replies right now."""
 
 
+class NotInChannel(Exception):
+    """Slack will not list a public channel's messages to a bot that posts there without being a member."""
+
+
 @dataclass(frozen=True, slots=True)
 class Delivery:
     """How a Web API post went: the message's ts, or Slack's error code."""
@@ -123,13 +127,25 @@ class Poster:
             "chat.update", channel, lambda: self._client.chat_update(channel=channel, ts=ts, **message.payload())
         )
 
+    def join(self, channel: str) -> Delivery:
+        """`conversations.join` (public channels only; a private one needs an invitation). The caller says what a
+        refusal means: in a DM or a private channel the bot is in, Slack refuses it and nothing is wrong."""
+        try:
+            self._client.conversations_join(channel=channel)
+        except SlackApiError as exc:
+            return Delivery(error=str(exc.response.get("error") or "unknown_error"))
+        except (SlackClientError, OSError) as exc:
+            return Delivery(error=type(exc).__name__)
+        return Delivery(ts="")
+
     def find_reference(self, channel: str, thread_ts: str | None, reference: str, *, oldest: float = 0.0) -> str | None:
         """The ts of the bot's message whose metadata carries `reference`, or None if there is none.
 
         It looks in the thread of `thread_ts` (`conversations.replies`), or among the channel's top-level
         messages when `thread_ts` is None (`conversations.history`), from `oldest` on.
         Raises `ThreadUnreadable` when Slack cannot answer now (rate limit, 5xx, network): the caller must not
-        conclude "not posted" from that. A permanent refusal (a missing scope, a deleted thread) reads as
+        conclude "not posted" from that. Raises `NotInChannel` where the bot posts without being a member
+        (`conversations.join` first). Any other permanent refusal (a missing scope, a deleted thread) reads as
         None, so messages are still delivered, at least once, where the thread cannot be checked.
         """
         cursor: str | None = None
@@ -152,6 +168,8 @@ class Poster:
                 error = str(exc.response.get("error") or "")
                 if classify(error, exc.response.status_code) is SlackErrorKind.TRANSIENT:
                     raise ThreadUnreadable(error or str(exc.response.status_code)) from None
+                if error == "not_in_channel":
+                    raise NotInChannel(channel) from None
                 log.warning("cannot check thread %s in %s for earlier posts: %s", thread_ts, channel, error)
                 return None
             except (SlackClientError, OSError) as exc:

@@ -2,7 +2,10 @@
 
 `SlackWatches` is also the poller's `Publisher`: follow-ups go in the root card's thread with the
 reply's reference in the message metadata, so a post that reached Slack just before a crash is found
-again instead of being posted twice.
+again instead of being posted twice. Slack lists a public channel's messages only to members (posting
+with `chat:write.public` does not make the bot one), so a watch joins its channel when it starts, and a
+lookup refused with `not_in_channel` (a watch started before the bot joined channels) joins and asks again.
+A private channel cannot be joined: a watch there needs the bot invited first, and says so.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from bot.defender.limits import Priority
 from bot.slack import cards
 from bot.slack.blockkit import Message
 from bot.slack.errors import SlackErrorKind, classify, pause_reason
-from bot.slack.poster import Delivery, Poster, ThreadUnreadable
+from bot.slack.poster import Delivery, NotInChannel, Poster, ThreadUnreadable
 from bot.slack.replies import Answer, problem_outcome
 from bot.slack.watch_cards import followup_card, watch_started_card, watches_card
 from bot.state.watches import PendingReply, Watch, WatchStatus, WatchStore
@@ -70,6 +73,9 @@ class SlackWatches:
             return self._start(channel, user, query, duration, scope)
 
     def _start(self, channel: str, user: str, query: DeviceQuery, duration: timedelta, scope: DeviceScope) -> Answer:
+        refusal = self._join(channel)
+        if refusal is not None:
+            return Answer(cards.notice(refusal), Outcome(Result.ERROR, query.device.value, reason="slack_not_member"))
         try:
             everything = self._service.device_alerts(query.device, scope=scope)
         except DefenderError as exc:
@@ -109,6 +115,24 @@ class SlackWatches:
         until = watch.expires_at.strftime("%Y-%m-%d %H:%M UTC")
         note = f"Watching {everything.display_name} until {until}; changes appear in the card's thread."
         return Answer(cards.notice(note), done)
+
+    def _join(self, channel: str) -> str | None:
+        """Join the channel so its threads can be read back; why a watch cannot start here, or None."""
+        joined = self._poster.join(channel)
+        if joined.ok or joined.error == "method_not_supported_for_channel_type":
+            return None  # joined, or a DM or private channel the bot is already in
+        if joined.error == "channel_not_found":
+            return (
+                "Cannot watch here: this is a private channel the bot is not in. Invite it "
+                "(`/invite @device-alerts`), then start the watch again."
+            )
+        if classify(joined.error) is SlackErrorKind.PAUSING:
+            return f"Cannot watch here: {pause_reason(joined.error)}."
+        # Missing channels:join (an app installed before it was asked for), or Slack failing now: the watch
+        # works; a lookup after a crash joins again, or, failing that, may post a follow-up twice.
+        log.warning("could not join %s (%s): follow-ups there are checked after a crash only if it can", channel,
+                    joined.error)  # fmt: skip
+        return None
 
     def stop(self, channel: str, user: str, query: DeviceQuery) -> Answer:
         watch = self._find(channel, query)
@@ -166,9 +190,23 @@ class SlackWatches:
         # Only replies posted since the first attempt can be it (a minute's margin for clock skew).
         oldest = reply.attempted_at.timestamp() - 60 if reply.attempted_at else 0.0
         try:
-            return self._poster.find_reference(watch.channel, watch.root_ts, reply.reference, oldest=oldest)
+            return self._find_reference(watch.channel, watch.root_ts, reply.reference, oldest)
         except ThreadUnreadable as exc:
             raise DeliveryUnknown(str(exc)) from None
+
+    def _find_reference(self, channel: str, thread_ts: str | None, reference: str, oldest: float) -> str | None:
+        """`Poster.find_reference`, joining the channel first when Slack will not list it to a non-member."""
+        try:
+            return self._poster.find_reference(channel, thread_ts, reference, oldest=oldest)
+        except NotInChannel:
+            joined = self._poster.join(channel)
+        if joined.ok:
+            try:
+                return self._poster.find_reference(channel, thread_ts, reference, oldest=oldest)
+            except NotInChannel:
+                joined = Delivery(error="not_in_channel")  # removed again in between
+        log.warning("cannot read %s to check for an earlier post (%s); posting again", channel, joined.error)
+        return None
 
     def update_root(self, watch: Watch, note: str | None) -> None:
         if watch.root_ts is None and (watch.status is WatchStatus.ENDED or not self._root_attempted(watch)):
@@ -199,7 +237,7 @@ class SlackWatches:
         attempted = self._store.get_meta(_root_attempt_key(watch))
         if attempted is not None:
             try:
-                found = self._poster.find_reference(watch.channel, None, reference, oldest=float(attempted) - 60)
+                found = self._find_reference(watch.channel, None, reference, float(attempted) - 60)
             except ThreadUnreadable as exc:
                 return Delivery(error=str(exc))
             if found is not None:

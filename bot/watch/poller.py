@@ -208,8 +208,8 @@ class Poller:
         if newest is not None and newest > now + SKEW_WARNING and not self._skew_logged:
             self._skew_logged = True  # once per process: the figure hardly changes from poll to poll
             log.warning(
-                "Defender reports an alert updated %.0f s ahead of this host's clock: the clock is behind "
-                "(the watch poll follows Defender's time, so nothing is missed)",
+                "Defender reports an alert updated %.0f s ahead of this host's clock: the clock is behind by at "
+                "least that much (the watch poll follows Defender's time, so nothing is missed)",
                 (newest - now).total_seconds(),
             )
         return newest

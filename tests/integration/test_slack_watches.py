@@ -20,6 +20,8 @@ from typing import Any
 import httpx
 import pytest
 from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
 from bot.defender.simulator import HOSTILE_HOSTNAME
 from bot.demo.slack_requests import SlackRequests
@@ -253,6 +255,35 @@ def test_a_channel_the_bot_is_not_in_gets_a_clear_message_and_no_live_watch(rig:
     assert header(root).startswith(FIN_014)
     assert confirmation.payload["text"].startswith(f"Watching {FIN_014} until ")
     assert len(rig.bot.store.live_watches()) == 1
+
+
+def test_a_watch_joins_its_public_channel_so_its_thread_can_be_read_back(rig: Harness) -> None:
+    assert CHANNEL not in rig.standin.joined  # the bot posts there (chat:write.public) without being a member
+    start(rig)
+    assert ("conversations.join", {"channel": CHANNEL}) in rig.standin.calls
+    assert CHANNEL in rig.standin.joined
+
+
+def test_a_private_channel_the_bot_is_not_in_is_refused_with_how_to_invite_it(rig: Harness) -> None:
+    rig.standin.private.add("C0PRIVATE")
+    request = rig.requests.command(
+        "watch ws-fin-014", response_url=rig.standin.response_url("w1"), channel_id="C0PRIVATE"
+    )
+    rig.dispatch(request)
+    [note] = rig.standin.wait_for_posts(1)
+    rig.wait_idle()
+    assert note.target == "w1"
+    assert note.payload["text"] == (
+        "Cannot watch here: this is a private channel the bot is not in. Invite it (`/invite @device-alerts`), "
+        "then start the watch again."
+    )
+    assert rig.bot.store.live_watches() == []
+    assert "chat.postMessage" not in [method for method, _ in rig.standin.calls]
+
+    rig.standin.joined.add("C0PRIVATE")  # invited: joining is refused (private), reading the thread works
+    root, _, _ = start(rig, url="w2", channel_id="C0PRIVATE")
+    [watch] = rig.bot.store.live_watches()
+    assert (watch.channel, watch.root_ts) == ("C0PRIVATE", ts(root))
 
 
 # -- follow-ups -------------------------------------------------------------------------------------------------
@@ -599,6 +630,74 @@ def test_a_reply_that_reached_slack_before_a_crash_is_not_posted_again(
             second.close()
     finally:
         close_soon(standin)
+
+
+def test_a_reply_is_posted_once_after_a_crash_in_a_public_channel_the_bot_never_joined(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, defender_api: str
+) -> None:
+    """A watch started by a version that did not join channels: the thread lookup answers `not_in_channel` until the
+    bot joins, which it then does, instead of concluding "not posted" and posting the reply again."""
+    state_url = f"sqlite:///{tmp_path}/watches.db"
+    standin = SlackStandIn()
+    first = Harness(standin, make_bot(standin, state_url=state_url, api=defender_api), SlackRequests(SIGNING_SECRET))
+    try:
+        root, _, _ = start(first)
+        standin.joined.discard(CHANNEL)
+        first.tenant.add_alert(machine_id(first.tenant, FIN_014), title="Posted just before the crash", severity="High")
+        real = SlackWatches.post_reply
+
+        def crash_after_posting(self: SlackWatches, *args: Any) -> Any:
+            real(self, *args)
+            raise RuntimeError("the process died before recording the post")
+
+        monkeypatch.setattr(SlackWatches, "post_reply", crash_after_posting)
+        with pytest.raises(RuntimeError):
+            first.bot.poller.run_once()
+        monkeypatch.undo()
+        first.bot.close()
+        second = Harness(
+            standin,
+            make_bot(standin, tenant=first.tenant, state_url=state_url, api=defender_api),
+            SlackRequests(SIGNING_SECRET),
+        )
+        try:
+            report = second.bot.poller.run_once(check=False)
+            assert (report.posted, report.pending) == (1, 0)
+            assert len(thread(second, root)) == 2  # the note and the one reply
+            methods = [method for method, _ in standin.calls]
+            replies = [i for i, method in enumerate(methods) if method == "conversations.replies"]
+            assert len(replies) == 2 and methods.index("conversations.join", replies[0]) < replies[1]
+        finally:
+            second.close()
+    finally:
+        close_soon(standin)
+
+
+def test_the_stand_in_lists_metadata_only_when_asked_and_threads_only_to_members() -> None:
+    with SlackStandIn() as standin:
+        client = WebClient(token=standin.bot_token, base_url=standin.api_url)
+        posted = client.chat_postMessage(
+            channel="C0PUBLIC", text="card", metadata={"event_type": "e", "event_payload": {}}
+        )
+        with pytest.raises(SlackApiError) as refused:
+            client.conversations_replies(channel="C0PUBLIC", ts=posted["ts"], include_all_metadata=True)
+        assert refused.value.response["error"] == "not_in_channel"
+        assert client.conversations_join(channel="C0PUBLIC")["ok"] is True
+        assert client.conversations_join(channel="C0PUBLIC")["warning"] == "already_in_channel"
+        [plain] = client.conversations_replies(channel="C0PUBLIC", ts=posted["ts"])["messages"]
+        assert "metadata" not in plain
+        [full] = client.conversations_replies(channel="C0PUBLIC", ts=posted["ts"], include_all_metadata=True)[
+            "messages"
+        ]
+        assert full["metadata"]["event_type"] == "e"
+        standin.private.add("C0PRIVATE")
+        for call in (
+            lambda: client.chat_postMessage(channel="C0PRIVATE", text="x"),
+            lambda: client.conversations_join(channel="C0PRIVATE"),
+        ):
+            with pytest.raises(SlackApiError) as hidden:
+                call()
+            assert hidden.value.response["error"] == "channel_not_found"
 
 
 def test_test_bots_keep_their_watches_in_memory(rig: Harness) -> None:

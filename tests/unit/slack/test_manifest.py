@@ -38,6 +38,7 @@ SCOPES = {
     "im:history",
     "channels:history",
     "groups:history",
+    "channels:join",  # a watch joins its public channel: Slack lists messages only to members
 }
 
 
