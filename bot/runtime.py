@@ -167,14 +167,20 @@ def budget_left(budget: Budget) -> Iterator[tuple[str, int, int]]:
         yield api.value, usage.minute_left, usage.hour_left
 
 
-def health_problems(shared_state: str, watch_poll_failing: str | None) -> list[str]:
-    """The dependencies `/healthz` reports down: `shared-state-unavailable` (Redis configured, not answering) and
-    `watch-store-failing` (the last watch poll failed, e.g. an unwritable or full SQLite file)."""
+def health_problems(
+    shared_state: str, watch_poll_failing: str | None, watch_state_lost: str | None = None
+) -> list[str]:
+    """The dependencies `/healthz` reports down: `shared-state-unavailable` (Redis configured, not answering),
+    `watch-store-failing` (the last watch poll failed, e.g. an unwritable or full SQLite file) and
+    `watch-state-lost` (Redis lost the watches since this process started: emptied, or restarted without
+    persistence)."""
     problems = []
     if shared_state == "redis-unavailable":
         problems.append("shared-state-unavailable")
     if watch_poll_failing is not None:
         problems.append("watch-store-failing")
+    if watch_state_lost is not None:
+        problems.append("watch-state-lost")
     return problems
 
 
@@ -206,7 +212,7 @@ class SlackBot:
             for endpoint, minute_left, hour_left in budget_left(self.runtime.budget)
         }
         shared_state = self.runtime.state.status()
-        problems = health_problems(shared_state, self.poller.failing)
+        problems = health_problems(shared_state, self.poller.failing, self.poller.state_lost)
         return {
             "status": "degraded" if problems else "ok",
             "problems": problems,
@@ -215,7 +221,11 @@ class SlackBot:
             "cached_devices": self.runtime.service.cached_devices,
             "budget": budget,
             "lookups": {"in_use": self.pool.in_use, "capacity": self.pool.capacity},
-            "watches": {"live": live_watch_count(self.store), "poll_interval_seconds": self.poller.interval},
+            "watches": {
+                "live": live_watch_count(self.store),
+                "poll_interval_seconds": self.poller.interval,
+                **({"state_lost": self.poller.state_lost} if self.poller.state_lost else {}),
+            },
             "shared_state": shared_state,
             **self._mirror_health(),
         }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from bot.defender.models import AlertStatus, Severity
 from bot.defender.portal import alert_url
@@ -39,6 +40,13 @@ def change_line(change: Change, context: CardContext) -> str:
         new = mrkdwn.text(change.new, 60) if change.new else "nobody"
         old = mrkdwn.text(change.old, 60) if change.old else "unassigned"
         return f":bust_in_silhouette: {_title(change, context)}: assigned to {new} (was {old})"
+    if change.kind is ChangeKind.RESTORED:
+        since = f" ({mrkdwn.date(datetime.fromisoformat(change.old))})" if change.old else ""
+        return (
+            ":warning: The bot's shared watch state was lost (Redis was emptied or restarted without persistence). "
+            f"This watch was restored from the bot's last check{since} and goes on; watches started after that "
+            "check are gone and need starting again."
+        )
     who = f" by {mrkdwn.user(change.old)}" if change.old else ""
     return f":stop_sign: Watch ended: {mrkdwn.text(change.new or 'ended', 40)}{who}."
 
@@ -49,8 +57,11 @@ def followup_card(device_name: str, changes: Sequence[Change], context: CardCont
     if len(changes) > MAX_CHANGE_LINES:
         more = len(changes) - MAX_CHANGE_LINES
         blocks.append(context_block(f"…and {more} more changes"))
-    ended = all(change.kind is ChangeKind.ENDED for change in changes)
-    what = "watch ended" if ended else f"{len(changes)} change{'' if len(changes) == 1 else 's'}"
+    kinds = {change.kind for change in changes}
+    if kinds in ({ChangeKind.ENDED}, {ChangeKind.RESTORED}):
+        what = "watch ended" if ChangeKind.ENDED in kinds else "watch restored"
+    else:
+        what = f"{len(changes)} change{'' if len(changes) == 1 else 's'}"
     return Message(mrkdwn.text(f"{device_name}: {what}", 300), blocks)
 
 

@@ -271,6 +271,10 @@ class SqliteWatchStore:
 
     # Metadata and the poller's lease ----------------------------------------------------------
 
+    def lost_data(self) -> bool:
+        """A file does not empty itself while open: its loss (a deleted volume) shows as errors, not as emptiness."""
+        return False
+
     def get_meta(self, key: str) -> str | None:
         with self._lock:
             row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

@@ -10,7 +10,8 @@ Each cycle (run by whichever process holds the store's lease):
    and an update seen twice is reported once (its change key is recorded once);
 3. record state and changes atomically, feed the alert cache, refresh root cards;
 4. end expired watches (after their last check), with a final reply; deliver.
-When the budget is tight the interval stretches and the root cards say so, rather than failing.
+When the budget is tight the interval stretches and the root cards say so, rather than failing. When the store
+has lost its data (Redis emptied), the watches this process checked are restored first (`bot.watch.memory`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from bot.defender.limits import BudgetExhausted, Priority
 from bot.defender.models import Alert
 from bot.state.watches import Change, ChangeKind, PendingReply, Watch, WatchStatus, WatchStore
 from bot.watch.changes import compare
+from bot.watch.memory import WatchMemory
 from bot.watch.terms import watch_filters
 
 log = logging.getLogger(__name__)
@@ -134,6 +136,10 @@ class Poller:
         # None after a cycle that ran: `/healthz` reads it rather than writing to the store on every probe.
         self.failing: str | None = None
         self._skew_logged = False
+        self._memory = WatchMemory()
+        self._watermark: str | None = None  # the last one written, to put back after the store lost it
+        # Set when the store was found to have lost its data; `/healthz` reports it until the process restarts.
+        self.state_lost: str | None = None
 
     @property
     def interval(self) -> float:
@@ -148,6 +154,8 @@ class Poller:
                 return report  # another process polls this store
             report.ran = True
             now = self._now()
+            if self._store.lost_data():
+                self._recover(now)
             self._deliver(report)
             if check:
                 watches = self._store.live_watches()
@@ -155,9 +163,24 @@ class Poller:
                     self._check(watches, now, report)
                 self._end_expired(watches, now, report)
                 self._deliver(report)
-            report.pending = len(self._store.pending_replies())
+            pending = self._store.pending_replies()
+            self._memory.pending(pending)
+            report.pending = len(pending)
             report.note = self._note
         return report
+
+    def _recover(self, now: datetime) -> None:
+        """The store lost its data: restore the watches this process checked, say so in their threads and logs."""
+        restored = self._memory.restore(self._store, now)
+        if self._watermark is not None and self._store.get_meta(WATERMARK) is None:
+            self._store.set_meta(WATERMARK, self._watermark)
+        self._roots_drawn.clear()
+        self.state_lost = f"the watch store lost its data at {now:%Y-%m-%d %H:%M} UTC; {len(restored)} restored"
+        log.warning(
+            "the watch store lost its data (Redis emptied, or restarted without persistence): restored %d "
+            "watch(es) from this process's last check; any started since then are gone",
+            len(restored),
+        )
 
     # Checking ---------------------------------------------------------------------------------
 
@@ -172,10 +195,12 @@ class Poller:
         change = Change(ChangeKind.ENDED, alert_id="-", old=by, new=reason, at=now.isoformat())
         self._store.record_check(watch.id, {}, [change], now)
         self._store.set_status(watch.id, WatchStatus.ENDED)
+        self._memory.forget(watch.id)
         self._draw_root(self._store.watch(watch.id) or watch, now)  # back to a plain card with a Watch button
 
     def _check(self, watches: list[Watch], now: datetime, report: CycleReport) -> None:
         stored = self._store.get_meta(WATERMARK)
+        self._watermark = stored or self._watermark
         watermark = datetime.fromisoformat(stored) if stored else None
         # Until Defender has reported an update (or after the store lost it), this host's clock is all there is.
         since = (watermark or now - timedelta(seconds=self.interval)) - OVERLAP
@@ -187,10 +212,13 @@ class Poller:
             self._slow_down(exc, watches)
             return
         self._speed_up(watches)
+        self._memory.keep_only({watch.id for watch in watches})
         for watch in watches:
             alerts = by_device.get(watch.machine_id, [])
-            state, changes = compare(self._store.known_state(watch.id), alerts, watch_filters(watch))
+            known = self._store.known_state(watch.id)
+            state, changes = compare(known, alerts, watch_filters(watch))
             check_id = self._store.record_check(watch.id, state, changes, now)
+            self._memory.checked(watch, {**known, **state}, now)
             # Even with no updates: the poll covered this device, so its cached list is complete and fresh.
             self._service.merge_updates(watch.machine_id, alerts, covered_since=since)
             if check_id is not None:
@@ -200,7 +228,8 @@ class Poller:
                 self._draw_root(watch, now)
         newest = self._newest_update(updated, now)
         if newest is not None and (watermark is None or newest > watermark):
-            self._store.set_meta(WATERMARK, newest.isoformat())
+            self._watermark = newest.isoformat()
+            self._store.set_meta(WATERMARK, self._watermark)
 
     def _newest_update(self, updated: list[Alert], now: datetime) -> datetime | None:
         """The newest lastUpdateTime in a delta answer; one that is ahead of this host's clock is logged once."""

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import socket
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -113,3 +116,30 @@ class RedisProcess:
     def close(self) -> None:
         self.client.close()
         self.shared.close()
+
+
+@contextlib.contextmanager
+def private_redis(port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """A redis-server of this test's own on `port` (no persistence), stopped afterwards."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        require_redis()  # fails in CI when there is no Redis at all; otherwise the reason is the binary
+        pytest.skip("needs the redis-server binary to stop and restart a server")
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

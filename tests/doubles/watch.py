@@ -30,7 +30,7 @@ from bot.slack.poster import Poster, web_client
 from bot.slack.watching import SlackWatches
 from bot.state.budget import RateBudget
 from bot.state.sqlite import SqliteWatchStore
-from bot.state.watches import Watch
+from bot.state.watches import Watch, WatchStore
 from bot.watch.poller import CycleReport, Poller, Publisher
 from tests.doubles.cards import TEST_SEAL
 from tests.doubles.defender import graph_source, kind_of, machine_id
@@ -54,7 +54,7 @@ class Rig:
     budget: RateBudget
     client: AlertSource
     service: AlertService
-    store: SqliteWatchStore
+    store: WatchStore
     watches: SlackWatches
     publisher: Publisher  # what the poller posts through: `watches`, or the `publisher` wrapper around it
     poller: Poller
@@ -74,6 +74,7 @@ class Rig:
         publisher: Callable[[Publisher], Publisher] | None = None,
         api: str = "mde",
         ahead: timedelta = timedelta(0),
+        store: WatchStore | None = None,
     ) -> Rig:
         clock = clock or FakeClock()
         bot_now = (lambda: clock.wall() + ahead) if ahead else clock.wall
@@ -93,7 +94,7 @@ class Rig:
                 sleep=clock.sleep,
             )
         service = AlertService(client, clock=clock, now=bot_now)
-        store = SqliteWatchStore(path)
+        store = store or SqliteWatchStore(path)  # another store (Redis) in place of the file, when given
         poster = Poster(web_client(standin.bot_token, standin.api_url))
         watches = SlackWatches(
             store, service, poster, lambda: CardContext(PORTAL, AAD_TENANT_ID, seal=TEST_SEAL), now=bot_now

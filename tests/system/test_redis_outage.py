@@ -4,12 +4,7 @@ stopped and started again) keeps answering on a local share of the budget, then 
 from __future__ import annotations
 
 import logging
-import shutil
-import socket
-import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 
@@ -19,36 +14,9 @@ from bot.demo.clock import FakeClock
 from bot.state.redis.connection import MAX_BACKOFF, RedisUnavailable
 from bot.state.redis.watches import RedisWatchStore
 from tests.doubles.processes import free_port
-from tests.doubles.redis import RedisProcess, require_redis, unique_prefix
+from tests.doubles.redis import RedisProcess, private_redis, unique_prefix
 
 FIN = "ws-fin-014.contoso.local"
-
-
-@contextmanager
-def private_redis(port: int) -> Iterator[subprocess.Popen[bytes]]:
-    """A redis-server of this test's own on `port` (no persistence), stopped afterwards."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        require_redis()  # fails in CI when there is no Redis at all; otherwise the reason is the binary
-        pytest.skip("needs the redis-server binary to stop and restart a server")
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.05)
-        yield process
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def test_without_redis_lookups_work_on_a_local_share_of_the_budget_and_reconcile_later(

@@ -20,6 +20,7 @@ Keys, under the URL's prefix (`device-alerts` by default):
 | `pending` | sorted set | `{watch}:{check}` of replies not yet posted, by check id |
 | `meta` | hash | the poller's watermark and other settings |
 | `lease` | hash | the poller lease: `holder`, `expires` |
+| `epoch` | string | a random token written when the store is first used: a new one means the data was lost |
 
 Posted replies expire after 30 days and an ended watch's keys 30 days after it ended; live watches keep
 everything. Needs a single Redis server (or a primary with replicas), not Redis Cluster: the scripts touch
@@ -29,6 +30,7 @@ keys they compute.
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -154,6 +156,14 @@ redis.call('HSET', KEYS[1], 'holder', ARGV[1], 'expires', ARGV[3])
 return 1
 """
 
+# KEYS: epoch. ARGV: a fresh token, written when there is none. Returns the token in force.
+_EPOCH = """
+local current = redis.call('GET', KEYS[1])
+if current then return current end
+redis.call('SET', KEYS[1], ARGV[1])
+return ARGV[1]
+"""
+
 _RELEASE = """
 if redis.call('HGET', KEYS[1], 'holder') == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -179,6 +189,8 @@ class RedisWatchStore:
         self._mark = register(_MARK)
         self._lease = register(_LEASE)
         self._release = register(_RELEASE)
+        self._epoch_script = register(_EPOCH)
+        self._epoch: str | None = None  # the token this process saw last; a different one means Redis forgot
 
     # Every call raises `RedisUnavailable` when Redis is away: watches cannot work on local state.
 
@@ -315,6 +327,13 @@ class RedisWatchStore:
         self._mark_reply(reply, "posted_ts", ts)
 
     # Metadata and the poller's lease ----------------------------------------------------------
+
+    def lost_data(self) -> bool:
+        fresh = uuid.uuid4().hex
+        epoch = _text(self._shared.run(lambda r: self._epoch_script(keys=[self._key("epoch")], args=[fresh], client=r)))
+        lost = self._epoch is not None and epoch != self._epoch
+        self._epoch = epoch
+        return lost
 
     def get_meta(self, key: str) -> str | None:
         value = self._shared.run(lambda r: r.hget(self._key("meta"), key))

@@ -455,3 +455,22 @@ def test_the_database_file_and_its_wal_are_readable_by_their_owner_only(tmp_path
             assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name
     finally:
         store.close()
+
+
+def test_redis_tells_each_process_once_that_its_data_was_lost() -> None:
+    require_redis()
+    prefix = unique_prefix()
+    connections = [RedisConnection(url_with_prefix(prefix)) for _ in range(3)]
+    one, two, later = (RedisWatchStore(c) for c in connections)
+    try:
+        assert (one.lost_data(), two.lost_data()) == (False, False)  # the first call takes note
+        start(one)
+        assert (one.lost_data(), two.lost_data()) == (False, False)
+        delete_prefix(prefix)  # as FLUSHDB would, on this test's keys only
+        assert later.lost_data() is False  # a process started after the loss knows nothing else
+        assert (one.lost_data(), two.lost_data()) == (True, True)  # though the later one wrote a new token first
+        assert (one.lost_data(), two.lost_data()) == (False, False)  # said once
+    finally:
+        for connection in connections:
+            connection.close()
+        delete_prefix(prefix)
