@@ -40,6 +40,10 @@ class WatchMemory:
         self._watches: dict[int, Remembered] = {}
         self._pending: list[PendingReply] = []
 
+    def clear(self) -> None:
+        with self._lock:
+            self._watches, self._pending = {}, []
+
     def keep_only(self, watch_ids: set[int]) -> None:
         """Forget watches no longer live (ended here or by another process)."""
         with self._lock:

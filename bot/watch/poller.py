@@ -150,12 +150,15 @@ class Poller:
         """One cycle; with `check=False` only pending replies are delivered (after an unwatch, say)."""
         report = CycleReport()
         with self._cycle:
-            if not self._store.try_lease(self._holder, self._clock(), ttl=self._lease_ttl or self.interval * 2.5):
-                return report  # another process polls this store
-            report.ran = True
             now = self._now()
+            # Before the lease: a flush took the lease too, and another process may take it before this one,
+            # which checked last and so is the one that remembers the watches.
             if self._store.lost_data():
                 self._recover(now)
+            if not self._store.try_lease(self._holder, self._clock(), ttl=self._lease_ttl or self.interval * 2.5):
+                self._memory.clear()  # the holder's memory is the current one; this one would go stale
+                return report  # another process polls this store
+            report.ran = True
             self._deliver(report)
             if check:
                 watches = self._store.live_watches()

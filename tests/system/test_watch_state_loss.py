@@ -90,3 +90,39 @@ def test_healthz_reports_that_the_watch_state_was_lost() -> None:
             assert health["watches"]["state_lost"].endswith("UTC; 0 restored")
         finally:
             bot.close()
+
+
+def test_the_process_that_remembers_restores_even_when_another_takes_the_lease_first(tmp_path: Path) -> None:
+    port = free_port()
+    clock = FakeClock()
+    url = f"redis://127.0.0.1:{port}/0?prefix={unique_prefix()}"
+    with private_redis(port), contextlib.ExitStack() as bot:
+        connections = [RedisConnection(url, clock=clock) for _ in range(2)]
+        for connection in connections:
+            bot.callback(connection.close)
+        holder = Rig.build(tmp_path / "one.db", clock=clock, store=RedisWatchStore(connections[0]))
+        other = Rig.build(
+            tmp_path / "two.db",
+            clock=clock,
+            tenant=holder.tenant,
+            standin=holder.standin,
+            holder="process-2",
+            store=RedisWatchStore(connections[1]),
+        )
+        bot.callback(close_soon, holder.standin)
+        bot.callback(holder.close)
+        bot.callback(other.close)
+        watch = holder.watch("ws-fin-014")
+        alert = holder.add_alert(FIN_014)
+        assert holder.check().posted == 1
+        assert other.check().ran is False  # the first process holds the lease and checks
+
+        redis.Redis(port=port).flushdb()  # the lease goes with everything else
+        assert other.check(0).ran is True  # the other process takes the lease first: it knows no watch
+        assert holder.check(0).ran is False  # the first one restores what it checked, then polls no more
+        for status in STATUSES:
+            holder.tenant.set_alert_status(alert, status)
+            other.check()
+        assert thread_texts(other, watch) == [f"{FIN_014}: 1 change", f"{FIN_014}: watch restored"] + [
+            f"{FIN_014}: 1 change"
+        ] * len(STATUSES)
