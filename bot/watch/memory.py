@@ -79,7 +79,7 @@ class WatchMemory:
     @staticmethod
     def _restore(store: WatchStore, old: Remembered, pending: list[PendingReply], now: datetime) -> Watch:
         w = old.watch
-        watch, _ = store.start_watch(
+        watch, created = store.start_watch(
             channel=w.channel,
             machine_id=w.machine_id,
             device_name=w.device_name,
@@ -88,6 +88,8 @@ class WatchMemory:
             expires_at=w.expires_at,
             now=w.created_at,
         )
+        if not created:
+            return watch  # someone started it again in the meantime: that watch, its card and thread, go on
         if w.root_ts is not None:
             store.set_root(watch.id, w.root_ts)
         # The note goes first; the replies that were waiting follow it, each once more under the new watch.

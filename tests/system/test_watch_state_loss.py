@@ -126,3 +126,22 @@ def test_the_process_that_remembers_restores_even_when_another_takes_the_lease_f
         assert thread_texts(other, watch) == [f"{FIN_014}: 1 change", f"{FIN_014}: watch restored"] + [
             f"{FIN_014}: 1 change"
         ] * len(STATUSES)
+
+
+def test_a_watch_started_again_before_the_loss_is_noticed_is_left_as_it_is(tmp_path: Path) -> None:
+    port = free_port()
+    clock = FakeClock()
+    with private_redis(port), contextlib.ExitStack() as bot:
+        shared = RedisConnection(f"redis://127.0.0.1:{port}/0?prefix={unique_prefix()}", clock=clock)
+        rig = Rig.build(tmp_path / "unused.db", clock=clock, store=RedisWatchStore(shared))
+        bot.callback(shared.close)
+        bot.callback(close_soon, rig.standin)
+        bot.callback(rig.close)
+        old = rig.watch("ws-fin-014")
+        rig.check()
+        redis.Redis(port=port).flushdb()
+        again = rig.watch("ws-fin-014")  # someone saw `watches` say none, and started it again: a new card
+        assert again.root_ts != old.root_ts
+        rig.check()
+        assert [w.root_ts for w in rig.store.live_watches()] == [again.root_ts]
+        assert not any("restored" in p.payload["text"] for p in rig.followups())
