@@ -18,9 +18,10 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 
-from bot.defender.simulator.dataset import Json
+from bot.defender.simulator.dataset import MAX_TOP, Json
 
-_ERROR_CODES = {400: "InvalidInput", 404: "ResourceNotFound"}
+# A query Defender cannot read ($filter, $top, $skip) is ODataError; InvalidInput is for bad values in a body.
+_ERROR_CODES = {400: "ODataError", 404: "ResourceNotFound"}
 GRAPH_ALERTS = "graph-alerts"
 GRAPH_HUNTING = "graph-hunting"
 # The application permission each Graph route needs.
@@ -139,8 +140,27 @@ def int_param(params: httpx.QueryParams, name: str, default: int, maximum: int) 
     if raw is None:
         return default
     if not re.fullmatch(r"[0-9]{1,9}", raw) or int(raw) > maximum:
-        raise ApiError(400, f"{name} must be an integer between 0 and {maximum}")
+        raise ApiError(400, f"Invalid OData query: {name} must be an integer between 0 and {maximum}")
     return int(raw)
+
+
+def page_bounds(url: httpx.URL, total: int) -> tuple[int, int, str | None]:
+    """(start, end, nextLink) of one page of a Defender collection of `total` records, paged as Defender pages.
+
+    Without `$top` a page holds 10,000 records from `$skip` on and links to the next with `$skip` moved on; with
+    `$top` (at most 10,000) the answer is that many records from `$skip` and never has a nextLink, even when
+    more records match. Defender ignores `$skiptoken`: the simulator refuses it, so no client relies on it.
+    """
+    params = url.params
+    if "$skiptoken" in params:
+        raise ApiError(400, "Invalid OData query: $skiptoken is not supported here, page with $skip")
+    skip = int_param(params, "$skip", 0, 10**9)
+    top = int_param(params, "$top", MAX_TOP, MAX_TOP) if "$top" in params else None
+    start = min(skip, total)
+    end = min(total, start + (MAX_TOP if top is None else top))
+    if top is None and end < total:
+        return start, end, str(url.copy_set_param("$skip", str(end)))
+    return start, end, None
 
 
 def route(raw_path: bytes) -> tuple[str, str]:
