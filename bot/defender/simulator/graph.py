@@ -211,9 +211,14 @@ def graph_alert(alert: Json, machines: Mapping[str, Json], device_ids: list[str]
     }
 
 
-def graph_alerts(alerts: list[Json], machines: list[Json], links: Mapping[str, list[str]]) -> list[Json]:
-    """Every alert as Graph shows it, with a deviceEvidence for its device, its lateral peer and linked devices."""
-    by_id = {m["id"]: m for m in machines}
+def graph_alerts(
+    alerts: list[Json], machines: list[Json], links: Mapping[str, list[str]], more: Mapping[str, Json] | None = None
+) -> list[Json]:
+    """Every alert as Graph shows it, with a deviceEvidence for its device, its lateral peer and linked devices.
+
+    Lateral peers are among `machines`; `more` holds further records by id (a fleet's), for evidence details only.
+    """
+    by_id = {**(more or {}), **{m["id"]: m for m in machines}}
     converted = []
     for alert in alerts:
         peer = lateral_peer(alert, machines)

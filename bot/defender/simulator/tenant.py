@@ -196,7 +196,7 @@ class SimulatedTenant:
             return self._page(request.url, "Machines", self._machine_query(params.get("$filter")))
         if kind == "machine-get":
             return httpx.Response(200, json={"@odata.context": ODATA + "Machines/$entity", **self._find_machine(ident)})
-        alerts = self.alerts
+        alerts = self._visible(self.alerts)  # what has been ingested is what the filter sees
         if kind == "machine-alerts":
             machine_id = ident.lower()
             if self.directory.by_id(machine_id) is None:
@@ -205,7 +205,7 @@ class SimulatedTenant:
         if (expression := params.get("$filter")) is not None:
             predicates = alert_predicates(expression.strip())
             alerts = [a for a in alerts if all(p(a) for p in predicates)]
-        return self._page(request.url, "Alerts", self._visible(alerts))
+        return self._page(request.url, "Alerts", alerts)
 
     def _graph(self, kind: str, request: httpx.Request, token: str) -> httpx.Response:
         """A Microsoft Graph request (see `graph` and `hunting` for what each API accepts)."""
@@ -218,7 +218,7 @@ class SimulatedTenant:
         self._admit(kind)
         if kind == GRAPH_HUNTING:
             return hunting_answer(request, self.directory.hunted, self._now())
-        converted = graph_alerts(self._visible(self.alerts), [*self.machines, *self._fleet_alerting], self.links)
+        converted = graph_alerts(self._visible(self.alerts), self.machines, self.links, self._fleet_alerting)
         return alerts_page(request.url, converted, self.graph_page_size)
 
     def _admit(self, kind: str) -> None:
@@ -283,8 +283,8 @@ class SimulatedTenant:
 
     def _fleet_alerts(self) -> None:
         """A few alerts on each record of every `alerting_every`-th fleet device, the stale records' from before."""
-        self._fleet_alerting = [self.fleet.record(p) for p in self.fleet.alerting()]
-        for machine in self._fleet_alerting:
+        self._fleet_alerting = {m["id"]: m for m in map(self.fleet.record, self.fleet.alerting())}
+        for machine in self._fleet_alerting.values():
             seen = datetime.fromisoformat(str(machine["lastSeen"])[:26] + "+00:00")
             for _ in range(1 + len(self.alerts) % 2):
                 incident = 1 + len(self.alerts)
