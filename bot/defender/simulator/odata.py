@@ -112,7 +112,7 @@ def _time_predicate(field: str, compare: Callable[[Any, Any], Any], limit: int) 
 
 
 def alert_predicates(expression: str) -> list[Callable[[Json], bool]]:
-    """Parse `clause and clause ...` for alerts; anything outside the supported subset is InvalidInput."""
+    """Parse `clause and clause ...` for alerts; anything outside the supported subset is ODataError."""
     predicates: list[Callable[[Json], bool]] = []
     position = 0
     while True:
@@ -149,7 +149,8 @@ def page_bounds(url: httpx.URL, total: int) -> tuple[int, int, str | None]:
 
     Without `$top` a page holds 10,000 records from `$skip` on and links to the next with `$skip` moved on; with
     `$top` (at most 10,000) the answer is that many records from `$skip` and never has a nextLink, even when
-    more records match. Defender ignores `$skiptoken`: the simulator refuses it, so no client relies on it.
+    more records match. Defender's own links never carry `$skiptoken`: the simulator refuses one, so no client
+    comes to rely on it.
     """
     params = url.params
     if "$skiptoken" in params:
