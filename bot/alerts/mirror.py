@@ -78,17 +78,16 @@ class GraphAlertSource:
 
     def get_machine(self, id_or_name: str, *, priority: Priority = Priority.INTERACTIVE) -> Machine:
         ref = parse_device_ref(id_or_name)
-        by_id = ref.kind is RefKind.MACHINE_ID
         self.sync(priority)  # the evidence names most devices: hunting only for the rest
-        known = self.store.device(ref.value) if by_id else self.store.device_named(ref.value)
-        if known is not None:
-            return known
-        if by_id:
-            return self._client.get_device(ref.value, priority=priority)
+        if ref.kind is RefKind.MACHINE_ID:
+            known = self.store.device(ref.value)
+            return known if known is not None else self._client.get_device(ref.value, priority=priority)
+        # A name is always hunted: a re-imaged device's old record may be the only one the alerts name.
         found = self._client.find_devices(ref.value, priority=priority)
-        if not found:
+        known = found[0] if found else self.store.device_named(ref.value)  # the most recently seen record
+        if known is None:
             raise DeviceNotFound(ref.value)
-        return found[0]  # the most recently seen record of that name
+        return known
 
     def find_machines(
         self, hostname: str, *, prefix: bool = False, priority: Priority = Priority.INTERACTIVE

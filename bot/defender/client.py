@@ -8,7 +8,7 @@ endpoints and what Defender's error answers mean.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Unpack
 
 from bot.defender.auth import TokenProvider
@@ -37,6 +37,8 @@ from bot.defender.session import (
 __all__ = ["DEFAULT_TIMEOUT", "CallGate", "DefenderClient", "RequestCount", "counting_requests", "parse_all"]
 
 log = logging.getLogger(__name__)
+
+PREFIX_MATCHES = 25  # records a prefix search reads: a few names, each with a few re-onboarded records
 
 
 class DefenderClient:
@@ -72,8 +74,18 @@ class DefenderClient:
         return parse_all(records, parse_alert)
 
     def get_machine(self, id_or_name: str, *, priority: Priority = Priority.INTERACTIVE) -> Machine:
-        """One device by machine id or computer name (`GET /api/machines/{idOrName}`)."""
+        """One device by machine id (`GET /api/machines/{id}`) or computer name.
+
+        A name can have several records (a re-imaged or re-onboarded device leaves its old ones for weeks), and
+        which one `GET /api/machines/{name}` returns is undocumented: a name is looked up with
+        `$filter=computerDnsName eq` instead, and the record seen last is the live device.
+        """
         ref = parse_device_ref(id_or_name)
+        if ref.kind is not RefKind.MACHINE_ID:
+            records = self.find_machines(ref.value, priority=priority)
+            if not records:
+                raise DeviceNotFound(ref.value)
+            return max(records, key=lambda m: (m.last_seen or datetime.min.replace(tzinfo=UTC), m.id))
         path = f"/api/machines/{path_segment(ref.value)}"
         body = self._session.get_json(Api.MACHINE, path, None, priority, ref.value)
         return parse_machine(body)
@@ -81,11 +93,18 @@ class DefenderClient:
     def find_machines(
         self, hostname: str, *, prefix: bool = False, priority: Priority = Priority.INTERACTIVE
     ) -> list[Machine]:
-        """Devices whose computerDnsName equals (or, with `prefix`, starts with) `hostname`."""
+        """Devices whose computerDnsName equals (or, with `prefix`, starts with) `hostname`.
+
+        A prefix can match tens of thousands of records in a large tenant: it asks for `PREFIX_MATCHES` of them
+        (one call, no further page), enough to tell one name (with its duplicate records) from several and to
+        suggest a few. A name with that many records of its own would hide the others.
+        """
         ref = parse_device_ref(hostname)
         literal = odata_literal(ref.value)
-        odata = f"startswith(computerDnsName,{literal})" if prefix else f"computerDnsName eq {literal}"
-        records, _ = self._session.get_collection(Api.MACHINES, "/api/machines", {"$filter": odata}, priority, None)
+        params = {"$filter": f"computerDnsName eq {literal}"}
+        if prefix:
+            params = {"$filter": f"startswith(computerDnsName,{literal})", "$top": str(PREFIX_MATCHES)}
+        records, _ = self._session.get_collection(Api.MACHINES, "/api/machines", params, priority, None)
         return parse_all(records, parse_machine)
 
     def list_alerts_updated_since(

@@ -7,8 +7,8 @@ in evidence order, and whose `machine_id` / `computer_dns_name` / `rbac_group_na
 
 Enums map onto the Defender members: a value neither side knows, and Graph's `unknownFutureValue` sentinel,
 become UNKNOWN. Graph's `unknown` severity is Defender's "UnSpecified"; its `unknown` classification and
-determination mean "not set yet", which is None here as in Defender's JSON. Determinations keep their name
-in Defender's spelling (`notMalicious` → "NotMalicious").
+determination mean "not set yet", which is None here as in Defender's JSON. Determinations take the MDE API's
+spelling (`malware` → "Malware"; `notMalicious` → "Clean", as the MDE API calls it).
 
 Hunting rows (`DeviceInfo`) become `Machine`s too: the table has no first-seen time, risk score, internal IP
 or device-group id, so those stay None.
@@ -70,12 +70,21 @@ def _classification(value: object) -> Classification | None:
     return Classification.parse(value)
 
 
+# Graph's names for the determinations the MDE API spells otherwise (alerts.md), so both backends say the same.
+_MDE_DETERMINATIONS = {
+    "notMalicious": "Clean",
+    "notEnoughDataToValidate": "InsufficientData",
+    "compromisedAccount": "CompromisedUser",
+    "confirmedActivity": "ConfirmedUserActivity",
+}
+
+
 def _determination(value: object) -> str | None:
     if not isinstance(value, str) or not value or value.casefold() == "unknown":
         return None  # "no determination value was set yet"
     if value.casefold() == UNKNOWN_FUTURE_VALUE.casefold():
         return "Unknown"
-    return value[0].upper() + value[1:]
+    return _MDE_DETERMINATIONS.get(value, value[0].upper() + value[1:])
 
 
 def _alert_device(evidence: Mapping[str, Any]) -> AlertDevice | None:

@@ -9,7 +9,16 @@ from __future__ import annotations
 
 import math
 
-from bench import ack_burst, graph_mirror, incident_storm, render_cost, service_calls, time_to_card, watch_scaling
+from bench import (
+    ack_burst,
+    enterprise_tenant,
+    graph_mirror,
+    incident_storm,
+    render_cost,
+    service_calls,
+    time_to_card,
+    watch_scaling,
+)
 
 
 def test_ack_burst() -> None:
@@ -90,3 +99,11 @@ def test_render_cost() -> None:
     assert len(memory) == 4
     assert all(m["rss_kib"] > 0 for m in memory.values())
     assert memory["ours, 500 devices cached"]["cached"] == 500
+
+
+def test_enterprise_tenant() -> None:
+    results = enterprise_tenant.main(["--quick"])
+    assert results["records"] == 10_000 + 10_000 // 20
+    short, full = results["lookups"]
+    assert (short["answer"], short["calls"], short["records"]) == ("5 suggestions", 2, 25)
+    assert full["calls"] == 2  # the name's two records, then the live one's alerts

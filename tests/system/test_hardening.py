@@ -56,15 +56,15 @@ assert refs._HOSTNAME.pattern.endswith(r"\.?")
 _HOST = refs._HOSTNAME.pattern.removesuffix(r"\.?")  # the client strips the trailing dot
 _DEVICE = rf"(?:{refs._MACHINE_ID.pattern}|{_HOST})"
 _STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,7})?Z"
-_PAGE = r"(?:&?\$skiptoken=\d{1,9})?"
+_PAGE = r"(?:&?\$skip=\d{1,9})?"  # Defender's nextLink: pages of 10,000 with $skip
 ALLOWED_DEFENDER_REQUESTS = re.compile(
     "|".join(
         [
-            rf"/api/machines/(?P<device>{_DEVICE})",
-            rf"/api/machines/(?P<alerts_of>{_DEVICE})/alerts(?:\?\$skiptoken=\d{{1,9}})?",
-            rf"/api/machines\?\$filter=(?:computerDnsName eq '(?P<name>{_HOST})'"
-            rf"|startswith\(computerDnsName,'(?P<prefix>{_HOST})'\)){_PAGE}",
-            rf"/api/alerts\?\$filter=lastUpdateTime ge {_STAMP}&\$top=\d{{1,5}}{_PAGE}",
+            rf"/api/machines/(?P<device>{refs._MACHINE_ID.pattern})",
+            rf"/api/machines/(?P<alerts_of>{_DEVICE})/alerts(?:\?\$skip=\d{{1,9}})?",
+            rf"/api/machines\?\$filter=(?:computerDnsName eq '(?P<name>{_HOST})'{_PAGE}"
+            rf"|startswith\(computerDnsName,'(?P<prefix>{_HOST})'\)&\$top=\d{{1,5}})",
+            rf"/api/alerts\?\$filter=lastUpdateTime ge {_STAMP}&\$top=\d{{1,5}}",
         ]
     )
 )

@@ -7,7 +7,9 @@ tries to inject Slack control sequences.
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+import random
+import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 Json = dict[str, Any]  # a Defender JSON object, camelCase keys as on the wire
@@ -137,15 +139,17 @@ SEVERITIES = ("UnSpecified", "Informational", "Low", "Medium", "High")
 SEVERITY_WEIGHTS = (1, 3, 4, 5, 3)
 STATUSES = ("New", "InProgress", "Resolved")
 STATUS_WEIGHTS = (4, 2, 5)
-# (classification, determination) pairs; New alerts are never classified.
+# (classification, determination) pairs; New alerts are never classified. Determinations in the MDE API's own
+# spelling (alerts.md): its "Not malicious" is Clean and "Not enough data to validate" InsufficientData; the
+# Graph names (notMalicious, notEnoughDataToValidate) are Graph's alone.
 VERDICTS = (
     (None, None),
     ("TruePositive", "Malware"),
     ("TruePositive", "MultiStagedAttack"),
     ("InformationalExpectedActivity", "SecurityTesting"),
     ("InformationalExpectedActivity", "LineOfBusinessApplication"),
-    ("FalsePositive", "NotMalicious"),
-    ("FalsePositive", "NotEnoughDataToValidate"),
+    ("FalsePositive", "Clean"),
+    ("FalsePositive", "InsufficientData"),
 )
 INVESTIGATION_STATES = ("Unknown", "Terminated", "SuccessfullyRemediated", "Benign", "Failed", "PartiallyRemediated",
                          "Running", "PendingApproval", "PendingResource", "Queued", "UnsupportedAlertType",
@@ -216,3 +220,39 @@ def iso(moment: datetime, digits: int = 7) -> str:
 
 def machine_id(device: Device) -> str:
     return hashlib.sha1(f"{device.host}|{device.generation}".encode(), usedforsecurity=False).hexdigest()
+
+
+def machine_record(device: Device, now: datetime, rng: random.Random) -> Json:
+    """The Defender machine record of a built-in device, its details drawn from `rng`."""
+    windows = device.platform.startswith("Windows")
+    last_seen = now - timedelta(hours=device.seen_hours_ago)
+    internal = f"10.{rng.randint(0, 40)}.{rng.randint(0, 255)}.{rng.randint(2, 254)}"
+    record: Json = {
+        "id": machine_id(device),
+        "computerDnsName": device.host,
+        "firstSeen": iso(last_seen - timedelta(days=rng.randint(60, 700)), 7),
+        "lastSeen": iso(last_seen, 7),
+        "osPlatform": device.platform,
+        "osVersion": None if windows else device.version,
+        "osProcessor": "arm64" if device.platform in ("macOS", "Android", "iOS") else "x64",
+        "version": device.version,
+        "osBuild": device.build,
+        "lastIpAddress": internal,
+        "lastExternalIpAddress": f"203.0.113.{rng.randint(1, 254)}",
+        "healthStatus": device.health,
+        "onboardingStatus": "Onboarded",
+        "rbacGroupName": device.group,
+        "rbacGroupId": RBAC_GROUPS[device.group],
+        "riskScore": device.risk,
+        "exposureLevel": device.exposure,
+        "deviceValue": device.value,
+        "isAadJoined": windows,
+        "aadDeviceId": str(uuid.UUID(int=rng.getrandbits(128), version=4)) if device.platform != "Linux" else None,
+        "machineTags": list(device.tags),
+    }
+    if windows:
+        mac = "-".join(f"{rng.randint(0, 255):02X}" for _ in range(6))
+        record["ipAddresses"] = [
+            {"ipAddress": internal, "macAddress": mac, "type": "Ethernet", "operationalStatus": "Up"}
+        ]
+    return record

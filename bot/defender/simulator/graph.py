@@ -48,12 +48,15 @@ LATERAL_TITLE = "Possible lateral movement using PsExec"
 STATUS = {"unknown", "new", "inProgress", "resolved", FUTURE}
 SEVERITY = {"unknown", "informational", "low", "medium", "high", FUTURE}
 CLASSIFICATION = {"unknown", "falsePositive", "truePositive", "informationalExpectedActivity", FUTURE}
-# Microsoft's pages list both spellings of some members (compromisedAccount/compromisedUser, …): all are accepted.
+# Graph's alertDetermination enum (its $metadata). The MDE API spells four of them otherwise (alerts.md).
 DETERMINATION = {
     "unknown", "apt", "malware", "securityPersonnel", "securityTesting", "unwantedSoftware", "other",
-    "multiStagedAttack", "compromisedAccount", "compromisedUser", "phishing", "maliciousUserActivity",
-    "notMalicious", "clean", "notEnoughDataToValidate", "insufficientData", "confirmedActivity",
-    "confirmedUserActivity", "lineOfBusinessApplication", FUTURE,
+    "multiStagedAttack", "compromisedAccount", "phishing", "maliciousUserActivity", "notMalicious",
+    "notEnoughDataToValidate", "confirmedActivity", "lineOfBusinessApplication", FUTURE,
+}
+MDE_DETERMINATIONS = {
+    "Clean": "notMalicious", "InsufficientData": "notEnoughDataToValidate", "CompromisedUser": "compromisedAccount",
+    "ConfirmedUserActivity": "confirmedActivity", "NotAvailable": "unknown",
 }
 SERVICE_SOURCE = {
     "unknown", "microsoftDefenderForEndpoint", "microsoftDefenderForIdentity", "microsoftDefenderForCloudApps",
@@ -179,7 +182,9 @@ def graph_alert(alert: Json, machines: Mapping[str, Json], device_ids: list[str]
         "status": camel(alert.get("status"), STATUS),
         "severity": "unknown" if severity == "UnSpecified" else camel(severity, SEVERITY),
         "classification": camel(alert.get("classification"), CLASSIFICATION),
-        "determination": camel(alert.get("determination"), DETERMINATION),
+        "determination": camel(
+            MDE_DETERMINATIONS.get(str(alert.get("determination")), alert.get("determination")), DETERMINATION
+        ),
         "serviceSource": "microsoftDefenderForEndpoint",
         "detectionSource": DETECTION_SOURCES.get(str(alert.get("detectionSource")), "unknown"),
         "detectorId": alert.get("detectorId"),
@@ -206,9 +211,14 @@ def graph_alert(alert: Json, machines: Mapping[str, Json], device_ids: list[str]
     }
 
 
-def graph_alerts(alerts: list[Json], machines: list[Json], links: Mapping[str, list[str]]) -> list[Json]:
-    """Every alert as Graph shows it, with a deviceEvidence for its device, its lateral peer and linked devices."""
-    by_id = {m["id"]: m for m in machines}
+def graph_alerts(
+    alerts: list[Json], machines: list[Json], links: Mapping[str, list[str]], more: Mapping[str, Json] | None = None
+) -> list[Json]:
+    """Every alert as Graph shows it, with a deviceEvidence for its device, its lateral peer and linked devices.
+
+    Lateral peers are among `machines`; `more` holds further records by id (a fleet's), for evidence details only.
+    """
+    by_id = {**(more or {}), **{m["id"]: m for m in machines}}
     converted = []
     for alert in alerts:
         peer = lateral_peer(alert, machines)

@@ -6,7 +6,8 @@ re-onboarded device has rows under each of its ids. Rows older than 30 days are 
 query without a `Timespan` covers the last 30 days: a device unseen for longer is not found. Rows come newest
 Timestamp first.
 
-Only the small KQL the Graph client sends is understood; any other query is 400 BadRequest:
+The table is made per query from the machines its `where` can match (a 100,000-device fleet is never made
+whole). Only the small KQL the Graph client sends is understood; any other query is 400 BadRequest:
 
     DeviceInfo
     | where DeviceId == '<id>'  |  DeviceName =~ '<name>'  |  DeviceName startswith '<prefix>'
@@ -33,6 +34,8 @@ from bot.defender.simulator.dataset import Json, iso
 from bot.defender.simulator.odata import ApiError, ticks
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# The machine records a `where` on (column, operator, value) can match: the tenant finds them without a scan.
+MachinesMatching = Callable[[str, str, str], list[Json]]
 RETENTION = timedelta(days=30)
 REPORTS = 3  # DeviceInfo rows per machine: at lastSeen and on each of the days before
 MAX_ROWS = 100_000
@@ -62,8 +65,8 @@ def _bad(message: str) -> ApiError:
     return ApiError(400, message, "BadRequest")
 
 
-def device_info_rows(machines: list[Json], now: datetime) -> list[Json]:
-    """The `DeviceInfo` table of the last 30 days, newest Timestamp first."""
+def device_info_rows(machines: list[Json], now: datetime, reports: int = REPORTS) -> list[Json]:
+    """The `DeviceInfo` table of the last 30 days, newest Timestamp first (`reports` rows per machine at most)."""
     rows: list[Json] = []
     horizon = ticks(iso(now - RETENTION)) or 0
     for serial, machine in enumerate(machines):
@@ -71,7 +74,7 @@ def device_info_rows(machines: list[Json], now: datetime) -> list[Json]:
         if last_seen is None:
             continue
         seen = _EPOCH + timedelta(microseconds=last_seen // 10)
-        for age in range(REPORTS):
+        for age in range(reports):
             stamp = iso(seen - timedelta(days=age), 7)
             if (ticks(stamp) or 0) >= horizon:
                 rows.append(_row(machine, stamp, serial * REPORTS + age, current=age == 0))
@@ -111,6 +114,10 @@ def _unescape(raw: str) -> str:
     return re.sub(r"\\(.)", r"\1", raw)
 
 
+def _value(match: re.Match[str]) -> str:
+    return _unescape(match["sq"] if match["sq"] is not None else match["dq"])
+
+
 def _where(column: str, op: str, value: str) -> Callable[[Json], bool]:
     if op == "==":
         return lambda row: row.get(column) == value
@@ -137,7 +144,7 @@ def run_query(query: str, table: list[Json]) -> list[Json]:
     take = int(match["take"])
     if not 1 <= take <= MAX_ROWS:
         raise _bad(f"take must be between 1 and {MAX_ROWS}")
-    value = _unescape(match["sq"] if match["sq"] is not None else match["dq"])
+    value = _value(match)
     rows = [row for row in table if _where(match["column"], match["op"], value)(row)]
     if match["summarize"]:
         rows = _latest_per_device(rows)
@@ -146,8 +153,8 @@ def run_query(query: str, table: list[Json]) -> list[Json]:
     return rows[:take]
 
 
-def hunting_answer(request: httpx.Request, table: list[Json]) -> httpx.Response:
-    """Answer one runHuntingQuery request over `table`."""
+def hunting_answer(request: httpx.Request, machines: MachinesMatching, now: datetime) -> httpx.Response:
+    """Answer one runHuntingQuery request over the `DeviceInfo` rows of the machines its `where` can match."""
     if request.headers.get("Content-Type", "").split(";")[0].strip().lower() != "application/json":
         raise _bad("runHuntingQuery takes a JSON body (Content-Type: application/json)")
     try:
@@ -156,6 +163,10 @@ def hunting_answer(request: httpx.Request, table: list[Json]) -> httpx.Response:
         raise _bad("The request body is not valid JSON") from None
     if not isinstance(body, dict) or set(body) != {"Query"} or not isinstance(body["Query"], str):
         raise _bad("The request body must be a JSON object with the Query string (Timespan is not simulated)")
-    rows = run_query(body["Query"], table)
+    query = body["Query"]
+    match = _QUERY.fullmatch(query)
+    candidates = machines(match["column"], match["op"], _value(match)) if match else []
+    # arg_max(Timestamp) keeps each device's newest row: the older ones need not be made.
+    rows = run_query(query, device_info_rows(candidates, now, 1 if match and match["summarize"] else REPORTS))
     schema = [{"name": name, "type": kind} for name, kind in COLUMNS]
     return httpx.Response(200, json={"@odata.context": HUNTING_CONTEXT, "schema": schema, "results": rows})

@@ -18,9 +18,10 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 
-from bot.defender.simulator.dataset import Json
+from bot.defender.simulator.dataset import MAX_TOP, Json
 
-_ERROR_CODES = {400: "InvalidInput", 404: "ResourceNotFound"}
+# A query Defender cannot read ($filter, $top, $skip) is ODataError; InvalidInput is for bad values in a body.
+_ERROR_CODES = {400: "ODataError", 404: "ResourceNotFound"}
 GRAPH_ALERTS = "graph-alerts"
 GRAPH_HUNTING = "graph-hunting"
 # The application permission each Graph route needs.
@@ -90,7 +91,7 @@ def ticks(stamp: object) -> int | None:
     if not isinstance(stamp, str) or not _TIMESTAMP_RE.fullmatch(stamp):
         return None
     whole, _, fraction = stamp[:-1].partition(".")
-    seconds = int(datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp())
+    seconds = int(datetime.fromisoformat(whole).replace(tzinfo=UTC).timestamp())  # the regex checked the form
     return seconds * 10_000_000 + int(fraction.ljust(7, "0"))
 
 
@@ -111,7 +112,7 @@ def _time_predicate(field: str, compare: Callable[[Any, Any], Any], limit: int) 
 
 
 def alert_predicates(expression: str) -> list[Callable[[Json], bool]]:
-    """Parse `clause and clause ...` for alerts; anything outside the supported subset is InvalidInput."""
+    """Parse `clause and clause ...` for alerts; anything outside the supported subset is ODataError."""
     predicates: list[Callable[[Json], bool]] = []
     position = 0
     while True:
@@ -139,8 +140,28 @@ def int_param(params: httpx.QueryParams, name: str, default: int, maximum: int) 
     if raw is None:
         return default
     if not re.fullmatch(r"[0-9]{1,9}", raw) or int(raw) > maximum:
-        raise ApiError(400, f"{name} must be an integer between 0 and {maximum}")
+        raise ApiError(400, f"Invalid OData query: {name} must be an integer between 0 and {maximum}")
     return int(raw)
+
+
+def page_bounds(url: httpx.URL, total: int) -> tuple[int, int, str | None]:
+    """(start, end, nextLink) of one page of a Defender collection of `total` records, paged as Defender pages.
+
+    Without `$top` a page holds 10,000 records from `$skip` on and links to the next with `$skip` moved on; with
+    `$top` (at most 10,000) the answer is that many records from `$skip` and never has a nextLink, even when
+    more records match. Defender's own links never carry `$skiptoken`: the simulator refuses one, so no client
+    comes to rely on it.
+    """
+    params = url.params
+    if "$skiptoken" in params:
+        raise ApiError(400, "Invalid OData query: $skiptoken is not supported here, page with $skip")
+    skip = int_param(params, "$skip", 0, 10**9)
+    top = int_param(params, "$top", MAX_TOP, MAX_TOP) if "$top" in params else None
+    start = min(skip, total)
+    end = min(total, start + (MAX_TOP if top is None else top))
+    if top is None and end < total:
+        return start, end, str(url.copy_set_param("$skip", str(end)))
+    return start, end, None
 
 
 def route(raw_path: bytes) -> tuple[str, str]:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
 import random
 import threading
 import time
 import uuid
-from collections import defaultdict, deque
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,9 +22,7 @@ from bot.defender.simulator.dataset import (
     FRACTION_DIGITS,
     ID_PREFIXES,
     INVESTIGATION_STATES,
-    MAX_TOP,
     ODATA,
-    RBAC_GROUPS,
     RELATED_USERS,
     SEED,
     SEVERITIES,
@@ -34,14 +31,13 @@ from bot.defender.simulator.dataset import (
     STATUSES,
     TEMPLATES,
     VERDICTS,
-    WINDOW_SECONDS,
-    Device,
     Json,
     iso,
-    machine_id,
+    machine_record,
 )
+from bot.defender.simulator.fleet import Directory, Fleet, FleetSpec
 from bot.defender.simulator.graph import alerts_page, graph_alerts
-from bot.defender.simulator.hunting import device_info_rows, hunting_answer
+from bot.defender.simulator.hunting import hunting_answer
 from bot.defender.simulator.odata import (
     GRAPH_ALERTS,
     GRAPH_HUNTING,
@@ -52,18 +48,29 @@ from bot.defender.simulator.odata import (
     Fault,
     alert_predicates,
     check_audience,
-    int_param,
     literal,
+    page_bounds,
     route,
     ticks,
 )
+from bot.defender.simulator.throttle import RateWindows
 
 
 class SimulatedTenant:
     """A fake Defender tenant: devices, alerts, API rate limiters and fault injection, all behind one lock.
 
     It answers Defender for Endpoint's API and Microsoft Graph's security alerts_v2 and runHuntingQuery, both
-    views of the same devices and alerts (`graph`, `hunting`).
+    views of the same devices and alerts (`graph`, `hunting`). Defender's collections page as Defender's do
+    (10,000 records a page, `$skip`; with `$top` one answer and no nextLink: `odata.page_bounds`).
+
+    - `now`, `clock`: wall time for the data and its timestamps; monotonic time for the rate limits.
+    - `calls_per_minute`, `calls_per_hour`: Defender's limits per API (100 and 1,500); Graph's are in `limits`.
+    - `latency`: seconds every request takes.
+    - `fleet`: devices beyond the built-in ones (`FleetSpec(devices=100_000)`: an enterprise tenant, with
+      re-onboarded devices whose stale records linger; see `fleet`). The built-in data set is the same either way.
+    - `ingestion_lag`: seconds from an alert's `lastUpdateTime` until the APIs show that version of it. Until
+      then they show the version before (`set_alert_status` keeps it) or, for a new alert, nothing, as Defender
+      does while an update is still being ingested. A poll whose watermark is "now" misses such an update.
     """
 
     def __init__(
@@ -72,13 +79,17 @@ class SimulatedTenant:
         calls_per_minute: int = 100,
         clock: Callable[[], float] | None = None,
         latency: float = 0.0,
-        page_size: int = 200,
+        *,
+        calls_per_hour: int = 1_500,
+        fleet: FleetSpec | None = None,
+        ingestion_lag: float = 0.0,
     ) -> None:
         self._now = now or (lambda: datetime.now(UTC))
         self._clock = clock or time.monotonic
         self.calls_per_minute = calls_per_minute
+        self.calls_per_hour = calls_per_hour
         self.latency = latency
-        self.page_size = page_size
+        self.ingestion_lag = ingestion_lag
         # Microsoft Graph: page size without $top (Graph's is undocumented) and rate limits per API, as Graph's.
         self.graph_page_size = 1000
         self.limits = {GRAPH_ALERTS: 150, GRAPH_HUNTING: 45}
@@ -92,9 +103,13 @@ class SimulatedTenant:
         self._lock = threading.Lock()
         self._rng = random.Random(SEED)
         self._alert_ids: set[str] = set()  # every id ever issued, so generated ids never repeat
-        self._windows: defaultdict[str, deque[float]] = defaultdict(deque)
+        self._versions: dict[str, list[Json]] = {}  # alert id -> its earlier versions, oldest first
+        self._windows = RateWindows(self._clock)
         self._faults: deque[Fault] = deque()
         self._populate(self._now())
+        self.fleet = Fleet(fleet or FleetSpec(), self._now())
+        self.directory = Directory(self.machines, self.fleet)
+        self._fleet_alerts()
 
     @classmethod
     def default(cls) -> SimulatedTenant:
@@ -106,7 +121,7 @@ class SimulatedTenant:
     def add_alert(self, machine_id: str, **fields: Any) -> Json:
         """Create an alert on a device, timestamped now; `fields` override any Defender field. Returns a copy."""
         with self._lock:
-            machine = next((m for m in self.machines if m["id"] == machine_id), None)
+            machine = self.directory.by_id(machine_id)
             if machine is None:
                 raise KeyError(machine_id)
             incident = 1 + max((a.get("incidentId") or 0 for a in self.alerts), default=0)
@@ -124,6 +139,8 @@ class SimulatedTenant:
             alert = next((a for a in self.alerts if a["id"] == alert_id), None)
             if alert is None:
                 raise KeyError(alert_id)
+            if self.ingestion_lag > 0:  # shown until the new version is ingested
+                self._versions.setdefault(alert_id, []).append(dict(alert))
             stamp = iso(self._now())
             alert.update(status=status, lastUpdateTime=stamp, resolvedTime=stamp if status == "Resolved" else None)
             alert.update(extra)
@@ -134,7 +151,7 @@ class SimulatedTenant:
         with self._lock:
             if not any(a["id"] == alert_id for a in self.alerts):
                 raise KeyError(alert_id)
-            if not any(m["id"] == machine_id for m in self.machines):
+            if self.directory.by_id(machine_id) is None:
                 raise KeyError(machine_id)
             self.links.setdefault(alert_id, []).append(machine_id)
 
@@ -176,18 +193,19 @@ class SimulatedTenant:
         self._admit(kind)
         params = request.url.params
         if kind == "machines-list":
-            return httpx.Response(
-                200, json={"@odata.context": ODATA + "Machines", "value": self._list_machines(params.get("$filter"))}
-            )
+            return self._page(request.url, "Machines", self._machine_query(params.get("$filter")))
         if kind == "machine-get":
             return httpx.Response(200, json={"@odata.context": ODATA + "Machines/$entity", **self._find_machine(ident)})
+        alerts = self._visible(self.alerts)  # what has been ingested is what the filter sees
         if kind == "machine-alerts":
             machine_id = ident.lower()
-            if not any(m["id"] == machine_id for m in self.machines):
+            if self.directory.by_id(machine_id) is None:
                 raise ApiError(404, f"Machine {ident} was not found")
-            alerts = [a for a in self.alerts if a.get("machineId") == machine_id]
-            return self._page(request.url, alerts)
-        return self._page(request.url, self.alerts)
+            alerts = [a for a in alerts if a.get("machineId") == machine_id]
+        if (expression := params.get("$filter")) is not None:
+            predicates = alert_predicates(expression.strip())
+            alerts = [a for a in alerts if all(p(a) for p in predicates)]
+        return self._page(request.url, "Alerts", alerts)
 
     def _graph(self, kind: str, request: httpx.Request, token: str) -> httpx.Response:
         """A Microsoft Graph request (see `graph` and `hunting` for what each API accepts)."""
@@ -199,59 +217,63 @@ class SimulatedTenant:
             raise ApiError(403, "Insufficient privileges to complete the operation.", "Forbidden")
         self._admit(kind)
         if kind == GRAPH_HUNTING:
-            return hunting_answer(request, device_info_rows(self.machines, self._now()))
-        return alerts_page(request.url, graph_alerts(self.alerts, self.machines, self.links), self.graph_page_size)
+            return hunting_answer(request, self.directory.hunted, self._now())
+        converted = graph_alerts(self._visible(self.alerts), self.machines, self.links, self._fleet_alerting)
+        return alerts_page(request.url, converted, self.graph_page_size)
 
     def _admit(self, kind: str) -> None:
-        """Sliding 60 s window per API, like Defender's and Graph's per-API limits."""
-        now = self._clock()
-        limit = self.limits.get(kind, self.calls_per_minute)
-        window = self._windows[kind]
-        while window and window[0] <= now - WINDOW_SECONDS:
-            window.popleft()
-        if len(window) >= limit:
-            wait = max(1, math.ceil(window[0] + WINDOW_SECONDS - now))
-            raise ApiError(429, f"Over {limit} calls per minute", headers={"Retry-After": str(wait)})
-        window.append(now)
+        """Sliding windows per API: Defender's per minute and per hour, Graph's per minute (`limits`)."""
+        per_hour = None if kind in self.limits else self.calls_per_hour
+        self._windows.admit(kind, self.limits.get(kind, self.calls_per_minute), per_hour)
 
-    def _list_machines(self, expression: str | None) -> list[Json]:
+    def _visible(self, alerts: list[Json]) -> list[Json]:
+        """Each alert as the APIs show it now: its newest version ingested (`ingestion_lag`), or nothing yet."""
+        if self.ingestion_lag <= 0:
+            return alerts
+        cutoff = ticks(iso(self._now() - timedelta(seconds=self.ingestion_lag))) or 0
+        shown = []
+        for alert in alerts:
+            ingested = [
+                version
+                for version in (*self._versions.get(alert["id"], ()), alert)
+                if (ticks(version.get("lastUpdateTime")) or 0) <= cutoff
+            ]
+            shown.extend(ingested[-1:])
+        return shown
+
+    def _machine_query(self, expression: str | None) -> list[Json | int]:
         if expression is None:
-            return self.machines
+            return self.directory.every()
         if match := MACHINE_EQ.fullmatch(expression.strip()):
-            name = literal(match[1]).casefold()
-            return [m for m in self.machines if str(m["computerDnsName"]).casefold() == name]
+            return self.directory.named(literal(match[1]))
         if match := MACHINE_PREFIX.fullmatch(expression.strip()):
-            prefix = literal(match[1]).casefold()
-            return [m for m in self.machines if str(m["computerDnsName"]).casefold().startswith(prefix)]
-        raise ApiError(400, f"Unsupported $filter expression: {expression}")
+            return self.directory.prefixed(literal(match[1]))
+        raise ApiError(400, f"Invalid OData query: unsupported $filter expression: {expression}")
 
     def _find_machine(self, ident: str) -> Json:
-        """By id, else by name case-insensitively; a re-onboarded name resolves to its most recently seen record."""
-        by_id = [m for m in self.machines if m["id"] == ident.lower()]
-        named = by_id or [m for m in self.machines if str(m["computerDnsName"]).casefold() == ident.casefold()]
+        """By id, else by name case-insensitively. A name with several records (a re-onboarded device) answers
+        with its stalest one: which record Defender returns is undocumented, so the simulator returns the one
+        that exposes a client trusting it."""
+        found = self.directory.by_id(ident.lower())
+        if found is not None:
+            return found
+        named = [self.directory.record(key) for key in self.directory.named(ident)]
         if not named:
             raise ApiError(404, f"Machine {ident} was not found")
-        return max(named, key=lambda m: ticks(m.get("lastSeen")) or 0)
+        return min(named, key=lambda m: ticks(m.get("lastSeen")) or 0)
 
-    def _page(self, url: httpx.URL, records: list[Json]) -> httpx.Response:
-        """Filter, cap at $top and return one page, linking to the next with an offset $skiptoken."""
-        params = url.params
-        expression = params.get("$filter")
-        if expression is not None:
-            predicates = alert_predicates(expression.strip())
-            records = [r for r in records if all(p(r) for p in predicates)]
-        total = min(len(records), int_param(params, "$top", MAX_TOP, MAX_TOP))
-        offset = int_param(params, "$skiptoken", 0, MAX_TOP)
-        end = min(total, offset + self.page_size)
-        body: Json = {"@odata.context": ODATA + "Alerts", "value": records[offset:end]}
-        if end < total:
-            body["@odata.nextLink"] = str(url.copy_set_param("$skiptoken", str(end)))
+    def _page(self, url: httpx.URL, entity: str, records: list[Any]) -> httpx.Response:
+        """One page of a Defender collection, paged as Defender pages (`page_bounds`)."""
+        start, end, next_link = page_bounds(url, len(records))
+        body: Json = {"@odata.context": ODATA + entity, "value": [self.directory.record(r) for r in records[start:end]]}
+        if next_link is not None:
+            body["@odata.nextLink"] = next_link
         return httpx.Response(200, json=body)
 
     # -- data set ------------------------------------------------------------------------------------------------------
 
     def _populate(self, now: datetime) -> None:
-        self.machines = [self._machine(device, now) for device in DEVICES]
+        self.machines = [machine_record(device, now, self._rng) for device in DEVICES]
         for index, (device, machine) in enumerate(zip(DEVICES, self.machines, strict=True)):
             extras = [fields for host, fields in EXTRA_ALERTS if host == device.host]
             for number in range(device.alerts + len(extras)):
@@ -259,40 +281,14 @@ class SimulatedTenant:
                 incident = 10_000 + index * 1_000 + number // 4  # a few alerts per incident, as in real tenants
                 self.alerts.append(self._generated_alert(machine, now, incident, len(self.alerts), overrides))
 
-    def _machine(self, device: Device, now: datetime) -> Json:
-        rng = self._rng
-        windows = device.platform.startswith("Windows")
-        last_seen = now - timedelta(hours=device.seen_hours_ago)
-        internal = f"10.{rng.randint(0, 40)}.{rng.randint(0, 255)}.{rng.randint(2, 254)}"
-        record: Json = {
-            "id": machine_id(device),
-            "computerDnsName": device.host,
-            "firstSeen": iso(last_seen - timedelta(days=rng.randint(60, 700)), 7),
-            "lastSeen": iso(last_seen, 7),
-            "osPlatform": device.platform,
-            "osVersion": None if windows else device.version,
-            "osProcessor": "arm64" if device.platform in ("macOS", "Android", "iOS") else "x64",
-            "version": device.version,
-            "osBuild": device.build,
-            "lastIpAddress": internal,
-            "lastExternalIpAddress": f"203.0.113.{rng.randint(1, 254)}",
-            "healthStatus": device.health,
-            "onboardingStatus": "Onboarded",
-            "rbacGroupName": device.group,
-            "rbacGroupId": RBAC_GROUPS[device.group],
-            "riskScore": device.risk,
-            "exposureLevel": device.exposure,
-            "deviceValue": device.value,
-            "isAadJoined": windows,
-            "aadDeviceId": str(uuid.UUID(int=rng.getrandbits(128), version=4)) if device.platform != "Linux" else None,
-            "machineTags": list(device.tags),
-        }
-        if windows:
-            mac = "-".join(f"{rng.randint(0, 255):02X}" for _ in range(6))
-            record["ipAddresses"] = [
-                {"ipAddress": internal, "macAddress": mac, "type": "Ethernet", "operationalStatus": "Up"}
-            ]
-        return record
+    def _fleet_alerts(self) -> None:
+        """A few alerts on each record of every `alerting_every`-th fleet device, the stale records' from before."""
+        self._fleet_alerting = {m["id"]: m for m in map(self.fleet.record, self.fleet.alerting())}
+        for machine in self._fleet_alerting.values():
+            seen = datetime.fromisoformat(str(machine["lastSeen"])[:26] + "+00:00")
+            for _ in range(1 + len(self.alerts) % 2):
+                incident = 1 + len(self.alerts)
+                self.alerts.append(self._generated_alert(machine, seen, incident, len(self.alerts), {}))
 
     def _base_alert(self, machine: Json, created: datetime, incident: int, id_prefix: str = "da") -> Json:
         """A plain New alert on `machine` at `created`; the generator and add_alert refine it."""

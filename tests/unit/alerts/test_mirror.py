@@ -162,15 +162,18 @@ def test_the_poller_delta_is_answered_from_one_graph_call(
     assert graph_calls(tenant) == 2
 
 
-def test_devices_named_in_evidence_cost_no_hunting_and_others_do(
+def test_device_ids_in_evidence_cost_no_hunting_and_names_are_hunted(
     mirror: GraphAlertSource, tenant: SimulatedTenant
 ) -> None:
     mirror.sync()
-    assert mirror.get_machine(FIN).id == machine_id(tenant, FIN)
+    assert mirror.get_machine(machine_id(tenant, FIN)).id == machine_id(tenant, FIN)
     assert graph_calls(tenant, "runHuntingQuery") == 0
     quiet = next(m for m in tenant.machines if not any(a["machineId"] == m["id"] for a in tenant.alerts))
     assert mirror.get_machine(str(quiet["id"])).id == quiet["id"]  # no alert: advanced hunting
     assert graph_calls(tenant, "runHuntingQuery") == 1
+    # Which record of a re-onboarded name is live only DeviceInfo knows: a name is hunted even when in evidence.
+    assert mirror.get_machine(FIN).id == machine_id(tenant, FIN)
+    assert graph_calls(tenant, "runHuntingQuery") == 2
     with pytest.raises(DeviceNotFound):
         mirror.get_machine("no-such-host.contoso.local")
 

@@ -13,7 +13,7 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
-from bot.defender.client import DefenderClient
+from bot.defender.client import PREFIX_MATCHES, DefenderClient
 from bot.defender.errors import (
     AuthError,
     BadResponse,
@@ -300,14 +300,35 @@ def test_background_priority_reaches_the_budget(clock: FakeClock) -> None:
 
 def test_machine_lookups_and_filters(clock: FakeClock) -> None:
     machine = {"id": MID.upper(), "computerDnsName": "ws-1.contoso.local", "lastSeen": "2026-11-26T10:00:00Z"}
-    recorder = Recorder(httpx.Response(200, json=machine), page(machine), page(machine))
+    recorder = Recorder(httpx.Response(200, json=machine), page(machine), page(machine), page(machine))
     client = make_client(recorder, clock)
+    assert client.get_machine(MID.upper()).id == MID
+    assert recorder.requests[0].url.path == f"/api/machines/{MID}"
+    # A name is never put in the path: GET /api/machines/{name} returns any of a re-onboarded device's records.
     assert client.get_machine("WS-1.contoso.local").id == MID
-    assert recorder.requests[0].url.path == "/api/machines/ws-1.contoso.local"
+    assert recorder.requests[1].url.path == "/api/machines"
+    assert recorder.requests[1].url.params["$filter"] == "computerDnsName eq 'ws-1.contoso.local'"
     assert [m.id for m in client.find_machines("ws-1")] == [MID]
-    assert recorder.requests[1].url.params["$filter"] == "computerDnsName eq 'ws-1'"
+    assert dict(recorder.requests[2].url.params) == {"$filter": "computerDnsName eq 'ws-1'"}
     client.find_machines("ws-1", prefix=True)
-    assert recorder.requests[2].url.params["$filter"] == "startswith(computerDnsName,'ws-1')"
+    prefix_params = recorder.requests[3].url.params
+    assert dict(prefix_params) == {"$filter": "startswith(computerDnsName,'ws-1')", "$top": str(PREFIX_MATCHES)}
+
+
+def test_a_name_resolves_to_its_record_seen_last(clock: FakeClock) -> None:
+    def record(n: int, seen: str, **fields: object) -> dict[str, object]:
+        return {"id": nth_machine_id(n), "computerDnsName": "lt-9.contoso.local", "lastSeen": seen, **fields}
+
+    stale = record(1, "2026-10-01T08:00:00Z", healthStatus="Inactive")
+    live = record(2, "2026-11-26T10:00:00.5Z")
+    older = record(3, "2026-11-26T10:00:00.4999999Z")
+    recorder = Recorder(page(stale, live, older), page(record(4, "2026-01-01T00:00:00Z", lastSeen=None), stale), page())
+    client = make_client(recorder, clock)
+    assert client.get_machine("lt-9.contoso.local").id == nth_machine_id(2)
+    assert client.get_machine("lt-9.contoso.local").id == nth_machine_id(1)  # a record never seen loses
+    with pytest.raises(DeviceNotFound) as missing:
+        client.get_machine("lt-9.contoso.local")
+    assert missing.value.reference == "lt-9.contoso.local"
 
 
 def test_alerts_updated_since_uses_the_documented_filter(clock: FakeClock) -> None:

@@ -25,6 +25,7 @@ from bot.defender.simulator import (
     SimulatorTransport,
 )
 from bot.defender.simulator.dataset import AAD_TENANT_ID, iso
+from bot.defender.simulator.graph import FUTURE
 from bot.demo.clock import FakeClock
 
 NOW = datetime(2026, 11, 27, 12, 0, 0, 123456, tzinfo=UTC)
@@ -132,9 +133,13 @@ def test_enum_values_graph_does_not_know_become_unknown_future_value(
             assert record["status"] == "inProgress"
         if alert["classification"] is None:
             assert (record["classification"], record["determination"]) == ("unknown", "unknown")
-        if alert["determination"] == "NotEnoughDataToValidate":
+        if alert["determination"] == "InsufficientData":  # the MDE API's name; Graph's differs
             assert record["determination"] == "notEnoughDataToValidate"
+        if alert["determination"] == "Clean":
+            assert record["determination"] == "notMalicious"
     assert {r["severity"] for r in by_id.values()} >= {"unknownFutureValue", "unknown"}
+    assert {r["determination"] for r in by_id.values()} >= {"notEnoughDataToValidate", "notMalicious"}
+    assert FUTURE not in {r["determination"] for r in by_id.values()}
 
 
 def test_evidence_has_a_device_per_device_and_the_related_user(tenant: SimulatedTenant, graph: httpx.Client) -> None:

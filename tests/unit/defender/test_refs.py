@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from bot.defender.auth import StaticTokenProvider
 from bot.defender.client import DefenderClient
-from bot.defender.errors import DefenderError, InvalidDeviceReference
+from bot.defender.errors import DefenderError, DeviceNotFound, InvalidDeviceReference
 from bot.defender.refs import (
     MAX_HOSTNAME_LENGTH,
     DeviceRef,
@@ -344,13 +344,13 @@ def test_client_only_sends_validated_references(client: DefenderClient, recorder
         assert expected.value == expected.value.lower()
         assert len(expected.value) <= MAX_HOSTNAME_LENGTH
 
-    # GET /api/machines/{idOrName}
+    # GET /api/machines/{id}; a name goes through the $filter below (its records, newest chosen)
     recorder.requests.clear()
     if expected is None:
         with pytest.raises(InvalidDeviceReference):
             client.get_machine(text)
         assert recorder.requests == []
-    else:
+    elif expected.kind is RefKind.MACHINE_ID:
         machine = client.get_machine(text)
         assert machine.id == MACHINE_RECORD_ID
         request = _only_request(recorder)
@@ -359,6 +359,10 @@ def test_client_only_sends_validated_references(client: DefenderClient, recorder
         assert match[1] == expected.value
         assert request.url.path == f"/api/machines/{expected.value}"
         assert request.url.query == b""
+    else:
+        with pytest.raises(DeviceNotFound):  # the recorder lists no records
+            client.get_machine(text)
+        assert _only_request(recorder).url.params["$filter"] == f"computerDnsName eq {odata_literal(expected.value)}"
 
     # GET /api/machines/{id}/alerts: machine ids only
     recorder.requests.clear()
@@ -386,7 +390,7 @@ def test_client_only_sends_validated_references(client: DefenderClient, recorder
         request = _only_request(recorder)
         assert request.url.path == "/api/machines"
         assert request.url.raw_path.startswith(b"/api/machines?")
-        assert list(request.url.params.keys()) == ["$filter"]
+        assert list(request.url.params.keys()) == (["$filter", "$top"] if prefix else ["$filter"])
         odata = request.url.params["$filter"]
         found = pattern.fullmatch(odata)
         assert found is not None, odata

@@ -82,7 +82,7 @@ def test_resolving_carries_classification_and_determination() -> None:
 
 def test_verdict_is_only_reported_on_resolved_alerts() -> None:
     known = {"da1": AlertState("New", None, T0)}
-    triaged = alert("da1", 3, status="InProgress", classification="FalsePositive", determination="NotMalicious")
+    triaged = alert("da1", 3, status="InProgress", classification="FalsePositive", determination="Clean")
     _, [change] = compare(known, [triaged], ALL)
     assert (change.classification, change.determination) == (None, None)
 
