@@ -82,6 +82,12 @@ class Installation:
             return bool(enterprise_id) and enterprise_id == self.enterprise_id
         return team_id is not None and team_id == self.team_id
 
+    def same_organisation(self, requester: Requester) -> bool:
+        """Whether the person belongs here: their own workspace is the one asked in or installed in, or (Enterprise
+        Grid, where events may name the person's team by the org's id, E…) the org the bot is installed in."""
+        own = (None, requester.team_id, self.team_id, *((self.enterprise_id,) if self.enterprise_id else ()))
+        return requester.user_team_id in own
+
 
 def _scope(names: Iterable[str]) -> DeviceScope:
     folded = frozenset(name.casefold() for name in names)
@@ -199,8 +205,7 @@ class AccessPolicy:
         ask = f"Ask {self.contact} if you need access."
         if not installation.owns(requester.team_id, requester.enterprise_id):
             return Refusal(Rule.WORKSPACE, "This bot answers only in the workspace it is installed in.")
-        own_team = requester.user_team_id in (None, requester.team_id, installation.team_id)
-        if not own_team and not self.allow_external:
+        if not installation.same_organisation(requester) and not self.allow_external:
             return Refusal(Rule.EXTERNAL, "This bot does not answer people from other organisations.")
         if self.channels is not None and not self._channel_listed(requester):
             return Refusal(Rule.CHANNEL, f"This bot is not enabled in {_place(requester)}. {ask}")

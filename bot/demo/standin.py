@@ -73,9 +73,11 @@ class SlackStandIn:
         *,
         bot_token: str = "xoxb-FAKESECRET-standin",  # noqa: S107 - the stand-in's own fake token
         app_token: str = "xapp-FAKESECRET-standin",  # noqa: S107
+        enterprise_id: str | None = None,  # an Enterprise Grid org the workspace belongs to (`auth.test`)
     ) -> None:
         self.bot_token = bot_token
         self.app_token = app_token
+        self.enterprise_id = enterprise_id
         # User-group id -> member ids, for `usergroups.users.list`; tests may change it at any time.
         self.usergroups: dict[str, set[str]] = {}
         self._state = _State()
@@ -182,8 +184,9 @@ class SlackStandIn:
         if token != expected:
             return 200, {"ok": False, "error": "invalid_auth"}
         if method == "auth.test":
+            grid = {"enterprise_id": self.enterprise_id, "is_enterprise_install": False} if self.enterprise_id else {}
             return 200, {"ok": True, "url": self.base_url + "/", "team": "Stand-in", "user": "device-alerts",
-                         "team_id": "T0STANDIN", "user_id": "U0DEVALERTS", "bot_id": "B0DEVALERTS"}  # fmt: skip
+                         "team_id": "T0STANDIN", "user_id": "U0DEVALERTS", "bot_id": "B0DEVALERTS", **grid}  # fmt: skip
         if method == "chat.postMessage":
             problems = violations(Message(str(args.get("text", "")), list(args.get("blocks") or [])))
             if problems:

@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 
 from bot.demo.slack_requests import SlackRequests
-from bot.demo.standin import Posted
+from bot.demo.standin import Posted, SlackStandIn
 from bot.slack import actions
 from tests.doubles.defender import machine_id
-from tests.doubles.slack import SIGNING_SECRET, Harness, ack_json, all_text, buttons, harness
+from tests.doubles.slack import SIGNING_SECRET, Harness, ack_json, all_text, buttons, harness, make_bot
 
 FIN_014 = "ws-fin-014.contoso.local"  # device group Workstations
 DC_01 = "srv-dc-01.contoso.local"  # device group Servers
@@ -410,3 +410,28 @@ def test_unknown_names_use_up_the_askers_share_and_cached_lookups_stay_cheap(mak
     assert not any("Slow down" in r.text for r in looked_up)
     assert [r.defender_calls for r in looked_up] == [2, 0, 0, 0, 0]
     assert "Slow down" in rig.ask("command", FIN_014, alice).text
+
+
+def test_enterprise_grid_members_named_by_their_org_are_not_refused_as_external(tmp_path: Path) -> None:
+    """In Enterprise Grid, Slack may name a member's team by the org id (`user_team`/`team`: E…) in a mention;
+    that is the org the bot is installed in, not another organisation. A person of another org still is."""
+    audit = tmp_path / "audit.jsonl"
+    standin = SlackStandIn(enterprise_id="E0CONTOSO")
+    bot = make_bot(standin, env={"BOT_AUDIT_LOG": str(audit)})
+    rig = Harness(standin, bot, SlackRequests(SIGNING_SECRET, enterprise_id="E0CONTOSO"))
+    try:
+        for number, (user_team, team) in enumerate([("E0CONTOSO", "E0CONTOSO"), ("E0CONTOSO", "T0STANDIN")]):
+            event = rig.requests.mention("ws-fin-014", user="U0GRID", user_team=user_team, team=team)
+            assert rig.dispatch(rig.requests.event(event)).status == 200
+            wait_for(lambda: len(audit_records(audit)) > number)  # noqa: B023 - waited for here
+            assert audit_records(audit)[-1]["result"] == "ok", audit_records(audit)[-1]
+        guest = rig.requests.mention("ws-fin-014", user="U0GUEST", user_team="E0FABRIKAM", team="E0FABRIKAM")
+        assert rig.dispatch(rig.requests.event(guest)).status == 200
+        wait_for(lambda: len(audit_records(audit)) == 3)
+        assert (audit_records(audit)[-1]["result"], audit_records(audit)[-1]["reason"]) == ("refused", "external")
+        rig.wait_idle()
+        texts = [all_text(p.payload) for p in standin.posts]
+        assert sum("ws-fin-014" in text for text in texts) == 2
+        assert any("other organisations" in text for text in texts)
+    finally:
+        rig.close()
