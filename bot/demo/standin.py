@@ -5,6 +5,10 @@
   `usergroups.users.list`, `apps.connections.open`) and for `response_url` endpoints. It records what the bot
   posts, rejects messages that break Block Kit limits as Slack would (`invalid_blocks`), and can fail on
   purpose (429 with Retry-After, 5xx, an expired response_url). `SlackStandIn.observe` sees every payload.
+  As in Slack, `replace_original` through a slash command's response_url cannot replace the message the ack
+  showed: it replaces only a message sent earlier through that response_url, else the answer is a new message
+  (`Posted.replaced` says which). A button's response_url (`response_url(name, for_action=True)`) replaces the
+  message the button is on.
 
 The signed requests Slack sends to the bot are built by `bot.demo.slack_requests.SlackRequests`.
 """
@@ -37,6 +41,7 @@ class Posted:
     via: str
     target: str
     payload: dict[str, Any]
+    replaced: bool = False  # through a response_url: it took the place of an earlier message (else it is new)
 
     @property
     def message(self) -> Message:
@@ -56,6 +61,8 @@ class _State:
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     faults: dict[str, deque[_Fault]] = field(default_factory=dict)
     expired: set[str] = field(default_factory=set)
+    action_urls: set[str] = field(default_factory=set)  # response_urls of buttons: they can replace their message
+    answered_urls: set[str] = field(default_factory=set)  # response_urls a message was sent through
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -99,7 +106,11 @@ class SlackStandIn:
         """What SLACK_API_URL should be for the bot to talk to this stand-in."""
         return self.base_url + API_PATH
 
-    def response_url(self, name: str) -> str:
+    def response_url(self, name: str, *, for_action: bool = False) -> str:
+        """A slash command's response_url, or with `for_action` a button's (which can replace its message)."""
+        if for_action:
+            with self._changed:
+                self._state.action_urls.add(name)
         return f"{self.base_url}{RESPONSE_PATH}{name}"
 
     # What happened -------------------------------------------------------------------------------------
@@ -244,7 +255,11 @@ class SlackStandIn:
             return 404, "expired_url"
         if violations(Message(str(body.get("text", "")), list(body.get("blocks") or []))):
             return 400, "invalid_blocks"
-        self._record(Posted("response_url", name, body))
+        with self._changed:
+            replaceable = name in self._state.action_urls or name in self._state.answered_urls
+            self._state.answered_urls.add(name)
+        replacing = body.get("replace_original") in (True, "true")
+        self._record(Posted("response_url", name, body, replaced=replacing and replaceable))
         return 200, "ok"
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:

@@ -175,10 +175,10 @@ class Listeners:
         url = str(command["response_url"])
 
         def job() -> None:
-            # A channel card is a new message; anything seen only by the asker replaces the note.
+            # A new message below the ack's note: Slack cannot replace a message that came back in an ack.
             answer = self._run(plan.action, requester, plan.work)
             in_channel = plan.card and self._in_channel and not _for_asker_only(plan, answer)
-            self._poster.respond(url, answer.message, in_channel=in_channel, replace_original=not in_channel)
+            self._poster.respond(url, answer.message, in_channel=in_channel)
 
         submitted = self._submit(plan.action, requester, job, lambda message: self._poster.respond(url, message))
         ack(**cards.notice(plan.note if submitted else BUSY).payload())
