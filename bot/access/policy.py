@@ -11,14 +11,16 @@ not to app tokens. This module puts both limits back, as pure decisions over a `
   what a request may see is the channel's groups intersected with the person's groups.
 
 Decisions say which rule refused and why; they never call Slack themselves: user-group membership
-comes from a `Memberships` source, which may fail (and then the answer is "no", never "yes").
+comes from a `Memberships` source, which may fail (and then the answer is "no", never "yes"). A
+`MembershipSource` is prepared before each check (the groups read, in a bounded time) so that the
+check itself never waits on Slack.
 """
 
 from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -47,6 +49,12 @@ class MembershipUnavailable(Exception):
 class Memberships(Protocol):
     def members(self, usergroup_id: str) -> frozenset[str]:
         """The user ids in a user group; raises `MembershipUnavailable` when they cannot be known."""
+        ...
+
+
+class MembershipSource(Memberships, Protocol):
+    def prepare(self, usergroup_ids: Collection[str]) -> None:
+        """Read the groups not known yet, all at once, waiting a bounded time in all; never raises."""
         ...
 
 
@@ -197,6 +205,11 @@ class AccessPolicy:
     groups: GroupPolicy = field(default_factory=GroupPolicy)
     allow_external: bool = False
     contact: str = DEFAULT_CONTACT  # whom a refused person should ask (BOT_ACCESS_CONTACT)
+
+    @property
+    def usergroup_ids(self) -> frozenset[str]:
+        """Every user group a check may read: the allow-list's and the group policy's."""
+        return (self.usergroups or frozenset()) | frozenset(self.groups.usergroups)
 
     def check(
         self, requester: Requester, installation: Installation, memberships: Memberships

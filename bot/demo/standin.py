@@ -63,6 +63,7 @@ class _State:
     expired: set[str] = field(default_factory=set)
     action_urls: set[str] = field(default_factory=set)  # response_urls of buttons: they can replace their message
     answered_urls: set[str] = field(default_factory=set)  # response_urls a message was sent through
+    held: dict[str, threading.Event] = field(default_factory=dict)  # Web API methods answered only once released
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -152,6 +153,17 @@ class SlackStandIn:
         with self._changed:
             self._state.faults.setdefault(method, deque()).extend([_Fault(status, error, retry_after)] * times)
 
+    def hold(self, method: str) -> None:
+        """Keep every call of `method` waiting for its answer (a slow Slack) until `release(method)`."""
+        with self._changed:
+            self._state.held.setdefault(method, threading.Event()).clear()
+
+    def release(self, method: str) -> None:
+        with self._changed:
+            held = self._state.held.pop(method, None)
+        if held is not None:
+            held.set()
+
     def expire(self, name: str) -> None:
         """A response_url that no longer works (Slack's expire after 30 minutes or 5 uses)."""
         with self._changed:
@@ -191,6 +203,9 @@ class SlackStandIn:
             observer(method, args)
         with self._changed:
             self._state.calls.append((method, args))
+            held = self._state.held.get(method)
+        if held is not None:
+            held.wait(timeout=60)
         expected = self.app_token if method == "apps.connections.open" else self.bot_token
         if token != expected:
             return 200, {"ok": False, "error": "invalid_auth"}
