@@ -43,7 +43,14 @@ from bot.slack.replies import Replier
 from bot.slack.usergroups import SlackMemberships
 from bot.slack.watching import SlackWatches
 from bot.slack.work import WorkPool
-from bot.state.factory import StateBackend, StateOptions, live_watch_count, open_state, pending_reply_count
+from bot.state.factory import (
+    StateBackend,
+    StateOptions,
+    live_watch_count,
+    open_state,
+    pending_reply_count,
+    watch_store_problem,
+)
 from bot.state.watches import WatchStore
 from bot.telemetry import metrics
 from bot.watch.poller import Poller
@@ -206,7 +213,8 @@ class SlackBot:
             for endpoint, minute_left, hour_left in budget_left(self.runtime.budget)
         }
         shared_state = self.runtime.state.status()
-        problems = health_problems(shared_state, self.poller.failing)
+        store_problem = watch_store_problem(self.store)  # e.g. "its database is full"
+        problems = health_problems(shared_state, self.poller.failing or store_problem)
         return {
             "status": "degraded" if problems else "ok",
             "problems": problems,
@@ -215,7 +223,11 @@ class SlackBot:
             "cached_devices": self.runtime.service.cached_devices,
             "budget": budget,
             "lookups": {"in_use": self.pool.in_use, "capacity": self.pool.capacity},
-            "watches": {"live": live_watch_count(self.store), "poll_interval_seconds": self.poller.interval},
+            "watches": {
+                "live": live_watch_count(self.store),
+                "poll_interval_seconds": self.poller.interval,
+                **({"problem": store_problem} if store_problem else {}),
+            },
             "shared_state": shared_state,
             **self._mirror_health(),
         }

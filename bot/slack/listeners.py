@@ -41,6 +41,7 @@ from bot.slack.requester import identify, requester_in, verified_requester
 from bot.slack.watching import SlackWatches
 from bot.slack.work import WorkPool
 from bot.state.dedupe import EventDeduper
+from bot.state.watches import StoreFailing
 from bot.telemetry import logs
 from bot.watch.terms import DEFAULT_DURATION
 
@@ -349,6 +350,10 @@ class Listeners:
         def guarded() -> None:
             try:
                 job()
+            except StoreFailing as exc:  # a full disk: say so, rather than "something went wrong"
+                log.error("the watch store cannot be written: %s", exc.reason)
+                self._audit.record(kind, requester, Outcome(Result.ERROR, reason="store_failing"))
+                deliver(cards.notice(f"The bot cannot save watches right now: {exc.reason}. Lookups still work."))
             except Exception as exc:
                 reference = _report(exc, requester, "a background lookup")
                 self._audit.record(kind, requester, Outcome(Result.ERROR, reason="unexpected"))
