@@ -64,6 +64,7 @@ class _State:
     action_urls: set[str] = field(default_factory=set)  # response_urls of buttons: they can replace their message
     answered_urls: set[str] = field(default_factory=set)  # response_urls a message was sent through
     held: dict[str, threading.Event] = field(default_factory=dict)  # Web API methods answered only once released
+    latency: dict[str, float] = field(default_factory=dict)  # seconds before each answer to a Web API method
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -158,6 +159,11 @@ class SlackStandIn:
         with self._changed:
             self._state.held.setdefault(method, threading.Event()).clear()
 
+    def slow(self, method: str, seconds: float) -> None:
+        """Answer every call of `method` `seconds` late (a slow Slack, for benchmarks)."""
+        with self._changed:
+            self._state.latency[method] = seconds
+
     def release(self, method: str) -> None:
         with self._changed:
             held = self._state.held.pop(method, None)
@@ -204,8 +210,10 @@ class SlackStandIn:
         with self._changed:
             self._state.calls.append((method, args))
             held = self._state.held.get(method)
+            latency = self._state.latency.get(method, 0.0)
         if held is not None:
             held.wait(timeout=60)
+        time.sleep(latency)
         expected = self.app_token if method == "apps.connections.open" else self.bot_token
         if token != expected:
             return 200, {"ok": False, "error": "invalid_auth"}

@@ -8,8 +8,20 @@ speed are compared: ours never makes more Defender calls than the naive baseline
 from __future__ import annotations
 
 import math
+import shutil
 
-from bench import ack_burst, graph_mirror, incident_storm, render_cost, service_calls, time_to_card, watch_scaling
+import pytest
+
+from bench import (
+    ack_burst,
+    graph_mirror,
+    incident_storm,
+    render_cost,
+    service_calls,
+    slow_dependencies,
+    time_to_card,
+    watch_scaling,
+)
 
 
 def test_ack_burst() -> None:
@@ -90,3 +102,11 @@ def test_render_cost() -> None:
     assert len(memory) == 4
     assert all(m["rss_kib"] > 0 for m in memory.values())
     assert memory["ours, 500 devices cached"]["cached"] == 500
+
+
+def test_slow_dependencies() -> None:
+    if shutil.which("redis-server") is None:
+        pytest.skip("needs the redis-server binary to pause a server")
+    figures = slow_dependencies.main(["--quick"])
+    assert set(figures) == {"redis_local_state_seconds", "usergroups_ack_seconds"}
+    assert all(math.isfinite(seconds) and seconds > 0 for seconds in figures.values())
