@@ -116,7 +116,7 @@ def own_redis_url(port: int) -> str:
 
 def test_an_outage_and_a_restart_do_not_let_the_processes_spend_the_minute_twice() -> None:
     """Three processes spent the minute's 30 calls; Redis goes away, then comes back empty. Before the fix each
-    started its local share (10) empty, and the restarted Redis had forgotten the 30: the minute saw 90 calls."""
+    started its local share (10) empty (the minute saw 60 calls), and the restarted Redis had forgotten the 30."""
     port = free_port()
     clock = FakeClock()  # the budget's windows and the back-off count in it
     url = own_redis_url(port)
