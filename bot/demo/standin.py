@@ -204,16 +204,21 @@ class SlackStandIn:
             self._state.posts.append(posted)
             self._changed.notify_all()
 
-    def _web_api(self, method: str, token: str, args: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        for observer in list(self._observers):
-            observer(method, args)
+    def _answer_late(self, method: str) -> None:
+        """A held or slow method (`hold`, `slow`): the caller waits as a slow Slack would make it."""
         with self._changed:
-            self._state.calls.append((method, args))
             held = self._state.held.get(method)
             latency = self._state.latency.get(method, 0.0)
         if held is not None:
             held.wait(timeout=60)
         time.sleep(latency)
+
+    def _web_api(self, method: str, token: str, args: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        for observer in list(self._observers):
+            observer(method, args)
+        with self._changed:
+            self._state.calls.append((method, args))
+        self._answer_late(method)
         expected = self.app_token if method == "apps.connections.open" else self.bot_token
         if token != expected:
             return 200, {"ok": False, "error": "invalid_auth"}
