@@ -177,14 +177,20 @@ class SqliteWatchStore:
         with self._lock:
             if time.monotonic() - self._probed_at < PROBE_INTERVAL:
                 return self._problem
-            self._probed_at = time.monotonic()
+            self._probed_at, before = time.monotonic(), self._problem
+            busy_timeout = self._db.execute("PRAGMA busy_timeout").fetchone()[0]
+            self._db.execute("PRAGMA busy_timeout = 1000")  # /healthz answers in time, whoever holds the lock
             try:
                 with self._transaction() as db:
                     size = int(db.execute("PRAGMA page_size").fetchone()[0])
                     db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('write-probe', zeroblob(?))", (size,))
                     db.execute("DELETE FROM meta WHERE key = 'write-probe'")
-            except StoreFailing:
+            except StoreFailing as exc:
+                if exc.reason == _WRITE_FAILURES["SQLITE_BUSY"]:
+                    self._problem = before  # another process's write under way: this probe tells nothing
                 return self._problem
+            finally:
+                self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout)}")
             self._problem = None
             return None
 

@@ -93,3 +93,16 @@ def test_a_full_file_is_a_store_failing_with_its_reason_until_there_is_room_agai
         assert len(store.live_watches()) == 1
     finally:
         store.close()
+
+
+def test_another_process_s_write_under_way_is_not_reported_as_a_problem(tmp_path: Path) -> None:
+    store = SqliteWatchStore(tmp_path / "state.db")
+    holder = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")  # another process writing: the probe cannot get the lock
+        assert store.write_problem() is None
+        holder.execute("ROLLBACK")
+        start_watch(store, "m001")
+    finally:
+        holder.close()
+        store.close()
