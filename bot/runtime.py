@@ -43,7 +43,14 @@ from bot.slack.replies import Replier
 from bot.slack.usergroups import SlackMemberships
 from bot.slack.watching import SlackWatches
 from bot.slack.work import WorkPool
-from bot.state.factory import StateBackend, StateOptions, live_watch_count, open_state, pending_reply_count
+from bot.state.factory import (
+    StateBackend,
+    StateOptions,
+    live_watch_count,
+    open_state,
+    pending_reply_count,
+    watch_store_problem,
+)
 from bot.state.watches import WatchStore
 from bot.telemetry import metrics
 from bot.watch.poller import Poller
@@ -212,7 +219,8 @@ class SlackBot:
             for endpoint, minute_left, hour_left in budget_left(self.runtime.budget)
         }
         shared_state = self.runtime.state.status()
-        problems = health_problems(shared_state, self.poller.failing, self.poller.state_lost)
+        store_problem = watch_store_problem(self.store)  # e.g. "its database is full"
+        problems = health_problems(shared_state, self.poller.failing or store_problem, self.poller.state_lost)
         return {
             "status": "degraded" if problems else "ok",
             "problems": problems,
@@ -225,6 +233,7 @@ class SlackBot:
                 "live": live_watch_count(self.store),
                 "poll_interval_seconds": self.poller.interval,
                 **({"state_lost": self.poller.state_lost} if self.poller.state_lost else {}),
+                **({"problem": store_problem} if store_problem else {}),
             },
             "shared_state": shared_state,
             **self._mirror_health(),
@@ -278,8 +287,9 @@ def build_slack_bot(runtime: Runtime, settings: SlackSettings, *, poll_seconds: 
             runtime.settings.defender.portal_url, runtime.link_tenant_id, max_alerts=settings.card_alerts, seal=seal
         )
 
-    # Membership checks sit on the acknowledgement path: a short timeout and no retries.
+    # Membership is read in the background (a request waits for it a bounded time in all): see SlackMemberships.
     memberships = SlackMemberships(WebClient(token=settings.bot_token.reveal(), base_url=settings.api_url, timeout=2))
+    memberships.read(settings.access.policy.usergroup_ids)  # known before the first request, where Slack answers
     limiter = runtime.state.request_limiter(  # per process, or in Redis for every process
         user_per_minute=settings.access.user_rate_per_minute, channel_per_minute=settings.access.channel_rate_per_minute
     )

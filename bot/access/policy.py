@@ -11,14 +11,16 @@ not to app tokens. This module puts both limits back, as pure decisions over a `
   what a request may see is the channel's groups intersected with the person's groups.
 
 Decisions say which rule refused and why; they never call Slack themselves: user-group membership
-comes from a `Memberships` source, which may fail (and then the answer is "no", never "yes").
+comes from a `Memberships` source, which may fail (and then the answer is "no", never "yes"). A
+`MembershipSource` is prepared before each check (the groups read, in a bounded time) so that the
+check itself never waits on Slack.
 """
 
 from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -47,6 +49,12 @@ class MembershipUnavailable(Exception):
 class Memberships(Protocol):
     def members(self, usergroup_id: str) -> frozenset[str]:
         """The user ids in a user group; raises `MembershipUnavailable` when they cannot be known."""
+        ...
+
+
+class MembershipSource(Memberships, Protocol):
+    def prepare(self, usergroup_ids: Collection[str]) -> None:
+        """Read the groups not known yet, all at once, waiting a bounded time in all; never raises."""
         ...
 
 
@@ -81,6 +89,12 @@ class Installation:
         if self.enterprise_install:
             return bool(enterprise_id) and enterprise_id == self.enterprise_id
         return team_id is not None and team_id == self.team_id
+
+    def same_organisation(self, requester: Requester) -> bool:
+        """Whether the person belongs here: their own workspace is the one asked in or installed in, or (Enterprise
+        Grid, where events may name the person's team by the org's id, E…) the org the bot is installed in."""
+        own = (None, requester.team_id, self.team_id, *((self.enterprise_id,) if self.enterprise_id else ()))
+        return requester.user_team_id in own
 
 
 def _scope(names: Iterable[str]) -> DeviceScope:
@@ -192,6 +206,11 @@ class AccessPolicy:
     allow_external: bool = False
     contact: str = DEFAULT_CONTACT  # whom a refused person should ask (BOT_ACCESS_CONTACT)
 
+    @property
+    def usergroup_ids(self) -> frozenset[str]:
+        """Every user group a check may read: the allow-list's and the group policy's."""
+        return (self.usergroups or frozenset()) | frozenset(self.groups.usergroups)
+
     def check(
         self, requester: Requester, installation: Installation, memberships: Memberships
     ) -> Refusal | DeviceScope:
@@ -199,8 +218,7 @@ class AccessPolicy:
         ask = f"Ask {self.contact} if you need access."
         if not installation.owns(requester.team_id, requester.enterprise_id):
             return Refusal(Rule.WORKSPACE, "This bot answers only in the workspace it is installed in.")
-        own_team = requester.user_team_id in (None, requester.team_id, installation.team_id)
-        if not own_team and not self.allow_external:
+        if not installation.same_organisation(requester) and not self.allow_external:
             return Refusal(Rule.EXTERNAL, "This bot does not answer people from other organisations.")
         if self.channels is not None and not self._channel_listed(requester):
             return Refusal(Rule.CHANNEL, f"This bot is not enabled in {_place(requester)}. {ask}")

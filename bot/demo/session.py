@@ -69,10 +69,10 @@ def _where(posted: Posted) -> str:
         return f"updated the card in {CHANNEL} in place (chat.update)"
     if posted.via == "chat.postMessage":
         return f"posted in the thread in {CHANNEL}" if posted.payload.get("thread_ts") else f"posted in {CHANNEL}"
-    if posted.payload.get("replace_original"):
-        if posted.target.startswith("command-"):  # a command's answer replaces its ephemeral "…" note
-            return f"replaced the note seen only by {USER}"
+    if posted.replaced:  # a button's answer takes the place of the card it is on
         return f"replaced the card in {CHANNEL}"
+    if posted.target.startswith("command-") and posted.payload.get("response_type") != "in_channel":
+        return f"answered below the note, seen only by {USER}"  # Slack cannot replace the ack's note
     everyone = posted.payload.get("response_type") == "in_channel"
     return f"posted in {CHANNEL} ({'visible to everyone' if everyone else f'visible only to {USER}'})"
 
@@ -157,7 +157,7 @@ class _Session:
         title = next((b["text"]["text"] for b in card.message.blocks if b.get("type") == "header"), "the card")
         self.print(f"» {USER} presses [ Refresh ] on {clean(title)}")
         name = f"action-{next(self._names)}"
-        url = self._standin.response_url(name)
+        url = self._standin.response_url(name, for_action=True)
         return self._exchange(self._requests.block_action(actions.REFRESH, value, response_url=url), _reached(name))
 
     def change_in_defender(self, hostname: str) -> None:

@@ -23,10 +23,16 @@ class SlackRequests:
     """Signed requests as Slack sends them to `/slack/events` (HMAC-SHA256 over `v0:{ts}:{body}`)."""
 
     def __init__(
-        self, signing_secret: str, *, team_id: str = "T0STANDIN", clock: Callable[[], float] = time.time
+        self,
+        signing_secret: str,
+        *,
+        team_id: str = "T0STANDIN",
+        clock: Callable[[], float] = time.time,
+        enterprise_id: str | None = None,  # the Enterprise Grid org of `team_id`, named in event envelopes
     ) -> None:
         self._secret = signing_secret.encode()
         self.team_id = team_id
+        self.enterprise_id = enterprise_id
         self._clock = clock
         self._ids = itertools.count(1)
 
@@ -75,6 +81,8 @@ class SlackRequests:
         shared_channel: bool = False,
     ) -> Request:
         """An Events API envelope; `shared_channel` marks a Slack Connect channel (`is_ext_shared_channel`)."""
+        # From a Grid org, Slack names the org beside the workspace, in the envelope and in `authorizations`.
+        grid = {"enterprise_id": self.enterprise_id, "is_enterprise_install": False} if self.enterprise_id else {}
         envelope = {
             "type": "event_callback",
             "token": "unused",
@@ -83,8 +91,9 @@ class SlackRequests:
             "event": event,
             "event_id": event_id or f"Ev{next(self._ids):08d}",
             "event_time": int(self._clock()),
-            "authorizations": [{"team_id": self.team_id, "user_id": "U0DEVALERTS", "is_bot": True}],
+            "authorizations": [{"team_id": self.team_id, "user_id": "U0DEVALERTS", "is_bot": True, **grid}],
             "is_ext_shared_channel": shared_channel,
+            **({"enterprise_id": self.enterprise_id} if self.enterprise_id else {}),
         }
         body = json.dumps(envelope).encode()
         headers = {"Content-Type": "application/json", **self.sign(body)}

@@ -6,6 +6,10 @@
   records what the bot posts, rejects messages that break Block Kit limits as Slack would (`invalid_blocks`), and
   can fail on purpose (429 with Retry-After, 5xx, an expired response_url). `SlackStandIn.observe` sees every
   payload.
+  As in Slack, `replace_original` through a slash command's response_url cannot replace the message the ack
+  showed: it replaces only a message sent earlier through that response_url, else the answer is a new message
+  (`Posted.replaced` says which). A button's response_url (`response_url(name, for_action=True)`) replaces the
+  message the button is on.
 - Channel membership as Slack has it: a channel id is a public channel unless listed in `private`, and the bot is
   a member only where it joined (`conversations.join`, public channels only) or was invited (`joined`). It posts
   in any public channel (`chat:write.public`) but reads history and threads (`conversations.history`/`replies`)
@@ -43,6 +47,7 @@ class Posted:
     via: str
     target: str
     payload: dict[str, Any]
+    replaced: bool = False  # through a response_url: it took the place of an earlier message (else it is new)
 
     @property
     def message(self) -> Message:
@@ -62,6 +67,10 @@ class _State:
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     faults: dict[str, deque[_Fault]] = field(default_factory=dict)
     expired: set[str] = field(default_factory=set)
+    action_urls: set[str] = field(default_factory=set)  # response_urls of buttons: they can replace their message
+    answered_urls: set[str] = field(default_factory=set)  # response_urls a message was sent through
+    held: dict[str, threading.Event] = field(default_factory=dict)  # Web API methods answered only once released
+    latency: dict[str, float] = field(default_factory=dict)  # seconds before each answer to a Web API method
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -79,9 +88,11 @@ class SlackStandIn:
         *,
         bot_token: str = "xoxb-FAKESECRET-standin",  # noqa: S107 - the stand-in's own fake token
         app_token: str = "xapp-FAKESECRET-standin",  # noqa: S107
+        enterprise_id: str | None = None,  # an Enterprise Grid org the workspace belongs to (`auth.test`)
     ) -> None:
         self.bot_token = bot_token
         self.app_token = app_token
+        self.enterprise_id = enterprise_id
         # User-group id -> member ids, for `usergroups.users.list`; tests may change it at any time.
         self.usergroups: dict[str, set[str]] = {}
         # Channel ids that are private, and those the bot is a member of (joined, or invited: a test adds it).
@@ -106,7 +117,11 @@ class SlackStandIn:
         """What SLACK_API_URL should be for the bot to talk to this stand-in."""
         return self.base_url + API_PATH
 
-    def response_url(self, name: str) -> str:
+    def response_url(self, name: str, *, for_action: bool = False) -> str:
+        """A slash command's response_url, or with `for_action` a button's (which can replace its message)."""
+        if for_action:
+            with self._changed:
+                self._state.action_urls.add(name)
         return f"{self.base_url}{RESPONSE_PATH}{name}"
 
     # What happened -------------------------------------------------------------------------------------
@@ -147,6 +162,22 @@ class SlackStandIn:
         """Make the next `times` calls of `method` ('chat.postMessage', 'response_url', …) fail."""
         with self._changed:
             self._state.faults.setdefault(method, deque()).extend([_Fault(status, error, retry_after)] * times)
+
+    def hold(self, method: str) -> None:
+        """Keep every call of `method` waiting for its answer (a slow Slack) until `release(method)`."""
+        with self._changed:
+            self._state.held.setdefault(method, threading.Event()).clear()
+
+    def slow(self, method: str, seconds: float) -> None:
+        """Answer every call of `method` `seconds` late (a slow Slack, for benchmarks)."""
+        with self._changed:
+            self._state.latency[method] = seconds
+
+    def release(self, method: str) -> None:
+        with self._changed:
+            held = self._state.held.pop(method, None)
+        if held is not None:
+            held.set()
 
     def expire(self, name: str) -> None:
         """A response_url that no longer works (Slack's expire after 30 minutes or 5 uses)."""
@@ -225,17 +256,28 @@ class SlackStandIn:
             message["metadata"] = posted.payload["metadata"]
         return message
 
+    def _answer_late(self, method: str) -> None:
+        """A held or slow method (`hold`, `slow`): the caller waits as a slow Slack would make it."""
+        with self._changed:
+            held = self._state.held.get(method)
+            latency = self._state.latency.get(method, 0.0)
+        if held is not None:
+            held.wait(timeout=60)
+        time.sleep(latency)
+
     def _web_api(self, method: str, token: str, args: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         for observer in list(self._observers):
             observer(method, args)
         with self._changed:
             self._state.calls.append((method, args))
+        self._answer_late(method)
         expected = self.app_token if method == "apps.connections.open" else self.bot_token
         if token != expected:
             return 200, {"ok": False, "error": "invalid_auth"}
         if method == "auth.test":
+            grid = {"enterprise_id": self.enterprise_id, "is_enterprise_install": False} if self.enterprise_id else {}
             return 200, {"ok": True, "url": self.base_url + "/", "team": "Stand-in", "user": "device-alerts",
-                         "team_id": "T0STANDIN", "user_id": "U0DEVALERTS", "bot_id": "B0DEVALERTS"}  # fmt: skip
+                         "team_id": "T0STANDIN", "user_id": "U0DEVALERTS", "bot_id": "B0DEVALERTS", **grid}  # fmt: skip
         if (membership := self._membership(method, str(args.get("channel", "")))) is not None:
             return 200, membership
         if method == "chat.postMessage":
@@ -295,7 +337,11 @@ class SlackStandIn:
             return 404, "expired_url"
         if violations(Message(str(body.get("text", "")), list(body.get("blocks") or []))):
             return 400, "invalid_blocks"
-        self._record(Posted("response_url", name, body))
+        with self._changed:
+            replaceable = name in self._state.action_urls or name in self._state.answered_urls
+            self._state.answered_urls.add(name)
+        replacing = body.get("replace_original") in (True, "true")
+        self._record(Posted("response_url", name, body, replaced=replacing and replaceable))
         return 200, "ok"
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.access.audit import Result
-from bot.access.policy import AccessPolicy, Installation, Memberships, Refusal, Requester
+from bot.access.policy import AccessPolicy, Installation, MembershipSource, Refusal, Requester
 from bot.alerts.scope import DeviceScope
 from bot.state.limits import RequestLimiter
 
@@ -25,7 +25,7 @@ class Denied:
 
 class Gate:
     def __init__(
-        self, policy: AccessPolicy, installation: Installation, memberships: Memberships, limiter: RequestLimiter
+        self, policy: AccessPolicy, installation: Installation, memberships: MembershipSource, limiter: RequestLimiter
     ) -> None:
         self._policy = policy
         self._installation = installation
@@ -54,7 +54,10 @@ class Gate:
         return self._policy.allow_external
 
     def check(self, requester: Requester) -> Refusal | DeviceScope:
-        """The access policy alone (a watch's follow-ups are checked this way, without rate limits)."""
+        """The access policy alone (a watch's follow-ups are checked this way, without rate limits).
+
+        It runs before Slack's acknowledgement: user groups not read yet get one bounded wait, all together."""
+        self._memberships.prepare(self._policy.usergroup_ids)
         return self._policy.check(requester, self._installation, self._memberships)
 
     def on_behalf_of(self, channel_id: str, user_id: str) -> Requester:

@@ -41,6 +41,7 @@ from bot.slack.requester import identify, requester_in, verified_requester
 from bot.slack.watching import SlackWatches
 from bot.slack.work import WorkPool
 from bot.state.dedupe import EventDeduper
+from bot.state.watches import StoreFailing
 from bot.telemetry import logs
 from bot.watch.terms import DEFAULT_DURATION
 
@@ -175,10 +176,10 @@ class Listeners:
         url = str(command["response_url"])
 
         def job() -> None:
-            # A channel card is a new message; anything seen only by the asker replaces the note.
+            # A new message below the ack's note: Slack cannot replace a message that came back in an ack.
             answer = self._run(plan.action, requester, plan.work)
             in_channel = plan.card and self._in_channel and not _for_asker_only(plan, answer)
-            self._poster.respond(url, answer.message, in_channel=in_channel, replace_original=not in_channel)
+            self._poster.respond(url, answer.message, in_channel=in_channel)
 
         submitted = self._submit(plan.action, requester, job, lambda message: self._poster.respond(url, message))
         ack(**cards.notice(plan.note if submitted else BUSY).payload())
@@ -349,6 +350,10 @@ class Listeners:
         def guarded() -> None:
             try:
                 job()
+            except StoreFailing as exc:  # a full disk: say so, rather than "something went wrong"
+                log.error("the watch store cannot be written: %s", exc.reason)
+                self._audit.record(kind, requester, Outcome(Result.ERROR, reason="store_failing"))
+                deliver(cards.notice(f"The bot cannot save watches right now: {exc.reason}. Lookups still work."))
             except Exception as exc:
                 reference = _report(exc, requester, "a background lookup")
                 self._audit.record(kind, requester, Outcome(Result.ERROR, reason="unexpected"))

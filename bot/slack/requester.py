@@ -81,7 +81,7 @@ def _from_event(body: dict[str, Any]) -> Requester:
         team_id=team_id,
         channel_id=_text(event.get("channel")),
         user_id=_text(event.get("user")),
-        enterprise_id=_optional(body.get("enterprise_id")),
+        enterprise_id=_optional(body.get("enterprise_id")) or _optional(delivered_for.get("enterprise_id")),
         user_team_id=_optional(event.get("user_team")) or _optional(event.get("team")) or team_id or None,
         shared_channel=body.get("is_ext_shared_channel") is True,
     )

@@ -104,3 +104,13 @@ class RateBudget:
             used_minute, used_hour = minute.count(now), hour.count(now)
         limits = self.limits.limits(api)
         return WindowUsage(api, used_minute, used_hour, limits.per_minute, limits.per_hour)
+
+    def assume_spent(self, api: Api, minute_calls: int, hour_calls: int, at: float) -> None:
+        """Count calls made elsewhere, as of `at` (this budget's clock): a process falling back to its share of a
+        window other processes had already spent in part. They leave the windows no earlier than the real ones."""
+        minute, hour = self._windows[api]
+        with self._lock:
+            minute.calls.extend([at] * minute_calls)
+            hour.calls.extend([at] * hour_calls)
+            minute.calls = deque(sorted(minute.calls))
+            hour.calls = deque(sorted(hour.calls))

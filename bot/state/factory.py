@@ -109,6 +109,11 @@ def live_watch_count(store: WatchStore) -> int | None:
         return None
 
 
+def watch_store_problem(store: WatchStore) -> str | None:
+    """For /healthz: why the SQLite file cannot be written (a full disk…), or None. Redis's is `status`."""
+    return store.write_problem() if isinstance(store, SqliteWatchStore) else None
+
+
 def pending_reply_count(store: WatchStore) -> int | None:
     """For metrics: None while the shared store is unreachable."""
     try:

@@ -13,13 +13,24 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from bot.state.watches import AlertState, Change, PendingReply, Watch, WatchStatus, iso_time, parse_time, watch_from_row
+from bot.state.watches import (
+    AlertState,
+    Change,
+    PendingReply,
+    StoreFailing,
+    Watch,
+    WatchStatus,
+    iso_time,
+    parse_time,
+    watch_from_row,
+)
 
 DEFAULT_STATE_URL = "sqlite:///device-alerts.db"
 
@@ -86,46 +97,108 @@ def _create_private(path: str | Path) -> None:
 
 
 class StoreUnopenable(Exception):
-    """The SQLite file cannot be created or opened (a missing or read-only directory): a start-up error."""
+    """The SQLite file cannot be created or opened (a missing or read-only directory, a directory or another
+    file in its place, a damaged file, a newer schema, a lock that does not clear): a start-up error."""
+
+
+# SQLite's result codes for a store that cannot be written, and what to tell people (`StoreFailing.reason`).
+_WRITE_FAILURES = {
+    "SQLITE_FULL": "its database is full",
+    "SQLITE_READONLY": "its database is read-only",
+    "SQLITE_IOERR": "its database cannot be written (an I/O error)",
+    "SQLITE_CORRUPT": "its database is damaged",
+    "SQLITE_CANTOPEN": "its database file cannot be opened",
+    "SQLITE_BUSY": "its database is locked by another process",
+}
+PROBE_INTERVAL = 5.0  # seconds between two write probes for /healthz
+
+
+def _write_failure(exc: sqlite3.Error) -> str | None:
+    """The reason for people when `exc` means the file cannot be written; None for any other error."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    return next((reason for code, reason in _WRITE_FAILURES.items() if name.startswith(code)), None)
 
 
 class SqliteWatchStore:
     """The embedded store: one SQLite file in WAL mode, safe for the threads of one or more processes."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, busy_timeout: float = 30.0) -> None:
         self._lock = threading.RLock()
+        self._problem: str | None = None  # why the last write failed, until a write probe succeeds
+        self._probed_at = -PROBE_INTERVAL
         _create_private(path)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=busy_timeout)
+        try:
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            damage = self._db.execute("PRAGMA quick_check").fetchone()[0]
+            if damage != "ok":  # a damaged file fails here, not at the first watch
+                raise sqlite3.DatabaseError(f"damaged: {str(damage)[:100]}")
+            self._migrate()
+        except BaseException:
+            self._db.close()
+            raise
 
     @classmethod
-    def from_url(cls, state_url: str) -> SqliteWatchStore:
+    def from_url(cls, state_url: str, *, busy_timeout: float = 30.0) -> SqliteWatchStore:
         """The store at `sqlite:///…`; `StoreUnopenable` (one line, no traceback) when the file cannot be opened."""
         path = sqlite_path(state_url)
         try:
-            return cls(path)
-        except (OSError, sqlite3.Error) as exc:
+            return cls(path, busy_timeout=busy_timeout)
+        except (OSError, sqlite3.Error, StoreFailing) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise StoreUnopenable(f"cannot open the SQLite file {path!r} ({reason})") from None
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; a file that cannot be written raises `StoreFailing` and is remembered."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:  # SQLite may have rolled back already (a full disk)
+                        self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                reason = _write_failure(exc)
+                if reason is None:
+                    raise
+                self._problem = reason
+                raise StoreFailing(reason) from exc
+
+    def write_problem(self) -> str | None:
+        """For /healthz: why watches cannot be saved, or None. Every `PROBE_INTERVAL` seconds at most it writes
+        (and deletes) a page's worth of data, so a full disk shows before someone's `watch` fails on it."""
+        with self._lock:
+            if time.monotonic() - self._probed_at < PROBE_INTERVAL:
+                return self._problem
+            self._probed_at, before = time.monotonic(), self._problem
+            busy_timeout = self._db.execute("PRAGMA busy_timeout").fetchone()[0]
+            self._db.execute("PRAGMA busy_timeout = 1000")  # /healthz answers in time, whoever holds the lock
+            try:
+                with self._transaction() as db:
+                    size = int(db.execute("PRAGMA page_size").fetchone()[0])
+                    db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('write-probe', zeroblob(?))", (size,))
+                    db.execute("DELETE FROM meta WHERE key = 'write-probe'")
+            except StoreFailing as exc:
+                if exc.reason == _WRITE_FAILURES["SQLITE_BUSY"]:
+                    self._problem = before  # another process's write under way: this probe tells nothing
+                return self._problem
+            finally:
+                self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout)}")
+            self._problem = None
+            return None
 
     def _migrate(self) -> None:
         with self._transaction() as db:
             version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(_MIGRATIONS):  # written by a newer bot: guessing at its tables could lose watches
+                raise sqlite3.DatabaseError(f"its schema version {version} is newer than this bot's")
             for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):
                 for statement in filter(str.strip, script.split(";")):
                     db.execute(statement)

@@ -129,6 +129,15 @@ def watch_from_row(row: Mapping[str, Any]) -> Watch:
     )
 
 
+class StoreFailing(Exception):
+    """The watch store cannot be written (a full disk, a read-only file, an I/O error). `reason` says which, in
+    words for the person who asked: lookups still work, watches cannot be saved."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class WatchStore(Protocol):
     def start_watch(
         self,

@@ -139,7 +139,9 @@ class Harness:
 
     def press(self, action_id: str, value: str, url_name: str = "b1") -> BoltResponse:
         return self.dispatch(
-            self.requests.block_action(action_id, value, response_url=self.standin.response_url(url_name))
+            self.requests.block_action(
+                action_id, value, response_url=self.standin.response_url(url_name, for_action=True)
+            )
         )
 
     def wait_idle(self, timeout: float = 10.0) -> None:

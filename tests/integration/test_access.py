@@ -15,12 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from slack_sdk import WebClient
 
+from bot.access.policy import MembershipUnavailable
+from bot.demo.clock import FakeClock
 from bot.demo.slack_requests import SlackRequests
-from bot.demo.standin import Posted
+from bot.demo.standin import Posted, SlackStandIn
 from bot.slack import actions
+from bot.slack.usergroups import SlackMemberships
 from tests.doubles.defender import machine_id
-from tests.doubles.slack import SIGNING_SECRET, Harness, ack_json, all_text, buttons, harness
+from tests.doubles.slack import SIGNING_SECRET, Harness, ack_json, all_text, buttons, harness, make_bot
 
 FIN_014 = "ws-fin-014.contoso.local"  # device group Workstations
 DC_01 = "srv-dc-01.contoso.local"  # device group Servers
@@ -410,3 +414,83 @@ def test_unknown_names_use_up_the_askers_share_and_cached_lookups_stay_cheap(mak
     assert not any("Slow down" in r.text for r in looked_up)
     assert [r.defender_calls for r in looked_up] == [2, 0, 0, 0, 0]
     assert "Slow down" in rig.ask("command", FIN_014, alice).text
+
+
+def test_enterprise_grid_members_named_by_their_org_are_not_refused_as_external(tmp_path: Path) -> None:
+    """In Enterprise Grid, Slack may name a member's team by the org id (`user_team`/`team`: E…) in a mention;
+    that is the org the bot is installed in, not another organisation. A person of another org still is."""
+    audit = tmp_path / "audit.jsonl"
+    standin = SlackStandIn(enterprise_id="E0CONTOSO")
+    bot = make_bot(standin, env={"BOT_AUDIT_LOG": str(audit)})
+    rig = Harness(standin, bot, SlackRequests(SIGNING_SECRET, enterprise_id="E0CONTOSO"))
+    try:
+        for number, (user_team, team) in enumerate([("E0CONTOSO", "E0CONTOSO"), ("E0CONTOSO", "T0STANDIN")]):
+            event = rig.requests.mention("ws-fin-014", user="U0GRID", user_team=user_team, team=team)
+            assert rig.dispatch(rig.requests.event(event)).status == 200
+            wait_for(lambda: len(audit_records(audit)) > number)  # noqa: B023 - waited for here
+            assert audit_records(audit)[-1]["result"] == "ok", audit_records(audit)[-1]
+        guest = rig.requests.mention("ws-fin-014", user="U0GUEST", user_team="E0FABRIKAM", team="E0FABRIKAM")
+        assert rig.dispatch(rig.requests.event(guest)).status == 200
+        wait_for(lambda: len(audit_records(audit)) == 3)
+        assert (audit_records(audit)[-1]["result"], audit_records(audit)[-1]["reason"]) == ("refused", "external")
+        rig.wait_idle()
+        wait_for(lambda: any("other organisations" in all_text(p.payload) for p in standin.posts))
+        assert sum("ws-fin-014" in all_text(p.payload) for p in standin.posts) == 2
+    finally:
+        rig.close()
+
+
+READS = "usergroups.users.list"
+
+
+def group_reads(standin: SlackStandIn) -> list[str]:
+    return [str(args["usergroup"]) for method, args in standin.calls if method == READS]
+
+
+def test_user_groups_are_read_together_and_a_slow_slack_never_holds_the_ack() -> None:
+    """Slack answers `usergroups.users.list` slowly: here not at all until released. Before, the check read the
+    three groups one after another before the ack (3 × 1.2 s = 3.6 s: Slack showed the person an error)."""
+    standin = SlackStandIn()
+    standin.usergroups.update({"S0SOC": {"U0ALICE"}, "S0IR": {"U0BOB"}, "S0NOC": {"U0CAROL"}})
+    standin.hold(READS)
+    bot = make_bot(standin, env={"BOT_ALLOWED_USERGROUPS": "S0SOC,S0IR,S0NOC"})
+    rig = Harness(standin, bot, SlackRequests(SIGNING_SECRET))
+    try:
+        ack = ack_json(rig.command("ws-fin-014", "r1"))  # acknowledged while every read is still unanswered
+        assert sorted(group_reads(standin)) == ["S0IR", "S0NOC", "S0SOC"]  # all three at once, from start-up
+        assert "could not check your user groups" in all_text(ack)  # unknown membership is a refusal, not a yes
+        standin.release(READS)
+        wait_for(lambda: ack_json(rig.command("ws-fin-014", "r2"))["text"] == "Looking up ws-fin-014…")
+        assert len(group_reads(standin)) == 3  # read once; requests use what was read
+    finally:
+        standin.release(READS)
+        rig.close()
+
+
+def known(memberships: SlackMemberships, group: str) -> bool:
+    try:
+        memberships.members(group)
+    except MembershipUnavailable:
+        return False
+    return True
+
+
+def test_an_old_membership_serves_while_slack_is_slow_to_give_the_new_one() -> None:
+    clock = FakeClock()
+    with SlackStandIn() as standin:
+        standin.usergroups["S0SOC"] = {"U0ALICE"}
+        client = WebClient(token=standin.bot_token, base_url=standin.api_url)
+        memberships = SlackMemberships(client, ttl=300, clock=clock)
+        with pytest.raises(MembershipUnavailable):
+            memberships.members("S0SOC")  # never read: "could not check", and a read starts
+        wait_for(lambda: known(memberships, "S0SOC"))
+        standin.usergroups["S0SOC"] = {"U0BOB"}
+        standin.hold(READS)
+        clock.advance(301)
+        try:
+            assert memberships.members("S0SOC") == {"U0ALICE"}  # at once, while the re-read waits on Slack
+            wait_for(lambda: group_reads(standin) == ["S0SOC", "S0SOC"])  # and the re-read is under way
+        finally:
+            standin.release(READS)
+        wait_for(lambda: memberships.members("S0SOC") == {"U0BOB"})
+        memberships.close()

@@ -60,12 +60,12 @@ def test_slash_bad_input_and_help_are_in_the_ephemeral_ack(rig: Harness, text: s
 
 
 @pytest.mark.parametrize(("text", "expected"), [("ws-fin", "Did you mean"), ("no-such-host", "No device")])
-def test_slash_not_found_and_did_you_mean_replace_the_asker_s_note(rig: Harness, text: str, expected: str) -> None:
+def test_slash_not_found_and_did_you_mean_answer_only_the_asker(rig: Harness, text: str, expected: str) -> None:
     before = len(rig.standin.posts)
     rig.command(text, f"nf-{text}")
     posted = rig.standin.wait_for_posts(before + 1)[before]
     assert expected in all_text(posted.payload)
-    assert posted.payload["replace_original"] is True
+    assert posted.payload["replace_original"] is False  # Slack cannot replace the ack's note
     assert posted.payload.get("response_type") != "in_channel"
 
 

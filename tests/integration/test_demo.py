@@ -220,14 +220,14 @@ def test_watch_posts_a_root_card_and_a_thread_note(scripted: Run) -> None:
         step,
     ), step
     assert re.search(
-        r"↳ replaced the note seen only by @alice: Watching ws-fin-014\.contoso\.local until [-\d]+ [:\d]+ UTC; "
+        r"↳ answered below the note, seen only by @alice: Watching ws-fin-014\.contoso\.local until [-\d]+ [:\d]+ UTC; "
         r"changes appear in the card's thread\.",
         step,
     ), step
     root, note, confirmation = scripted.posts[ROOT : CONFIRMATION + 1]
     assert (root.via, root.target, "thread_ts" in root.payload) == ("chat.postMessage", "C0INCIDENT", False)
     assert (note.via, note.payload["thread_ts"]) == ("chat.postMessage", root.payload["ts"])
-    assert (confirmation.via, confirmation.payload["replace_original"]) == ("response_url", True)
+    assert (confirmation.via, confirmation.replaced) == ("response_url", False)  # below the ack's note
 
 
 def test_defender_changes_get_one_threaded_reply_and_the_root_card_is_updated(scripted: Run) -> None:
@@ -270,7 +270,7 @@ def test_the_demo_writes_no_state_file(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert run.code == 0, run.out
     assert "↳ posted in #incident:" in run.out  # the root card
     assert "ws-fin-014.contoso.local by @alice since " in run.out  # `watches`, answered in the ack
-    assert "replaced the note seen only by @alice: Stopped watching ws-fin-014.contoso.local." in flat(run.out)
+    assert "answered below the note, seen only by @alice: Stopped watching ws-fin-014.contoso.local." in flat(run.out)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -335,7 +335,7 @@ def test_json_option_prints_every_payload(scripted_json: Run) -> None:
         payload, _ = decoder.raw_decode(out, out.index("{", marker.end()))
         payloads.append(payload)
     acks = [m.start() for m in re.finditer(r"↳ ack in \d+ ms, seen only by @alice", out)]
-    shown = [m.start() for m in re.finditer(r"↳ (posted in|replaced the|updated the)", out)]
+    shown = [m.start() for m in re.finditer(r"↳ (posted in|replaced the|updated the|answered below)", out)]
     # One per acknowledgement of a slash command (5) and one per message posted (9).
     assert (len(acks), len(shown), len(payloads)) == (5, 9, 14)
     for payload in payloads:

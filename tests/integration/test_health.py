@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 
 from bot.runtime import SlackBot
+from bot.state.sqlite import PROBE_INTERVAL, SqliteWatchStore
 from tests.doubles.processes import free_port
-from tests.doubles.slack import harness
+from tests.doubles.slack import all_text, harness
+from tests.doubles.sqlite import fill_to_the_brim
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -55,3 +57,26 @@ def test_an_unreachable_redis_makes_the_bot_degraded() -> None:
         health = rig.bot.health()
         assert (health["status"], health["problems"]) == ("degraded", ["shared-state-unavailable"])
         assert health["shared_state"] == "redis-unavailable"
+
+
+def test_a_full_disk_makes_the_bot_degraded_and_a_watch_says_it_cannot_be_saved(tmp_path: Path) -> None:
+    """Before, a full SQLite file left /healthz at "ok" (the lease renews in place) and `watch` answered "Something
+    went wrong". The stand-in for the full disk is SQLite's page limit on the store's own connection."""
+    for rig in harness(state_url=f"sqlite:///{tmp_path}/state.db", env={"BOT_AUDIT_LOG": "off"}):
+        bot = rig.bot
+        assert status(bot) == ("ok", [])
+        assert isinstance(bot.store, SqliteWatchStore)
+        fill_to_the_brim(bot.store)
+        bot.store._probed_at -= PROBE_INTERVAL  # the next /healthz probes at once, not in 5 s
+        health = bot.health()
+        assert (health["status"], health["problems"]) == ("degraded", ["watch-store-failing"])
+        assert health["watches"]["problem"] == "its database is full"
+
+        rig.command("watch ws-fin-014", "w1")
+        [answer] = rig.standin.wait_for_posts(1)
+        assert answer.payload["text"] == (
+            "The bot cannot save watches right now: its database is full. Lookups still work."
+        )
+        assert bot.store.live_watches() == []
+        rig.command("ws-fin-014", "r1")  # lookups still work
+        assert "ws-fin-014" in all_text(rig.standin.wait_for_posts(2)[1].payload)

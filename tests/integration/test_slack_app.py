@@ -93,13 +93,14 @@ def test_command_with_filters_shows_them_on_the_card(rig: Harness) -> None:
     assert rig.bot.seal.open(buttons(posted)[actions.REFRESH]["value"]).endswith(" severity:high,low")
 
 
-def test_ephemeral_visibility_replaces_the_looking_up_note(defender_api: str) -> None:
+def test_ephemeral_visibility_answers_below_the_looking_up_note(defender_api: str) -> None:
     for rig in harness(env={"BOT_RESPONSE_VISIBILITY": "ephemeral"}, api=defender_api):
         assert rig.bot.settings.visibility is Visibility.EPHEMERAL
         assert ack_json(rig.command("ws-fin-014", "r1"))["text"] == "Looking up ws-fin-014…"
         [posted] = rig.standin.wait_for_posts(1)
-        assert posted.payload["replace_original"] is True
-        assert "response_type" not in posted.payload
+        # Slack cannot replace the ack's note: the card is a second message, for the asker only.
+        assert (posted.payload["replace_original"], posted.payload["response_type"]) == (False, "ephemeral")
+        assert not posted.replaced
         assert header(posted).startswith(FIN_014)
 
 
@@ -152,7 +153,7 @@ def test_unwatch_without_a_watch_says_so(rig: Harness) -> None:
     assert ack_json(rig.command("unwatch ws-fin-014", "u1"))["text"] == "Stopping the watch…"
     [note] = rig.standin.wait_for_posts(1)
     assert (note.target, note.payload["text"]) == ("u1", "No watch on ws-fin-014 in this channel.")
-    assert note.payload["replace_original"] is True  # replaces the ephemeral "Stopping…" note
+    assert note.payload["replace_original"] is False  # below the ephemeral "Stopping…" note, which stays
     assert rig.tenant.calls == 0
 
 
@@ -452,8 +453,8 @@ def test_unknown_prefix_suggests_devices(rig: Harness) -> None:
     assert f"Did you mean: `{FIN_014}`, `{FIN_015}`?" in text
     assert "You asked: `ws-fin`" in text
     assert "Usage:" not in text  # the input was fine; the device does not exist
-    assert posted.payload["replace_original"] is True  # replaces the asker's "Looking up…" note: only they see it
-    assert "response_type" not in posted.payload
+    # Below the asker's "Looking up…" note, and like it, seen only by them.
+    assert (posted.payload["replace_original"], posted.payload["response_type"]) == (False, "ephemeral")
 
 
 def test_unknown_device_without_suggestions(rig: Harness) -> None:

@@ -8,6 +8,9 @@ speed are compared: ours never makes more Defender calls than the naive baseline
 from __future__ import annotations
 
 import math
+import shutil
+
+import pytest
 
 from bench import (
     ack_burst,
@@ -16,6 +19,7 @@ from bench import (
     incident_storm,
     render_cost,
     service_calls,
+    slow_dependencies,
     time_to_card,
     watch_scaling,
 )
@@ -107,3 +111,11 @@ def test_enterprise_tenant() -> None:
     short, full = results["lookups"]
     assert (short["answer"], short["calls"], short["records"]) == ("5 suggestions", 2, 25)
     assert full["calls"] == 2  # the name's two records, then the live one's alerts
+
+
+def test_slow_dependencies() -> None:
+    if shutil.which("redis-server") is None:
+        pytest.skip("needs the redis-server binary to pause a server")
+    figures = slow_dependencies.main(["--quick"])
+    assert set(figures) == {"redis_local_state_seconds", "usergroups_ack_seconds"}
+    assert all(math.isfinite(seconds) and seconds > 0 for seconds in figures.values())

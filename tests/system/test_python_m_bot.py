@@ -223,14 +223,20 @@ def test_a_misspelled_variable_stops_the_terminal_commands_too(tmp_path: Path) -
     )
 
 
-@pytest.mark.parametrize("where", ["missing-directory", "under-a-file"])
+@pytest.mark.parametrize("where", ["missing-directory", "under-a-file", "a-directory", "not-a-database"])
 def test_an_unopenable_state_file_is_one_line(
     tmp_path: Path, bots: BotProcesses, standin: SlackStandIn, where: str
 ) -> None:
     (tmp_path / "a-file").write_text("")
-    path = tmp_path / ("nonexistent-dir" if where == "missing-directory" else "a-file") / "x.db"
+    (tmp_path / "a-directory.db").mkdir()
+    (tmp_path / "notes.db").write_text("not a database, only text\n" * 100)
+    path, reason = {
+        "missing-directory": (tmp_path / "nonexistent-dir" / "x.db", "No such file or directory"),
+        "under-a-file": (tmp_path / "a-file" / "x.db", "Not a directory"),
+        "a-directory": (tmp_path / "a-directory.db", "unable to open database file"),
+        "not-a-database": (tmp_path / "notes.db", "file is not a database"),
+    }[where]
     env = {**slack_variables(standin), **SIMULATOR, "BOT_STATE_URL": f"sqlite:///{path}"}
-    reason = "No such file or directory" if where == "missing-directory" else "Not a directory"
     assert failed_start(bots.start(bot_command("http"), env, port=free_port())) == (
         f"configuration error: BOT_STATE_URL: cannot open the SQLite file '{path}' ({reason}): point it at a file "
         "in a directory the bot can write to"

@@ -4,15 +4,20 @@ stopped and started again) keeps answering on a local share of the budget, then 
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
 
 import pytest
+import redis
 
 from bot.defender.limits import Api, BudgetExhausted
 from bot.defender.simulator import SimulatedTenant
 from bot.demo.clock import FakeClock
-from bot.state.redis.connection import MAX_BACKOFF, RedisUnavailable
+from bot.state.redis.budget import RedisRateBudget
+from bot.state.redis.connection import FIRST_BACKOFF, MAX_BACKOFF, RedisConnection, RedisUnavailable
 from bot.state.redis.watches import RedisWatchStore
+from tests.doubles.concurrency import run_concurrently
 from tests.doubles.processes import free_port
 from tests.doubles.redis import RedisProcess, private_redis, unique_prefix
 
@@ -45,7 +50,8 @@ def test_without_redis_lookups_work_on_a_local_share_of_the_budget_and_reconcile
             except BudgetExhausted:
                 refused += 1
         took = time.monotonic() - started
-        assert (made, refused) == (10, 20)  # 1/3 of 30 per minute while Redis is away
+        # 1/3 of 30 per minute while Redis is away, less 1/3 (rounded up) of the one call seen before it went
+        assert (made, refused) == (9, 21)
         assert took < 2.0  # one short timeout, then the back-off answers at once
         assert budget.usage(Api.MACHINE).used_last_minute == 10
         unavailable = [r for r in caplog.records if "is unavailable" in r.getMessage()]
@@ -58,7 +64,8 @@ def test_without_redis_lookups_work_on_a_local_share_of_the_budget_and_reconcile
             clock.advance(MAX_BACKOFF)  # do not wait out the back-off in a test
             assert process.shared.ping()
             assert any("is back" in r.getMessage() for r in caplog.records)
-            # The 10 calls made on the local share are now in the shared window: other processes count them.
+            # The 9 calls made on the local share are now in the shared window, and the one made before the
+            # restart (which lost it) is put back: other processes count all 10.
             other = RedisProcess(url, tenant, per_minute=30)
             try:
                 assert other.budget.usage(Api.MACHINE).used_last_minute == 10
@@ -69,3 +76,107 @@ def test_without_redis_lookups_work_on_a_local_share_of_the_budget_and_reconcile
                 other.close()
     finally:
         process.close()
+
+
+def own_redis_url(port: int) -> str:
+    return f"redis://127.0.0.1:{port}/0?prefix={unique_prefix()}"
+
+
+def test_an_outage_and_a_restart_do_not_let_the_processes_spend_the_minute_twice() -> None:
+    """Three processes spent the minute's 30 calls; Redis goes away, then comes back empty. Before the fix each
+    started its local share (10) empty (the minute saw 60 calls), and the restarted Redis had forgotten the 30."""
+    port = free_port()
+    clock = FakeClock()  # the budget's windows and the back-off count in it
+    url = own_redis_url(port)
+    shared = [RedisConnection(url, clock=clock) for _ in range(3)]
+    budgets = [RedisRateBudget(s, 30, 1500, processes=3, clock=clock) for s in shared]
+    try:
+        with private_redis(port):
+            for turn in range(30):
+                budgets[turn % 3].acquire(Api.MACHINE)
+            for budget in budgets:  # each sees the window full before Redis goes
+                assert admitted(budget, 1) == 0
+        assert [admitted(budget, 30) for budget in budgets] == [0, 0, 0]  # on local shares: the minute is spent
+        with private_redis(port):  # back, empty
+            clock.advance(MAX_BACKOFF)  # still the same minute
+            assert all(connection.ping() for connection in shared)
+            assert [admitted(budget, 30) for budget in budgets] == [0, 0, 0]  # the restart forgot nothing
+            clock.advance(31)  # the calls before the outage leave the window
+            assert sum(admitted(budget, 30) for budget in budgets) == 30  # one cap for all, shared again
+    finally:
+        for connection in shared:
+            connection.close()
+
+
+def admitted(budget: RedisRateBudget, attempts: int) -> int:
+    made = 0
+    for _ in range(attempts):
+        try:
+            budget.acquire(Api.MACHINE)
+            made += 1
+        except BudgetExhausted:
+            pass
+    return made
+
+
+def test_a_stall_lengthens_the_back_off_once_per_failed_probe_not_once_per_call(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Redis stalls (SIGSTOP) under eight concurrent calls. Before the fix each timed-out call doubled the back-off,
+    so one stall left the process on local state for 30 s; now the stall is one outage with a 1 s back-off, one
+    probe at a time doubles it, and the first probe after the stall brings Redis back."""
+    port = free_port()
+    clock = FakeClock()  # the back-off counts in it
+    with private_redis(port) as server:
+        shared = RedisConnection(own_redis_url(port), clock=clock)
+        recovered: list[bool] = []
+        shared.on_recover(lambda: recovered.append(True))
+        try:
+            assert shared.ping()
+            server.send_signal(signal.SIGSTOP)
+            try:
+                touched = AtomicCount()
+                in_flight = threading.Barrier(8)  # all eight are under way before the first times out
+                outcomes = run_concurrently(8, lambda: calls_redis(shared, touched, in_flight))
+                assert outcomes == [False] * 8 and touched.value == 8  # each waited one short timeout
+                assert (shared.backoff, shared.failures) == (FIRST_BACKOFF, 1)  # one outage, not eight
+                assert run_concurrently(8, lambda: calls_redis(shared, touched)) == [False] * 8
+                assert touched.value == 8  # within the back-off nothing touches the network
+
+                clock.advance(FIRST_BACKOFF)
+                assert run_concurrently(8, lambda: calls_redis(shared, touched)) == [False] * 8
+                assert touched.value == 9  # one probe; the others failed at once
+                assert shared.backoff == 2 * FIRST_BACKOFF
+            finally:
+                server.send_signal(signal.SIGCONT)
+            clock.advance(2 * FIRST_BACKOFF)
+            assert calls_redis(shared, touched)  # the probe finds Redis back
+            assert shared.available and shared.backoff == 0 and recovered == [True]
+            assert len([r for r in caplog.records if "is unavailable" in r.getMessage()]) == 1
+        finally:
+            shared.close()
+
+
+class AtomicCount:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.value = 0
+
+    def add(self) -> None:
+        with self._lock:
+            self.value += 1
+
+
+def calls_redis(shared: RedisConnection, touched: AtomicCount, together: threading.Barrier | None = None) -> bool:
+    """One Redis call through the connection; False when it says Redis is unavailable."""
+
+    def ping(client: redis.Redis) -> bool:
+        touched.add()
+        if together is not None:
+            together.wait(timeout=10)
+        return bool(client.ping())
+
+    try:
+        return shared.run(ping)
+    except RedisUnavailable:
+        return False

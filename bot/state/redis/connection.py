@@ -2,8 +2,11 @@
 
 Every Redis call of the bot goes through `RedisConnection.run`. Timeouts are short (Slack waits 3 s for an
 acknowledgement, and a lookup must not wait on a dead server): a call that fails marks Redis *down* for a
-back-off period (1 s, doubling to 30 s), during which calls fail at once with `RedisUnavailable` without
-touching the network. Callers then fall back to process-local state: the local cache, a `1/N` share of
+back-off period, during which calls fail at once with `RedisUnavailable` without touching the network. When the
+period ends, one call at a time goes through as the *probe* (the others still fail at once): its success brings
+Redis back, its failure doubles the period (1 s, 2 s, … up to 30 s). Calls that were already under way when Redis
+went down fail too, but do not lengthen the period: a 2 s stall costs a few seconds, however busy the process
+was. Callers then fall back to process-local state: the local cache, a `1/N` share of
 the Defender budget, local event dedupe. The first failure and the recovery are logged at WARNING;
 `on_recover` callbacks let each piece reconcile (the budget replays the calls it made meanwhile).
 """
@@ -60,6 +63,8 @@ class RedisConnection:
         self._lock = threading.Lock()
         self._down_until = 0.0
         self._backoff = 0.0
+        self._probing = False  # a probe is under way: other calls fail at once
+        self._generation = 0  # counts every change between up and down, to tell stale outcomes
         self._failures = 0
         self._recover: list[Callable[[], None]] = []
 
@@ -78,6 +83,12 @@ class RedisConnection:
         with self._lock:
             return self._failures
 
+    @property
+    def backoff(self) -> float:
+        """Seconds of the current back-off period (0 while Redis is up)."""
+        with self._lock:
+            return self._backoff
+
     def on_recover(self, callback: Callable[[], None]) -> None:
         with self._lock:
             self._recover.append(callback)
@@ -85,23 +96,41 @@ class RedisConnection:
     def run(self, operation: Callable[[redis.Redis], _T]) -> _T:
         """Run one operation (a command, a pipeline, a script); `RedisUnavailable` if Redis is away."""
         with self._lock:
-            if self._backoff and self._clock() < self._down_until:
+            probe = self._backoff > 0.0
+            if probe and (self._probing or self._clock() < self._down_until):
                 raise RedisUnavailable("Redis is unavailable (waiting before trying again)")
+            if probe:
+                self._probing = True
+            generation = self._generation
         try:
             result = operation(self.client)
         except (redis.RedisError, OSError) as exc:  # unreachable, timing out, loading, out of memory, …
-            self._failed(exc)
+            self._failed(exc, probe, generation)
             raise RedisUnavailable(f"Redis is unavailable: {type(exc).__name__}") from None
-        self._succeeded()
+        except BaseException:
+            self._end_probe(probe, generation)
+            raise
+        self._succeeded(probe, generation)
         return result
 
-    def _failed(self, exc: BaseException) -> None:
+    def _end_probe(self, probe: bool, generation: int) -> None:
         with self._lock:
-            first = self._backoff == 0.0
-            self._backoff = min(MAX_BACKOFF, self._backoff * 2 or FIRST_BACKOFF)
-            self._down_until = self._clock() + self._backoff
-            if first:
+            if probe and generation == self._generation:
+                self._probing = False
+
+    def _failed(self, exc: BaseException, probe: bool, generation: int) -> None:
+        with self._lock:
+            if generation != self._generation:
+                return  # started before Redis went down (or came back): that change is counted already
+            first = not probe
+            if probe:  # the probe failed: wait twice as long before the next one
+                self._probing = False
+                self._backoff = min(MAX_BACKOFF, self._backoff * 2)
+            else:
+                self._backoff = FIRST_BACKOFF
+                self._generation += 1
                 self._failures += 1
+            self._down_until = self._clock() + self._backoff
         if first:
             log.warning(
                 "shared state: Redis at %s is unavailable (%s); using process-local state (cache, 1/N of the"
@@ -110,11 +139,13 @@ class RedisConnection:
                 type(exc).__name__,
             )
 
-    def _succeeded(self) -> None:
+    def _succeeded(self, probe: bool, generation: int) -> None:
         with self._lock:
-            if self._backoff == 0.0:
+            if self._backoff == 0.0 or (not probe and generation == self._generation):
                 return
-            self._backoff = 0.0
+            # The probe, or a call that started before Redis was marked down and was answered after all.
+            self._backoff, self._probing = 0.0, False
+            self._generation += 1
             callbacks = list(self._recover)
         log.warning("shared state: Redis at %s is back; shared budget, cache and watches resume", self.url.shown)
         for callback in callbacks:

@@ -175,3 +175,20 @@ def test_concurrent_acquires_never_overshoot(make_budget: MakeBudget) -> None:
         return granted
 
     assert sum(n for n in run_concurrently(8, grab) if isinstance(n, int)) == 100
+
+
+def test_a_redis_clock_stepping_back_keeps_the_minute_window_a_minute_long() -> None:
+    """The shared windows run on the Redis server's clock; here the test's clock stands in for it (same script)."""
+    clock = FakeClock()
+    with shared_state() as state:
+        budget = RedisRateBudget(state, per_minute=5, per_hour=100, clock=clock)
+        for _ in range(5):
+            budget.acquire(Api.MACHINE_ALERTS)
+            clock.advance(1)
+        clock.now -= 300  # the server's clock steps back five minutes
+        with pytest.raises(BudgetExhausted) as caught:
+            budget.acquire(Api.MACHINE_ALERTS)  # the window is still full: never over the cap
+        assert caught.value.retry_after <= 60  # not 360: the calls moved back with the clock
+        clock.advance(caught.value.retry_after)
+        budget.acquire(Api.MACHINE_ALERTS)
+        assert budget.usage(Api.MACHINE_ALERTS).used_last_minute == 5
