@@ -176,9 +176,13 @@ def harness(
     state_url: str = MEMORY_STATE_URL,
     settings_env: Mapping[str, str] | None = None,
     api: str = "mde",
+    usergroups: Mapping[str, set[str]] | None = None,
 ) -> Iterator[Harness]:
-    """Generator for fixtures: yields a ready `Harness` (`make_bot`'s options) and tears it down afterwards."""
+    """Generator for fixtures: yields a ready `Harness` (`make_bot`'s options) and tears it down afterwards.
+
+    `usergroups` exist in Slack before the bot starts (the bot reads them at start-up, as in production)."""
     standin = SlackStandIn()
+    standin.usergroups.update({group: set(members) for group, members in (usergroups or {}).items()})
     try:
         bot = make_bot(
             standin, env=env, tenant=tenant, clock=clock, state_url=state_url, settings_env=settings_env, api=api

@@ -124,7 +124,7 @@ def make_rig(tmp_path: Path) -> Iterator[Callable[..., Rig]]:
 
     def build(**env: str) -> Rig:
         audit = tmp_path / f"audit-{len(made)}.jsonl"
-        generator = harness(env={"BOT_AUDIT_LOG": str(audit), **env})
+        generator = harness(env={"BOT_AUDIT_LOG": str(audit), **env}, usergroups={SOC: {"U0ALICE", "U0BOB"}})
         made.append(generator)
         return Rig(next(generator), audit)
 
@@ -236,7 +236,6 @@ CASES = [
 @pytest.mark.parametrize("case", CASES, ids=[c.rule for c in CASES])
 def test_access_matrix(make_rig: Callable[..., Rig], case: Case, entry: str) -> None:
     rig = make_rig(**case.env)
-    rig.rig.standin.usergroups[SOC] = {"U0ALICE", "U0BOB"}
 
     allowed = rig.ask(entry, FIN_014, case.allowed)
     assert NOT_FOUND not in allowed.text
