@@ -57,6 +57,7 @@ from bot.defender.simulator.odata import (
     route,
     ticks,
 )
+from bot.defender.simulator.writes import GRAPH_WRITES, WRITE_KINDS, AlertWrites
 
 
 class SimulatedTenant:
@@ -94,6 +95,7 @@ class SimulatedTenant:
         self._alert_ids: set[str] = set()  # every id ever issued, so generated ids never repeat
         self._windows: defaultdict[str, deque[float]] = defaultdict(deque)
         self._faults: deque[Fault] = deque()
+        self.writes = AlertWrites(self._clock, self._now)  # PATCH/POST on alerts (`writes`)
         self._populate(self._now())
 
     @classmethod
@@ -169,6 +171,8 @@ class SimulatedTenant:
         if scheme.lower() != "bearer" or not token.strip():
             raise ApiError(401, "Authorization header with a bearer token is required")
         kind, ident = route(request.url.raw_path)
+        if kind in WRITE_KINDS:
+            return self._write(kind, ident, request, token)
         if kind in ROLES:
             return self._graph(kind, request, token)
         if request.method != "GET":
@@ -201,6 +205,13 @@ class SimulatedTenant:
         if kind == GRAPH_HUNTING:
             return hunting_answer(request, device_info_rows(self.machines, self._now()))
         return alerts_page(request.url, graph_alerts(self.alerts, self.machines, self.links), self.graph_page_size)
+
+    def _write(self, kind: str, alert_id: str, request: httpx.Request, token: str) -> httpx.Response:
+        if kind in GRAPH_WRITES:
+            check_audience(token, request.url.host)
+        self._admit(kind)
+        view = lambda alert: graph_alerts([alert], self.machines, self.links)[0]  # noqa: E731
+        return self.writes.answer(kind, alert_id, request, self.alerts, view)
 
     def _admit(self, kind: str) -> None:
         """Sliding 60 s window per API, like Defender's and Graph's per-API limits."""
