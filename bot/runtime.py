@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -36,8 +36,10 @@ from bot.defender.simulator import (
 from bot.slack import bolt
 from bot.slack.actions import ButtonSeal
 from bot.slack.cards import CardContext
+from bot.slack.details import AlertDetails, ControlDeps
 from bot.slack.gate import Gate
 from bot.slack.listeners import Listeners
+from bot.slack.modal_api import SlackModals
 from bot.slack.poster import Poster, web_client
 from bot.slack.replies import Replier
 from bot.slack.usergroups import SlackMemberships
@@ -262,11 +264,7 @@ def build_slack_bot(runtime: Runtime, settings: SlackSettings, *, poll_seconds: 
             "SLACK_SIGNING_SECRET_PREVIOUS is set: requests and buttons signed with it are still accepted; "
             "remove it a week after the rotation (docs/operations.md)"
         )
-
-    def card_context() -> CardContext:
-        return CardContext(
-            runtime.settings.defender.portal_url, runtime.link_tenant_id, max_alerts=settings.card_alerts, seal=seal
-        )
+    card_context = _card_contexts(runtime, settings, seal)
 
     # Membership checks sit on the acknowledgement path: a short timeout and no retries.
     memberships = SlackMemberships(WebClient(token=settings.bot_token.reveal(), base_url=settings.api_url, timeout=2))
@@ -291,6 +289,28 @@ def build_slack_bot(runtime: Runtime, settings: SlackSettings, *, poll_seconds: 
     replier = Replier(runtime.service, card_context, backend=runtime.settings.defender.backend.value)
     listeners = Listeners(replier, watches, pool, poster, settings.visibility, gate, audit, seal)
     listeners.register(app, runtime.state.event_deduper())
+    modals = SlackModals.for_token(settings.bot_token.reveal(), settings.api_url)
+    AlertDetails(
+        ControlDeps(runtime.service, gate, audit, seal, poster, modals, card_context, listeners.submit)
+    ).register(app)
+    registry = _registry(runtime, store, pool)
+    return SlackBot(app, pool, runtime, settings, store, poller, seal, audit, registry, listeners)
+
+
+def _card_contexts(runtime: Runtime, settings: SlackSettings, seal: ButtonSeal) -> Callable[[], CardContext]:
+    def card_context() -> CardContext:
+        return CardContext(
+            runtime.settings.defender.portal_url,
+            runtime.link_tenant_id,
+            max_alerts=settings.card_alerts,
+            seal=seal,
+            triage=settings.access.triage.enabled,
+        )
+
+    return card_context
+
+
+def _registry(runtime: Runtime, store: WatchStore, pool: WorkPool) -> CollectorRegistry:
     state = metrics.State(
         budget_left=lambda: budget_left(runtime.budget),
         cached_devices=lambda: runtime.service.cached_devices,
@@ -298,5 +318,4 @@ def build_slack_bot(runtime: Runtime, settings: SlackSettings, *, poll_seconds: 
         pending_followups=lambda: pending_reply_count(store) or 0,
         lookups_in_use=lambda: pool.in_use,
     )
-    registry = metrics.bot_registry(state)
-    return SlackBot(app, pool, runtime, settings, store, poller, seal, audit, registry, listeners)
+    return metrics.bot_registry(state)
