@@ -21,6 +21,7 @@ from bot.access.audit import AuditLog
 from bot.alerts.mirror import GraphAlertSource
 from bot.alerts.service import AlertService
 from bot.alerts.source import AlertSource
+from bot.alerts.triage import Triage
 from bot.config import Backend, ConfigError, DataApi, DefenderSettings, Settings, SlackSettings
 from bot.defender.auth import MsalTokenProvider, StaticTokenProvider, TokenProvider
 from bot.defender.client import DefenderClient
@@ -42,6 +43,7 @@ from bot.slack.listeners import Listeners
 from bot.slack.modal_api import SlackModals
 from bot.slack.poster import Poster, web_client
 from bot.slack.replies import Replier
+from bot.slack.triage import AlertTriage
 from bot.slack.usergroups import SlackMemberships
 from bot.slack.watching import SlackWatches
 from bot.slack.work import WorkPool
@@ -290,11 +292,39 @@ def build_slack_bot(runtime: Runtime, settings: SlackSettings, *, poll_seconds: 
     listeners = Listeners(replier, watches, pool, poster, settings.visibility, gate, audit, seal)
     listeners.register(app, runtime.state.event_deduper())
     modals = SlackModals.for_token(settings.bot_token.reveal(), settings.api_url)
-    AlertDetails(
-        ControlDeps(runtime.service, gate, audit, seal, poster, modals, card_context, listeners.submit)
-    ).register(app)
+    controls = ControlDeps(runtime.service, gate, audit, seal, poster, modals, card_context, listeners.submit)
+    _register_alert_controls(app, runtime, settings, controls, memberships, listeners)
     registry = _registry(runtime, store, pool)
     return SlackBot(app, pool, runtime, settings, store, poller, seal, audit, registry, listeners)
+
+
+def _register_alert_controls(
+    app: App,
+    runtime: Runtime,
+    settings: SlackSettings,
+    controls: ControlDeps,
+    memberships: SlackMemberships,
+    listeners: Listeners,
+) -> None:
+    """Details for everyone; triage's menu and forms (refused unless BOT_TRIAGE=on and the person is listed)."""
+    details = AlertDetails(controls)
+    details.register(app)
+    client = runtime.client
+    writer = client if isinstance(client, DefenderClient | GraphAlertSource) else None
+    if writer is None:
+        log.warning("this alert source cannot write alerts: triage from Slack is unavailable")
+        return
+    triage = Triage(runtime.service, writer, runtime.state.event_deduper().first_time)
+    policy = settings.access.triage
+    AlertTriage(
+        controls,
+        details,
+        triage,
+        policy,
+        memberships,
+        contact=settings.access.policy.contact,
+        redraw=listeners.card_for,
+    ).register(app)
 
 
 def _card_contexts(runtime: Runtime, settings: SlackSettings, seal: ButtonSeal) -> Callable[[], CardContext]:

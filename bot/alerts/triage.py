@@ -5,7 +5,7 @@ A `TriageRequest` names one alert of one device and one change (assign, status, 
 unless it is seconds old), skips a write that would change nothing, writes through the API client with a
 comment saying which Slack user did it and where, and folds the answer into the cached list so the card drawn
 next shows it. One write per alert at a time in this process, so a double click writes once; a comment (which
-no state makes redundant) is written once per person, alert and text within `COMMENT_REPEAT_WINDOW`.
+no state makes redundant) is written once per person, alert and text while the deduper remembers it (an hour).
 """
 
 from __future__ import annotations
