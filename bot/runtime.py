@@ -21,7 +21,7 @@ from bot.access.audit import AuditLog
 from bot.alerts.mirror import GraphAlertSource
 from bot.alerts.service import AlertService
 from bot.alerts.source import AlertSource
-from bot.alerts.triage import Triage
+from bot.alerts.triage import Actor, Triage, TriageResult
 from bot.config import Backend, ConfigError, DataApi, DefenderSettings, Settings, SlackSettings
 from bot.defender.auth import MsalTokenProvider, StaticTokenProvider, TokenProvider
 from bot.defender.client import DefenderClient
@@ -50,6 +50,7 @@ from bot.slack.work import WorkPool
 from bot.state.factory import StateBackend, StateOptions, live_watch_count, open_state, pending_reply_count
 from bot.state.watches import WatchStore
 from bot.telemetry import metrics
+from bot.watch.notes import record_slack_change
 from bot.watch.poller import Poller
 
 log = logging.getLogger(__name__)
@@ -293,7 +294,7 @@ def build_slack_bot(runtime: Runtime, settings: SlackSettings, *, poll_seconds: 
     listeners.register(app, runtime.state.event_deduper())
     modals = SlackModals.for_token(settings.bot_token.reveal(), settings.api_url)
     controls = ControlDeps(runtime.service, gate, audit, seal, poster, modals, card_context, listeners.submit)
-    _register_alert_controls(app, runtime, settings, controls, memberships, listeners)
+    _register_alert_controls(app, runtime, settings, controls, memberships, listeners, (store, poller))
     registry = _registry(runtime, store, pool)
     return SlackBot(app, pool, runtime, settings, store, poller, seal, audit, registry, listeners)
 
@@ -305,6 +306,7 @@ def _register_alert_controls(
     controls: ControlDeps,
     memberships: SlackMemberships,
     listeners: Listeners,
+    watching: tuple[WatchStore, Poller],
 ) -> None:
     """Details for everyone; triage's menu and forms (refused unless BOT_TRIAGE=on and the person is listed)."""
     details = AlertDetails(controls)
@@ -315,16 +317,17 @@ def _register_alert_controls(
         log.warning("this alert source cannot write alerts: triage from Slack is unavailable")
         return
     triage = Triage(runtime.service, writer, runtime.state.event_deduper().first_time)
-    policy = settings.access.triage
-    AlertTriage(
-        controls,
-        details,
-        triage,
-        policy,
-        memberships,
-        contact=settings.access.policy.contact,
-        redraw=listeners.card_for,
-    ).register(app)
+    store, poller = watching
+
+    def tell_watches(result: TriageResult, actor: Actor) -> None:
+        """The change in each watch's thread on the device, once, saying who (the poller posts it now)."""
+        if result.alert is not None and record_slack_change(store, result.alert, actor.user_id, datetime.now(UTC)):
+            poller.deliver_soon()
+
+    contact = settings.access.policy.contact
+    triage_policy = settings.access.triage
+    AlertTriage(controls, details, triage, triage_policy, memberships, contact=contact, redraw=listeners.card_for,
+                notes=tell_watches).register(app)  # fmt: skip
 
 
 def _card_contexts(runtime: Runtime, settings: SlackSettings, seal: ButtonSeal) -> Callable[[], CardContext]:

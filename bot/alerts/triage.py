@@ -87,7 +87,12 @@ class TriageResult:
 
     @property
     def change(self) -> str:
-        return f"{self.before} -> {self.after}" if self.before != self.after else self.after
+        """`status: New -> Resolved`; the state alone when nothing changed."""
+        if self.before == self.after:
+            return self.after
+        name, _, old = self.before.partition(": ")
+        new = self.after.removeprefix(f"{name}: ")
+        return f"{name}: {old} -> {new}"
 
 
 def _verdict(alert: Alert) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -210,3 +211,53 @@ def test_tampered_form_metadata_writes_nothing(rig: Harness) -> None:
     rig.submit(forged, form_values("Resolved"))
     rig.wait_idle()
     assert writes(rig) == []
+
+
+# -- watches and the audit trail -----------------------------------------------------------------------------
+
+
+def test_a_watch_reports_a_change_made_from_slack_once_saying_who(rig: Harness) -> None:
+    rig.command("watch ws-fin-014", "w1")
+    rig.standin.wait_for_posts(3)
+    rig.wait_idle()
+    [root] = [p for p in rig.standin.posts if p.via == "chat.postMessage" and not p.payload.get("thread_ts")]
+    new = [
+        (value, alert_id)
+        for index in range(len(alert_controls(root)))
+        for value, alert_id in [menu_value(rig, root, "status", index)]
+        if stored(rig, alert_id)["status"] == "New"
+    ]
+    value, alert_id = new[0]
+    rig.choose(alert_menu.ALERT_MENU, value, message_ts=str(root.payload["ts"]))
+    rig.wait_idle()
+    rig.submit(rig.standin.views[-1], form_values("InProgress"))
+    rig.wait_idle()
+    assert stored(rig, alert_id)["status"] == "InProgress"
+
+    def thread() -> list[str]:
+        return [all_text(p.payload) for p in rig.standin.posts if p.payload.get("thread_ts") == root.payload["ts"]]
+
+    rig.bot.poller.run_once()
+    said = [text for text in thread() if "via Slack" in text]
+    assert len(said) == 1 and f"<@{ALICE}>" in said[0] and "In progress" in said[0]
+    before = thread()
+    assert rig.bot.poller.run_once().changes == 0  # the poller sees the same change: nothing more is said
+    assert thread() == before
+
+
+def test_every_write_and_refusal_is_in_the_audit_trail(defender_api: str, tmp_path: Path) -> None:
+    trail = tmp_path / "audit.jsonl"
+    for rig in triage_rig(defender_api, env={"BOT_AUDIT_LOG": str(trail)}):
+        alert_id = choose(rig, Verb.ASSIGN)
+        rig.dispatch(rig.requests.overflow_action(
+            alert_menu.ALERT_MENU, menu_value(rig, rig.standin.posts[0], "assign")[0],
+            response_url=rig.standin.response_url("b2"), user_id="U0BOB",
+        ))  # fmt: skip
+        rig.wait_idle()
+    records = [json.loads(line) for line in trail.read_text().splitlines()]
+    [written] = [r for r in records if r["audit"] == "triage_assign" and r["user"] == ALICE]
+    assert written["result"] == "ok" and written["alert"] == alert_id
+    assert written["change"].startswith("assignedTo: ") and written["change"].endswith(f" -> {EMAIL}")
+    assert written["defender_call"] is True
+    [refused] = [r for r in records if r["audit"] == "triage_assign" and r["user"] == "U0BOB"]
+    assert (refused["result"], refused["reason"]) == ("refused", "triage")
