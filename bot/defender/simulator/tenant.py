@@ -82,7 +82,7 @@ class SimulatedTenant:
         self.page_size = page_size
         # Microsoft Graph: page size without $top (Graph's is undocumented) and rate limits per API, as Graph's.
         self.graph_page_size = 1000
-        self.limits = {GRAPH_ALERTS: 150, GRAPH_HUNTING: 45}
+        self.limits = {GRAPH_ALERTS: 150, GRAPH_HUNTING: 45, **dict.fromkeys(GRAPH_WRITES, 150)}
         self.graph_roles = set(ROLES.values())  # application permissions granted; take one away for a 403
         self.links: dict[str, list[str]] = {}  # alert id -> more devices it concerns (Graph evidence only)
         self.machines: list[Json] = []
