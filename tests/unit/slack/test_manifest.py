@@ -38,6 +38,8 @@ SCOPES = {
     "im:history",
     "channels:history",
     "groups:history",
+    "users:read",
+    "users:read.email",
 }
 
 
