@@ -73,7 +73,8 @@ def _done(result: TriageResult, request: TriageRequest) -> str:
         return f"Nothing to change: {title} already has {result.after}."
     if request.verb is Verb.COMMENT:
         return f"Comment added to {title}. It names you and this channel."
-    return f"Done: {title}: {result.before} → {result.after}. The alert's comments name you and this channel."
+    change = result.change.replace(" -> ", " → ")
+    return f"Done: {title}: {change}. The alert's comments name you and this channel."
 
 
 class AlertTriage:
