@@ -10,12 +10,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
 from bot.defender.simulator import HOSTILE_HOSTNAME
 from bot.demo.clock import FakeClock
+from bot.demo.standin import SlackStandIn
 from bot.slack import alert_menu, details
 from bot.slack.modals import view_violations
-from tests.doubles.slack import Harness, alert_controls, all_text, assert_inert, harness
+from tests.doubles.slack import Harness, alert_controls, all_text, assert_inert, close_soon, harness
 
 FIN_014 = "ws-fin-014"
 
@@ -137,3 +140,31 @@ def test_hostile_alert_content_stays_inert_in_the_view(rig: Harness) -> None:
     for view in rig.standin.views:
         assert view_violations(view) == []
         assert_inert({"text": "x", "blocks": view["blocks"]})
+
+
+def test_the_stand_in_refuses_views_and_emails_as_slack_does() -> None:
+    standin = SlackStandIn()
+    try:
+        client = WebClient(token=standin.bot_token, base_url=standin.api_url, retry_handlers=[])
+        standin.issue_trigger("t1")
+        too_long = {"type": "modal", "title": {"type": "plain_text", "text": "x" * 25},
+                    "blocks": [{"type": "divider"}]}  # fmt: skip
+        with pytest.raises(SlackApiError) as refused:
+            client.views_open(trigger_id="t1", view=too_long)
+        assert refused.value.response["error"] == "invalid_arguments"
+        many = {**too_long, "title": {"type": "plain_text", "text": "ok"}, "blocks": [{"type": "divider"}] * 101}
+        with pytest.raises(SlackApiError):
+            client.views_open(trigger_id="t1", view=many)
+        with pytest.raises(SlackApiError) as unknown:
+            client.views_open(trigger_id="made-up", view={**many, "blocks": [{"type": "divider"}]})
+        assert unknown.value.response["error"] == "invalid_trigger_id"
+        standin.users["U1"] = {"name": "u", "email": "u@example.com"}
+        assert client.users_info(user="U1")["user"]["profile"]["email"] == "u@example.com"
+        standin.scopes.discard("users:read.email")
+        assert "email" not in client.users_info(user="U1")["user"]["profile"]
+        standin.scopes.discard("users:read")
+        with pytest.raises(SlackApiError) as scope:
+            client.users_info(user="U1")
+        assert scope.value.response["error"] == "missing_scope"
+    finally:
+        close_soon(standin)
