@@ -37,6 +37,7 @@ class Action(enum.Enum):
     TRIAGE_STATUS = "triage_status"
     TRIAGE_CLASSIFY = "triage_classify"
     TRIAGE_COMMENT = "triage_comment"
+    TRIAGE_INVALID = "triage_invalid"  # a menu choice or form this bot did not write: which change is unknown
 
 
 class Result(enum.Enum):

@@ -65,23 +65,19 @@ def open_alert_value(seal: ButtonSeal, sealed: str) -> AlertRef:
 
 
 def alert_control(machine_id: str, alert_id: str, seal: ButtonSeal, *, triage: bool) -> Block | None:
-    """The accessory of one alert's section: Details, or the triage menu (None for an id no value can carry)."""
+    """The accessory of one alert's section: the triage menu, or Details (when triage is off, or the menu's
+    values would not fit Slack's 150 characters); None for an id no value can carry."""
     if not addressable(alert_id):
         return None
-    if not triage:
-        value = seal.seal(AlertRef(SHOW, machine_id, alert_id).value())
-        return {"type": "button", "text": {"type": "plain_text", "text": "Details"}, "action_id": DETAILS,
-                "value": value}  # fmt: skip
     options = [
-        {
-            "text": {"type": "plain_text", "text": label},
-            "value": seal.seal(AlertRef(verb, machine_id, alert_id).value()),
-        }
+        {"text": {"type": "plain_text", "text": label},
+         "value": seal.seal(AlertRef(verb, machine_id, alert_id).value())}
         for verb, label in MENU
-    ]
-    if any(len(option["value"]) > MAX_OPTION_VALUE for option in options):
-        return None
-    return {"type": "overflow", "action_id": ALERT_MENU, "options": options}
+    ]  # fmt: skip
+    if triage and all(len(option["value"]) <= MAX_OPTION_VALUE for option in options):
+        return {"type": "overflow", "action_id": ALERT_MENU, "options": options}
+    return {"type": "button", "text": {"type": "plain_text", "text": "Details"}, "action_id": DETAILS,
+            "value": options[0]["value"]}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

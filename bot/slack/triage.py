@@ -117,7 +117,7 @@ class AlertTriage:
         except QueryError:
             log.warning("refused an alert menu choice with a payload this bot did not write")
             invalid = Outcome(Result.INVALID, reason="control_payload")
-            self._deps.refuse(Action.ALERT_DETAILS, requester, where, invalid, INVALID_CONTROL)
+            self._deps.refuse(Action.TRIAGE_INVALID, requester, where, invalid, INVALID_CONTROL)
             return
         if ref.verb == SHOW:
             self._details.show(ref, requester, where)
@@ -163,7 +163,8 @@ class AlertTriage:
         except QueryError:
             ack()
             log.warning("refused a form whose metadata this bot did not write")
-            self._deps.audit.record(Action.TRIAGE_STATUS, requester_in(context), Outcome(Result.INVALID, reason="form"))
+            invalid = Outcome(Result.INVALID, reason="form_metadata")
+            self._deps.audit.record(Action.TRIAGE_INVALID, requester_in(context), invalid)
             return
         requester = dataclasses.replace(requester_in(context), channel_id=modal.channel_id)
         state = view.get("state")

@@ -118,6 +118,8 @@ def test_controls_carry_sealed_references_and_an_odd_id_gets_none() -> None:
     assert {r.verb for r in refs} == {"details", "assign", "status", "classify", "comment"}
     assert alert_control(MID, "id with spaces", TEST_SEAL, triage=True) is None
     assert alert_control(MID, "x" * 81, TEST_SEAL, triage=False) is None
+    longest = alert_control(MID, "x" * 80, TEST_SEAL, triage=True)  # the menu's values would pass 150 characters
+    assert longest is not None and longest["type"] == "button"
 
 
 def test_modal_metadata_opens_only_when_sealed_here() -> None:
