@@ -4,7 +4,9 @@ A `TriageRequest` names one alert of one device and one change (assign, status, 
 `Triage.apply` re-reads the alert's current state (as a new request: scope checked again, the list refreshed
 unless it is seconds old), skips a write that would change nothing, writes through the API client with a
 comment saying which Slack user did it and where, and folds the answer into the cached list so the card drawn
-next shows it. One write per alert at a time in this process, so a double click writes once; a comment (which
+next shows it. One write per alert at a time in the cluster (a lock in the process, and the shared cache's
+single flight across processes), so a double click writes once even when its two halves reach two processes; a
+comment (which
 no state makes redundant) is written once per person, alert and text while the deduper remembers it (an hour).
 """
 
@@ -23,6 +25,7 @@ from bot.alerts.service import AlertService
 from bot.defender.limits import Priority
 from bot.defender.models import Alert, AlertStatus, Classification
 from bot.defender.updates import CLASSIFICATION_LABELS, AlertUpdate, Determination
+from bot.state.cache import NothingShared, SharedCache
 
 log = logging.getLogger(__name__)
 
@@ -161,10 +164,17 @@ def update_for(request: TriageRequest, actor: Actor) -> AlertUpdate:
 class Triage:
     """Thread-safe; one per process. `first_time(key)` remembers recent comment writes (the event deduper)."""
 
-    def __init__(self, service: AlertService, writer: AlertWriter, first_time: Callable[[str], bool]) -> None:
+    def __init__(
+        self,
+        service: AlertService,
+        writer: AlertWriter,
+        first_time: Callable[[str], bool],
+        shared: SharedCache | None = None,
+    ) -> None:
         self._service = service
         self._writer = writer
         self._first_time = first_time
+        self._shared: SharedCache = shared or NothingShared()
         # Striped locks: writes to one alert never overlap; writes to two alerts rarely wait for each other.
         self._locks = tuple(threading.Lock() for _ in range(LOCK_STRIPES))
 
@@ -176,18 +186,34 @@ class Triage:
     def apply(self, request: TriageRequest, actor: Actor, scope: DeviceScope) -> TriageResult:
         """Write the change unless it is already made; raises a `DefenderError` when the read or write fails."""
         with self._lock_for(request.alert_id):
-            alert = self.current(request, scope, refresh=True)
-            if alert is None:
-                return TriageResult(Outcome.GONE, "", "", None)
-            before = describe(alert, request)
-            if already_done(alert, request) or not self._comment_is_new(request, actor):
-                return TriageResult(Outcome.UNCHANGED, before, before, alert)
-            written = self._writer.update_alert(alert.id, update_for(request, actor))
-            now = written or alert  # a comment alone changes no property
-            if written is not None:
-                self._remember(request.machine_id, now)
-            log.info("alert %s: %s by Slack user %s", alert.id, request.verb.value, actor.user_id)
-            return TriageResult(Outcome.WRITTEN, before, target(request), now)
+            # `landed` is never set: every waiter runs after the holder, and reads the state it left.
+            written, _ = self._shared.single_flight(
+                f"triage:{request.alert_id}", lambda: self._apply(request, actor, scope), lambda: None
+            )
+            return written
+
+    def _apply(self, request: TriageRequest, actor: Actor, scope: DeviceScope) -> TriageResult:
+        alert = self._newest(request, self.current(request, scope, refresh=True))
+        if alert is None:
+            return TriageResult(Outcome.GONE, "", "", None)
+        before = describe(alert, request)
+        if already_done(alert, request) or not self._comment_is_new(request, actor):
+            return TriageResult(Outcome.UNCHANGED, before, before, alert)
+        written = self._writer.update_alert(alert.id, update_for(request, actor))
+        now = written or alert  # a comment alone changes no property
+        if written is not None:
+            self._remember(request.machine_id, now)
+        log.info("alert %s: %s by Slack user %s", alert.id, request.verb.value, actor.user_id)
+        return TriageResult(Outcome.WRITTEN, before, target(request), now)
+
+    def _newest(self, request: TriageRequest, alert: Alert | None) -> Alert | None:
+        """`alert`, or the version another process just wrote to the shared cache (this process's list may be
+        seconds old: a write made elsewhere a moment ago must still count as made)."""
+        shared = self._shared.get_alerts(request.machine_id)
+        other = next((a for a in shared[0] if a.id == request.alert_id), None) if shared else None
+        if alert is None or other is None or other.last_update is None or alert.last_update is None:
+            return alert
+        return other if other.last_update > alert.last_update else alert
 
     def _comment_is_new(self, request: TriageRequest, actor: Actor) -> bool:
         if request.verb is not Verb.COMMENT:

@@ -8,6 +8,7 @@ and what the person who clicked was told.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,12 @@ import pytest
 
 from bot.access.triage import NOT_ENABLED
 from bot.alerts.triage import Verb
+from bot.defender.simulator import SimulatedTenant
 from bot.demo.clock import FakeClock
 from bot.slack import alert_menu
 from bot.slack.alert_views import CHOICE_ACTION, CHOICE_BLOCK, NOTE_BLOCK
 from bot.slack.modals import view_violations
+from tests.doubles.redis import require_redis, shared_state, url_with_prefix
 from tests.doubles.slack import Harness, alert_controls, all_text, harness
 
 ALICE = "U0ALICE"
@@ -261,3 +264,30 @@ def test_every_write_and_refusal_is_in_the_audit_trail(defender_api: str, tmp_pa
     assert written["defender_call"] is True
     [refused] = [r for r in records if r["audit"] == "triage_assign" and r["user"] == "U0BOB"]
     assert (refused["result"], refused["reason"]) == ("refused", "triage")
+
+
+def test_a_double_submit_reaching_two_processes_writes_once(defender_api: str) -> None:
+    """Two bots sharing Redis (as two processes do): the same form submitted to each at once, one write."""
+    require_redis()
+    with shared_state() as state:
+        tenant = SimulatedTenant()
+        url = url_with_prefix(state.prefix)
+        running = [triage_rig(defender_api, tenant=tenant, state_url=url) for _ in range(2)]
+        rigs = [next(bot) for bot in running]
+        try:
+            view, alert_id = opened_form(rigs[0], Verb.STATUS)
+            rigs[1].standin.users.update(rigs[0].standin.users)
+            values = form_values("Resolved")
+            threads = [threading.Thread(target=rig.submit, args=(view, values)) for rig in rigs]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            for rig in rigs:
+                rig.wait_idle()
+            assert stored(rigs[0], alert_id)["status"] == "Resolved"
+            patches = [w for w in tenant.writes.writes if w[0] != "graph-alert-comments"]
+            assert len(patches) == 1
+        finally:
+            for bot in running:
+                bot.close()
