@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -21,6 +21,7 @@ from bot.access.audit import AuditLog
 from bot.alerts.mirror import GraphAlertSource
 from bot.alerts.service import AlertService
 from bot.alerts.source import AlertSource
+from bot.alerts.triage import Actor, Triage, TriageResult
 from bot.config import Backend, ConfigError, DataApi, DefenderSettings, Settings, SlackSettings
 from bot.defender.auth import MsalTokenProvider, StaticTokenProvider, TokenProvider
 from bot.defender.client import DefenderClient
@@ -36,10 +37,13 @@ from bot.defender.simulator import (
 from bot.slack import bolt
 from bot.slack.actions import ButtonSeal
 from bot.slack.cards import CardContext
+from bot.slack.details import AlertDetails, ControlDeps
 from bot.slack.gate import Gate
 from bot.slack.listeners import Listeners
+from bot.slack.modal_api import SlackModals
 from bot.slack.poster import Poster, web_client
 from bot.slack.replies import Replier
+from bot.slack.triage import AlertTriage
 from bot.slack.usergroups import SlackMemberships
 from bot.slack.watching import SlackWatches
 from bot.slack.work import WorkPool
@@ -53,6 +57,7 @@ from bot.state.factory import (
 )
 from bot.state.watches import WatchStore
 from bot.telemetry import metrics
+from bot.watch.notes import record_slack_change
 from bot.watch.poller import Poller
 
 log = logging.getLogger(__name__)
@@ -281,11 +286,7 @@ def build_slack_bot(runtime: Runtime, settings: SlackSettings, *, poll_seconds: 
             "SLACK_SIGNING_SECRET_PREVIOUS is set: requests and buttons signed with it are still accepted; "
             "remove it a week after the rotation (docs/operations.md)"
         )
-
-    def card_context() -> CardContext:
-        return CardContext(
-            runtime.settings.defender.portal_url, runtime.link_tenant_id, max_alerts=settings.card_alerts, seal=seal
-        )
+    card_context = _card_contexts(runtime, settings, seal)
 
     # Membership is read in the background (a request waits for it a bounded time in all): see SlackMemberships.
     memberships = SlackMemberships(WebClient(token=settings.bot_token.reveal(), base_url=settings.api_url, timeout=2))
@@ -311,6 +312,58 @@ def build_slack_bot(runtime: Runtime, settings: SlackSettings, *, poll_seconds: 
     replier = Replier(runtime.service, card_context, backend=runtime.settings.defender.backend.value)
     listeners = Listeners(replier, watches, pool, poster, settings.visibility, gate, audit, seal)
     listeners.register(app, runtime.state.event_deduper())
+    modals = SlackModals.for_token(settings.bot_token.reveal(), settings.api_url)
+    controls = ControlDeps(runtime.service, gate, audit, seal, poster, modals, card_context, listeners.submit)
+    _register_alert_controls(app, runtime, settings, controls, memberships, listeners, (store, poller))
+    registry = _registry(runtime, store, pool)
+    return SlackBot(app, pool, runtime, settings, store, poller, seal, audit, registry, listeners)
+
+
+def _register_alert_controls(
+    app: App,
+    runtime: Runtime,
+    settings: SlackSettings,
+    controls: ControlDeps,
+    memberships: SlackMemberships,
+    listeners: Listeners,
+    watching: tuple[WatchStore, Poller],
+) -> None:
+    """Details for everyone; triage's menu and forms (refused unless BOT_TRIAGE=on and the person is listed)."""
+    details = AlertDetails(controls)
+    details.register(app)
+    client = runtime.client
+    writer = client if isinstance(client, DefenderClient | GraphAlertSource) else None
+    if writer is None:
+        log.warning("this alert source cannot write alerts: triage from Slack is unavailable")
+        return
+    triage = Triage(runtime.service, writer, runtime.state.event_deduper().first_time, runtime.state.cache)
+    store, poller = watching
+
+    def tell_watches(result: TriageResult, actor: Actor) -> None:
+        """The change in each watch's thread on the device, once, saying who (the poller posts it now)."""
+        if result.alert is not None and record_slack_change(store, result.alert, actor.user_id, datetime.now(UTC)):
+            poller.deliver_soon()
+
+    contact = settings.access.policy.contact
+    triage_policy = settings.access.triage
+    AlertTriage(controls, details, triage, triage_policy, memberships, contact=contact, redraw=listeners.card_for,
+                notes=tell_watches).register(app)  # fmt: skip
+
+
+def _card_contexts(runtime: Runtime, settings: SlackSettings, seal: ButtonSeal) -> Callable[[], CardContext]:
+    def card_context() -> CardContext:
+        return CardContext(
+            runtime.settings.defender.portal_url,
+            runtime.link_tenant_id,
+            max_alerts=settings.card_alerts,
+            seal=seal,
+            triage=settings.access.triage.enabled,
+        )
+
+    return card_context
+
+
+def _registry(runtime: Runtime, store: WatchStore, pool: WorkPool) -> CollectorRegistry:
     state = metrics.State(
         budget_left=lambda: budget_left(runtime.budget),
         cached_devices=lambda: runtime.service.cached_devices,
@@ -318,5 +371,4 @@ def build_slack_bot(runtime: Runtime, settings: SlackSettings, *, poll_seconds: 
         pending_followups=lambda: pending_reply_count(store) or 0,
         lookups_in_use=lambda: pool.in_use,
     )
-    registry = metrics.bot_registry(state)
-    return SlackBot(app, pool, runtime, settings, store, poller, seal, audit, registry, listeners)
+    return metrics.bot_registry(state)

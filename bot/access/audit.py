@@ -32,6 +32,12 @@ class Action(enum.Enum):
     BUTTON_REFRESH = "button_refresh"
     BUTTON_WATCH = "button_watch"
     BUTTON_UNWATCH = "button_unwatch"
+    ALERT_DETAILS = "alert_details"
+    TRIAGE_ASSIGN = "triage_assign"
+    TRIAGE_STATUS = "triage_status"
+    TRIAGE_CLASSIFY = "triage_classify"
+    TRIAGE_COMMENT = "triage_comment"
+    TRIAGE_INVALID = "triage_invalid"  # a menu choice or form this bot did not write: which change is unknown
 
 
 class Result(enum.Enum):
@@ -52,6 +58,8 @@ class Outcome:
     device: str | None = None  # the machine id when known, else the reference as parsed (never free text)
     from_cache: bool | None = None
     reason: str | None = None  # the refusal rule or problem kind: a fixed word, never user or alert text
+    alert: str | None = None  # the alert id, for details and triage
+    change: str | None = None  # a write: `status: New -> Resolved` (property names and enum values, never free text)
 
 
 OK = Outcome(Result.OK)
@@ -97,6 +105,8 @@ class AuditLog:
                 "from_cache": outcome.from_cache,
                 "defender_call": defender_calls > 0,
                 "defender_requests": defender_calls,
+                **({"alert": outcome.alert} if outcome.alert else {}),
+                **({"change": outcome.change} if outcome.change else {}),
             },
             ensure_ascii=True,
         )

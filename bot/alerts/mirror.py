@@ -28,6 +28,7 @@ from bot.defender.graph import GraphClient
 from bot.defender.limits import Priority
 from bot.defender.models import Alert, Machine
 from bot.defender.refs import RefKind, parse_device_ref
+from bot.defender.updates import AlertUpdate
 from bot.state.mirror import MemoryMirror, MirrorStore, updated_at
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,15 @@ class GraphAlertSource:
         """The watch poller's delta: one Graph call per poll (lookups in between share it), answered from the mirror."""
         self.sync(priority, max_age=0.0)
         return self.store.updated_since(since)
+
+    def update_alert(
+        self, alert_id: str, update: AlertUpdate, *, priority: Priority = Priority.INTERACTIVE
+    ) -> Alert | None:
+        """Write through Graph, and keep the written alert in the mirror (the next sync reads it again anyway)."""
+        written = self._client.update_alert(alert_id, update, priority=priority)
+        if written is not None:
+            self.store.merge([written], {})
+        return written
 
     # The mirror -----------------------------------------------------------------------------
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bot.access.policy import AccessPolicy
+from bot.access.triage import TriagePolicy
 from bot.config import variables as v
 from bot.config.kinds import ConfigError, Reader, Secret
 
@@ -27,6 +28,7 @@ class AccessSettings:
     user_rate_per_minute: int  # 0: no limit
     channel_rate_per_minute: int
     audit_log: str  # "stderr", "off" or a file path
+    triage: TriagePolicy = field(default_factory=TriagePolicy)  # who may change alerts from Slack (off: nobody)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,4 +115,9 @@ def _access(read: Reader) -> AccessSettings:
         user_rate_per_minute=read.value(v.USER_RATE),
         channel_rate_per_minute=read.value(v.CHANNEL_RATE),
         audit_log=read.value(v.AUDIT_LOG),
+        triage=TriagePolicy(
+            enabled=read.value(v.TRIAGE) == "on",
+            users=read.get(v.TRIAGE_USERS) or frozenset(),
+            usergroups=read.get(v.TRIAGE_USERGROUPS) or frozenset(),
+        ),
     )

@@ -277,6 +277,20 @@ AUDIT_LOG = Parsed(
     meaning="where the audit trail goes: `stderr`, `off`, or a file path (appended, created `0600`)",
 )  # fmt: skip
 
+TRIAGE = Choice(
+    name="BOT_TRIAGE", group=Group.ACCESS, options=("off", "on"), default="off",
+    meaning="`on` lets the people below change alerts from Slack (assign, status, classify, comment); see "
+    "[Triage from Slack](#triage-from-slack)",
+)  # fmt: skip
+TRIAGE_USERS = IdList(
+    name="BOT_TRIAGE_USERS", group=Group.ACCESS, kind="user", shown="nobody",
+    meaning="comma-separated user ids (`U…`, `W…`) who may change alerts when `BOT_TRIAGE=on`",
+)  # fmt: skip
+TRIAGE_USERGROUPS = IdList(
+    name="BOT_TRIAGE_USERGROUPS", group=Group.ACCESS, kind="usergroup", shown="nobody",
+    meaning="comma-separated user-group ids (`S…`) whose members may change alerts when `BOT_TRIAGE=on`",
+)  # fmt: skip
+
 # Every variable, in the README's order. A BOT_/DEFENDER_/SLACK_ name in the environment that is not here (a
 # misspelling such as BOT_ALLOWED_CHANNEL) stops start-up: `names.check_names`.
 VARIABLES: tuple[Variable[Any], ...] = (
@@ -289,4 +303,5 @@ VARIABLES: tuple[Variable[Any], ...] = (
     SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, SLACK_SIGNING_SECRET_PREVIOUS, SLACK_APP_TOKEN, SLACK_API_URL, PORT,
     HTTP_HOST, VISIBILITY, WORKERS, MAX_PENDING, CARD_ALERTS, ALLOWED_CHANNELS, ALLOWED_USERS, ALLOWED_USERGROUPS,
     DEVICE_GROUP_POLICY, ALLOW_EXTERNAL, ACCESS_CONTACT, USER_RATE, CHANNEL_RATE, AUDIT_LOG,
+    TRIAGE, TRIAGE_USERS, TRIAGE_USERGROUPS,
 )  # fmt: skip

@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Unpack
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from bot.defender.auth import TokenProvider
 from bot.defender.clouds import graph_scope_for
@@ -37,6 +37,7 @@ from bot.defender.limits import Api, Priority
 from bot.defender.models import Alert, Machine, format_timestamp, parse_timestamp
 from bot.defender.refs import RefKind, parse_device_ref
 from bot.defender.session import ApiSession, ErrorReply, SessionOptions, parse_all
+from bot.defender.updates import AlertUpdate
 
 SERVICE = "Microsoft Graph"
 ALERTS_PATH = "/v1.0/security/alerts_v2"
@@ -44,8 +45,16 @@ HUNTING_PATH = "/v1.0/security/runHuntingQuery"
 MAX_PAGE_SIZE = 1000  # Graph refuses a larger $top on alerts_v2
 MAX_TAKE = 1000  # rows a device search asks for at most
 # The application permission each API needs: Graph's 403 does not reliably name it.
-PERMISSIONS = {Api.GRAPH_ALERTS: "SecurityAlert.Read.All", Api.GRAPH_HUNTING: "ThreatHunting.Read.All"}
-_READS = {Api.GRAPH_ALERTS: "read security alerts", Api.GRAPH_HUNTING: "run advanced hunting queries"}
+PERMISSIONS = {
+    Api.GRAPH_ALERTS: "SecurityAlert.Read.All",
+    Api.GRAPH_HUNTING: "ThreatHunting.Read.All",
+    Api.GRAPH_ALERT_UPDATE: "SecurityAlert.ReadWrite.All",
+}
+_READS = {
+    Api.GRAPH_ALERTS: "read security alerts",
+    Api.GRAPH_HUNTING: "run advanced hunting queries",
+    Api.GRAPH_ALERT_UPDATE: "update security alerts",
+}
 # `aud` values a Graph token may carry: the host URL or Graph's well-known application id.
 _GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 
@@ -164,6 +173,26 @@ class GraphClient:
             if kept is None or _seen(machine) > _seen(kept):
                 latest[machine.id] = machine
         return sorted(latest.values(), key=_seen, reverse=True)
+
+    # Alert writes (SecurityAlert.ReadWrite.All) ---------------------------------------------
+
+    def update_alert(
+        self, alert_id: str, update: AlertUpdate, *, priority: Priority = Priority.INTERACTIVE
+    ) -> Alert | None:
+        """`PATCH alerts_v2/{id}` with the properties (if any), then `POST alerts_v2/{id}/comments` with the comment.
+
+        Returns the alert as the PATCH answered it; None for a comment alone (the alert's properties are unchanged).
+        """
+        path = f"{ALERTS_PATH}/{quote(alert_id, safe='')}"
+        updated = None
+        if update.changes_properties:
+            body = self._session.write_json(
+                Api.GRAPH_ALERT_UPDATE, "PATCH", path, update.graph_body(), priority, alert_id
+            )
+            updated = parse_graph_alert(body)
+        comment = {"@odata.type": "microsoft.graph.security.alertComment", "comment": update.comment}
+        self._session.write_json(Api.GRAPH_ALERT_UPDATE, "POST", f"{path}/comments", comment, priority, alert_id)
+        return updated
 
     # Errors ---------------------------------------------------------------------------------
 

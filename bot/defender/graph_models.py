@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bot.defender.errors import BadResponse
+from bot.defender.evidence import parse_graph_evidence
 from bot.defender.models import (
     Alert,
     AlertDevice,
@@ -145,6 +146,8 @@ def parse_graph_alert(raw: object) -> Alert:
         devices=devices,
         alert_web_url=json_text(data, "alertWebUrl"),
         incident_web_url=json_text(data, "incidentWebUrl"),
+        recommended_actions=json_text(data, "recommendedActions"),
+        evidence=parse_graph_evidence(data.get("evidence")),
     )
 
 

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, Self, TypeVar
 
 from bot.defender.errors import BadResponse
+from bot.defender.evidence import Evidence, parse_mde_evidence
 
 
 class _TolerantEnum(enum.StrEnum):
@@ -175,6 +176,8 @@ class Alert:
     devices: tuple[AlertDevice, ...] = ()
     alert_web_url: str | None = None
     incident_web_url: str | None = None
+    recommended_actions: str | None = None  # Graph's `recommendedActions`; Defender's alerts have none
+    evidence: tuple[Evidence, ...] = ()  # files, processes, IPs, URLs, users; Defender's only with $expand=evidence
 
     @property
     def machine_ids(self) -> tuple[str, ...]:
@@ -356,6 +359,7 @@ def parse_alert(raw: object) -> Alert:
         mitre_techniques=string_list(data.get("mitreTechniques")),
         related_user=_related_user(data.get("relatedUser")),
         comments=parse_comments(data.get("comments")),
+        evidence=parse_mde_evidence(data.get("evidence")),
     )
 
 

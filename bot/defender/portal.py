@@ -17,3 +17,8 @@ def alert_url(portal: str, alert_id: str, tenant_id: str | None = None) -> str:
 
 def device_url(portal: str, machine_id: str) -> str:
     return f"{portal}/machines/v2/{_segment(machine_id)}/overview"
+
+
+def incident_url(portal: str, incident_id: int, tenant_id: str | None = None) -> str:
+    query = f"?{urlencode({'tid': tenant_id})}" if tenant_id else ""
+    return f"{portal}/incidents/{incident_id}{query}"

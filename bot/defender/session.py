@@ -204,6 +204,12 @@ class ApiSession:
         """POST a JSON body and read one JSON object back."""
         return self._json(api, self._send(api, "POST", url, None, body, priority), not_found)
 
+    def write_json(
+        self, api: Api, method: str, url: str, body: dict[str, Any], priority: Priority, not_found: str | None = None
+    ) -> dict[str, Any]:
+        """PATCH or POST a write, attempted once: a retry after an unanswered write could make it twice."""
+        return self._json(api, self._send(api, method, url, None, body, priority, once=True), not_found)
+
     def get_collection(
         self, api: Api, path: str, params: dict[str, str] | None, priority: Priority, not_found: str | None = None
     ) -> Collection:
@@ -273,6 +279,8 @@ class ApiSession:
         params: dict[str, str] | None,
         body: dict[str, Any] | None,
         priority: Priority,
+        *,
+        once: bool = False,
     ) -> httpx.Response:
         """One logical request: budgeted attempts, backoff on 5xx and network errors, one token refresh on 401."""
         started = self._clock()
@@ -303,7 +311,7 @@ class ApiSession:
                     return response
                 failure = f"{self.service} answered {response.status_code}"
             delay = self._backoff_base * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
-            if attempt >= self._max_attempts or self._clock() - started + delay > self._retry_time_budget:
+            if once or attempt >= self._max_attempts or self._clock() - started + delay > self._retry_time_budget:
                 raise DefenderUnavailable(f"{failure} (gave up after {attempt} attempts)")
             log.info("%s; retrying in %.1f s", failure, delay)
             self._sleep(delay)

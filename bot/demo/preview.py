@@ -108,10 +108,30 @@ class _Renderer:
             lines = self.text_object(block["text"]) if "text" in block else []
             for item in block.get("fields", []):
                 lines += self.text_object(item)
-            if block.get("accessory", {}).get("type") == "button":
-                lines.append(self.button(block["accessory"]))
+            accessory = block.get("accessory", {})
+            if accessory.get("type") == "button":
+                lines.append(self.button(accessory))
+            elif accessory.get("type") == "overflow":
+                labels = " · ".join(clean(str(o.get("text", {}).get("text", ""))) for o in accessory.get("options", []))
+                lines.append(f"[ ⋯ {labels} ]")
             return lines
+        if kind == "input":
+            return self.input(block)
         return [f"[{clean(str(kind))} block]"]
+
+    @staticmethod
+    def input(block: Block) -> list[str]:
+        """A form field: its label, then its choices (radio buttons, a menu's groups) or a text box."""
+        label = clean(str(block.get("label", {}).get("text", "")))
+        element = block.get("element", {})
+        groups = element.get("option_groups") or [{"options": element.get("options", [])}]
+        lines = [f"{label}:"]
+        for group in groups:
+            heading = clean(str(group.get("label", {}).get("text", "")))
+            names = ", ".join(clean(str(o["text"]["text"])) for o in group.get("options", []))
+            if names:
+                lines.append(f"  ( ) {heading + ': ' if heading else ''}{names}")
+        return lines if len(lines) > 1 else [f"{label}: [ ____________ ]"]
 
     def footnotes(self) -> list[str]:
         notes = [f"[{n}] {clean(_decode(url))}" for n, url in enumerate(self.links, 1)]

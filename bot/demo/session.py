@@ -29,6 +29,7 @@ from bot.defender.simulator import BUSY_HOSTNAME, HOSTILE_HOSTNAME
 from bot.demo.preview import builder_url, fit, render_text
 from bot.demo.slack_requests import Request, SlackRequests
 from bot.demo.standin import Posted, SlackStandIn
+from bot.demo.triage_steps import DEMO_PEOPLE, DEMO_TRIAGE, alert_steps
 from bot.runtime import Runtime, build_runtime, build_slack_bot
 from bot.slack import actions
 from bot.slack.blockkit import Message
@@ -97,10 +98,10 @@ class _Session:
         port: int,
         secret: str,
     ) -> None:
-        self._out, self._as_json, self._standin, self._runtime = out, as_json, standin, runtime
-        self._poller = poller
+        self._out, self._as_json, self.standin, self._runtime = out, as_json, standin, runtime
+        self.poller = poller
         self.events_url = f"http://127.0.0.1:{port}{EVENTS_PATH}"
-        self._requests = SlackRequests(secret)
+        self.requests = SlackRequests(secret, on_trigger=standin.issue_trigger)
         self._http = httpx.Client(timeout=POST_TIMEOUT, trust_env=False)  # loopback: never via a proxy
         self._names = itertools.count(1)
         self.sent, self.slowest_ack_ms, self.failed = 0, 0.0, False
@@ -131,23 +132,23 @@ class _Session:
     def command(self, text: str) -> list[Posted]:
         self.print(f"» {USER} in {CHANNEL}: {clean(f'{COMMAND} {text}')}")
         name = f"command-{next(self._names)}"
-        url = self._standin.response_url(name)
+        url = self.standin.response_url(name)
         # Work the bot does after the ack ends with a message to the command's response_url; the rest is in the ack.
         later = isinstance(parse_command(text), Lookup | StartWatch | StopWatch)
         answered = _reached(name) if later else None
-        return self._exchange(self._requests.command(text, response_url=url), answered)
+        return self.exchange(self.requests.command(text, response_url=url), answered)
 
     def mention(self, text: str, *, thread_ts: str | None = None) -> list[Posted]:
         place = "a thread" if thread_ts else CHANNEL
         self.print(f"» {USER} in {place}: {clean(f'{MENTION} {text}')}")
         extra = {"thread_ts": thread_ts} if thread_ts else {}
-        event = self._requests.mention(text, **extra)
+        event = self.requests.mention(text, **extra)
         thread = str(thread_ts or event["ts"])  # the bot answers a mention in its thread
 
         def answered(new: list[Posted]) -> bool:
             return any(p.via == "chat.postMessage" and p.payload.get("thread_ts") == thread for p in new)
 
-        return self._exchange(self._requests.event(event), answered)
+        return self.exchange(self.requests.event(event), answered)
 
     def refresh(self, card: Posted | None) -> list[Posted]:
         value = _refresh_value(card.message) if card else None
@@ -157,8 +158,8 @@ class _Session:
         title = next((b["text"]["text"] for b in card.message.blocks if b.get("type") == "header"), "the card")
         self.print(f"» {USER} presses [ Refresh ] on {clean(title)}")
         name = f"action-{next(self._names)}"
-        url = self._standin.response_url(name, for_action=True)
-        return self._exchange(self._requests.block_action(actions.REFRESH, value, response_url=url), _reached(name))
+        url = self.standin.response_url(name, for_action=True)
+        return self.exchange(self.requests.block_action(actions.REFRESH, value, response_url=url), _reached(name))
 
     def change_in_defender(self, hostname: str) -> None:
         """What happens in Defender meanwhile: a new High alert, and an analyst taking an existing one."""
@@ -177,17 +178,17 @@ class _Session:
 
     def check(self) -> list[Posted]:
         """One cycle of the watch poller, as its background thread runs every WATCH_POLL_SECONDS."""
-        self.print(f"» The watch poller checks Defender (every {self._poller.base_interval:.0f} s in production)")
-        before, calls = len(self._standin.posts), self.defender_calls
-        report = self._poller.run_once()
+        self.print(f"» The watch poller checks Defender (every {self.poller.base_interval:.0f} s in production)")
+        before, calls = len(self.standin.posts), self.defender_calls
+        report = self.poller.run_once()
         self.print(
             f"  ↳ {self.defender_calls - calls} Defender call{'' if self.defender_calls - calls == 1 else 's'} "
             f"for every watched device; {report.changes} changes, grouped in {report.posted} "
             f"repl{'y' if report.posted == 1 else 'ies'}"
         )
-        new = self._standin.posts[before:]
+        new = self.standin.posts[before:]
         for posted in new:
-            self._show(posted.message, posted.payload, _where(posted))
+            self.show(posted.message, posted.payload, _where(posted))
         if report.posted != 1 or not any(p.via == "chat.update" for p in new):
             self.print("  ✗ expected one reply in the card's thread and the card updated (the bot's log is on stderr)")
             self.failed = True
@@ -195,12 +196,12 @@ class _Session:
 
     # What the bot does -----------------------------------------------------------------------------------
 
-    def _exchange(self, request: Request, answered: Callable[[list[Posted]], bool] | None) -> list[Posted]:
+    def exchange(self, request: Request, answered: Callable[[list[Posted]], bool] | None) -> list[Posted]:
         """Send one signed request, show the acknowledgement, then whatever the bot posts because of it.
 
         `answered` tells from the new posts that the bot is done; None means it should post nothing.
         """
-        before, calls = len(self._standin.posts), self.defender_calls
+        before, calls = len(self.standin.posts), self.defender_calls
         body, headers = request
         started = time.perf_counter()
         response = self._http.post(self.events_url, content=body, headers=headers)
@@ -213,10 +214,10 @@ class _Session:
         if response.content:
             ack = response.json()
             message = Message(str(ack.get("text", "")), list(ack.get("blocks") or []))
-            self._show(message, ack, f"ack in {elapsed:.0f} ms, seen only by {USER}")
+            self.show(message, ack, f"ack in {elapsed:.0f} ms, seen only by {USER}")
         else:
             self.print(f"  ↳ ack in {elapsed:.0f} ms, empty: Slack shows nothing")
-        new = self._wait(before, answered)
+        new = self.wait(before, answered)
         if answered is not None and not answered(new):
             self.print(f"  ✗ no message from the bot within {POST_TIMEOUT:.0f} s (its log is on stderr)")
             self.failed = True
@@ -224,25 +225,25 @@ class _Session:
             called = self.defender_calls - calls
             self.print(f"  ↳ nothing was posted to Slack; Defender calls: {called}")
         for posted in new:
-            self._show(posted.message, posted.payload, _where(posted))
+            self.show(posted.message, posted.payload, _where(posted))
             if _refresh_value(posted.message) is not None:
                 self.last_card = posted
         return new
 
-    def _wait(self, before: int, answered: Callable[[list[Posted]], bool] | None) -> list[Posted]:
+    def wait(self, before: int, answered: Callable[[list[Posted]], bool] | None) -> list[Posted]:
         """The posts since `before`, once `answered` holds (or the time is up)."""
         deadline = time.monotonic() + (POST_TIMEOUT if answered else QUIET_WAIT)
         while True:
-            new = self._standin.posts[before:]
+            new = self.standin.posts[before:]
             remaining = deadline - time.monotonic()
             if (answered is not None and answered(new)) or remaining <= 0:
                 return new
             try:
-                self._standin.wait_for_posts(before + len(new) + 1, remaining)
+                self.standin.wait_for_posts(before + len(new) + 1, remaining)
             except TimeoutError:
-                return self._standin.posts[before:]
+                return self.standin.posts[before:]
 
-    def _show(self, message: Message, payload: dict[str, Any], where: str) -> None:
+    def show(self, message: Message, payload: dict[str, Any], where: str) -> None:
         text = render_text(message, PEOPLE)
         if "\n" in text:  # a card: drawn in full, with a link to see it as Slack would
             self.print(f"  ↳ {where}:\n")
@@ -295,6 +296,7 @@ def _script(session: _Session) -> None:
     session.step("8. Defender changes: one reply in the card's thread, and the card redrawn")
     session.change_in_defender(WATCHED)
     session.check()
+    alert_steps(session)
 
 
 def _interactive(session: _Session, stdin: TextIO) -> None:
@@ -335,6 +337,8 @@ def run_demo(
             env = {"SLACK_BOT_TOKEN": standin.bot_token, "SLACK_SIGNING_SECRET": secret}
             env["SLACK_API_URL"] = standin.api_url
             env["BOT_AUDIT_LOG"] = "off"  # scripted requests: audit lines would only bury the readable cards
+            env |= DEMO_TRIAGE  # @alice may change alerts (triage is off unless switched on)
+            standin.users.update(DEMO_PEOPLE)
             # Never a real tenant, and never a state file in the person's working directory.
             demo_settings = dataclasses.replace(
                 settings,

@@ -14,7 +14,7 @@ import json
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 
 Request = tuple[bytes, dict[str, str]]
 
@@ -29,12 +29,21 @@ class SlackRequests:
         team_id: str = "T0STANDIN",
         clock: Callable[[], float] = time.time,
         enterprise_id: str | None = None,  # the Enterprise Grid org of `team_id`, named in event envelopes
+        on_trigger: Callable[[str], None] | None = None,
     ) -> None:
         self._secret = signing_secret.encode()
         self.team_id = team_id
         self.enterprise_id = enterprise_id
         self._clock = clock
         self._ids = itertools.count(1)
+        # Told of every trigger_id these requests carry, as Slack's side knows what it issued (the stand-in).
+        self._on_trigger = on_trigger or (lambda _: None)
+        self.last_trigger = ""
+
+    def _trigger(self) -> str:
+        self.last_trigger = f"{next(self._ids)}.{int(self._clock())}.{next(self._ids):08x}"
+        self._on_trigger(self.last_trigger)
+        return self.last_trigger
 
     def sign(self, body: bytes, *, timestamp: int | None = None) -> dict[str, str]:
         stamp = str(int(self._clock()) if timestamp is None else timestamp)
@@ -61,7 +70,7 @@ class SlackRequests:
                 "command": command,
                 "text": text,
                 "response_url": response_url,
-                "trigger_id": f"trigger.{next(self._ids)}",
+                "trigger_id": self._trigger(),
                 "user_id": user_id,
                 "user_name": "alice",
                 "channel_id": channel_id,
@@ -130,10 +139,34 @@ class SlackRequests:
             "channel": {"id": channel, "name": "incident"},
             "container": {"type": "message", "channel_id": channel, "is_ephemeral": False}
             | ({"message_ts": message_ts} if message_ts else {}),
-            "trigger_id": f"trigger.{next(self._ids)}",
+            "trigger_id": self._trigger(),
             "response_url": response_url,
             "actions": [
                 {"type": "button", "action_id": action_id, "block_id": "b", "value": value, "action_ts": "1.2"}
             ],
+        }
+        return self._form({"payload": json.dumps(payload)})
+
+    def overflow_action(self, action_id: str, option_value: str, *, response_url: str, **where: Any) -> Request:
+        """A choice in an overflow menu: like a button press, the chosen option in `selected_option`."""
+        body, _ = self.block_action(action_id, "", response_url=response_url, **where)
+        payload = json.loads(parse_qs(body.decode())["payload"][0])
+        payload["actions"] = [{"type": "overflow", "action_id": action_id, "block_id": "b", "action_ts": "1.2",
+                               "selected_option": {"text": {"type": "plain_text", "text": "x"},
+                                                   "value": option_value}}]  # fmt: skip
+        return self._form({"payload": json.dumps(payload)})
+
+    def view_submission(
+        self, view: dict[str, Any], values: dict[str, Any], *, user_id: str = "U0ALICE", view_id: str = "V1"
+    ) -> Request:
+        """A modal submitted: the view as opened (its callback_id and private_metadata) with the inputs' state."""
+        payload = {
+            "type": "view_submission",
+            "team": {"id": self.team_id, "domain": "standin"},
+            "user": {"id": user_id, "username": "alice", "team_id": self.team_id},
+            "api_app_id": "A0DEVALERTS",
+            "trigger_id": self._trigger(),
+            "view": {**view, "id": view_id, "state": {"values": values}},
+            "response_urls": [],
         }
         return self._form({"payload": json.dumps(payload)})

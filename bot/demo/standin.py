@@ -2,11 +2,11 @@
 
 - `SlackStandIn` is a real HTTP server on 127.0.0.1 standing in for Slack's Web API (`auth.test`,
   `chat.postMessage`, `chat.postEphemeral`, `chat.update`, `conversations.replies`, `conversations.history`,
-  `usergroups.users.list`, `conversations.join`, `apps.connections.open`) and for `response_url` endpoints. It
-  records what the bot posts, rejects messages that break Block Kit limits as Slack would (`invalid_blocks`), and
-  can fail on purpose (429 with Retry-After, 5xx, an expired response_url). `SlackStandIn.observe` sees every
-  payload.
-  As in Slack, `replace_original` through a slash command's response_url cannot replace the message the ack
+  `usergroups.users.list`, `conversations.join`, `views.open`, `users.info`, `apps.connections.open`) and for
+  `response_url` endpoints. It records what the bot posts, rejects messages that break Block Kit limits as Slack
+  would (`invalid_blocks`), and can fail on purpose (429 with Retry-After, 5xx, an expired response_url).
+  `SlackStandIn.observe` sees every payload.
+- As in Slack, `replace_original` through a slash command's response_url cannot replace the message the ack
   showed: it replaces only a message sent earlier through that response_url, else the answer is a new message
   (`Posted.replaced` says which). A button's response_url (`response_url(name, for_action=True)`) replaces the
   message the button is on.
@@ -15,6 +15,9 @@
   in any public channel (`chat:write.public`) but reads history and threads (`conversations.history`/`replies`)
   only as a member (`not_in_channel` otherwise); a private channel it is not in is `channel_not_found`. DMs
   (`D…`) are the bot's own. Message metadata comes back only with `include_all_metadata`.
+- `views.open` is as strict as Slack's: a trigger_id opens one view, within 3 s of its interaction
+  (`invalid_trigger_id`, `expired_trigger_id`), and a view over the modal limits is `invalid_arguments`;
+  `users.info` shows the email only while the token has `users:read.email`.
 
 The signed requests Slack sends to the bot are built by `bot.demo.slack_requests.SlackRequests`.
 """
@@ -34,7 +37,9 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qs
 
 from bot.slack.blockkit import Message, violations
+from bot.slack.modals import view_violations
 
+TRIGGER_LIFETIME = 3.0  # seconds a trigger_id may open a view after the interaction
 RESPONSE_PATH = "/response/"
 API_PATH = "/api/"
 PayloadObserver = Callable[[str, dict[str, Any]], None]  # (Web API method or "response_url <name>", payload)
@@ -98,6 +103,14 @@ class SlackStandIn:
         # Channel ids that are private, and those the bot is a member of (joined, or invited: a test adds it).
         self.private: set[str] = set()
         self.joined: set[str] = set()
+        # Modals: the trigger ids Slack issued (with when), the views opened, the people `users.info` knows and
+        # the scopes the bot token was granted (the email needs `users:read.email`). Tests may change any of them.
+        self.clock: Callable[[], float] = time.monotonic
+        self.triggers: dict[str, float] = {}
+        self.used_triggers: set[str] = set()
+        self.views: list[dict[str, Any]] = []
+        self.users: dict[str, dict[str, Any]] = {}
+        self.scopes = {"users:read", "users:read.email"}
         self._state = _State()
         self._changed = threading.Condition()
         self._ts = itertools.count(1)
@@ -324,9 +337,50 @@ class SlackStandIn:
                 and float(p.payload["ts"]) >= oldest
             ]
             return 200, {"ok": True, "messages": messages, "has_more": False}
+        if method in ("views.open", "users.info"):
+            return 200, self._modal_api(method, args)
         if method == "apps.connections.open":
             return 200, {"ok": False, "error": "stand_in_has_no_websocket"}
         return 200, {"ok": False, "error": "unknown_method"}
+
+    def issue_trigger(self, trigger_id: str) -> None:
+        """Slack issued `trigger_id` for an interaction now (`SlackRequests(on_trigger=…)` calls this)."""
+        with self._changed:
+            self.triggers[trigger_id] = self.clock()
+
+    def _modal_api(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
+        if method == "users.info":
+            return self._user_info(str(args.get("user", "")))
+        view = args.get("view")
+        if isinstance(view, str):
+            view = json.loads(view)
+        trigger = str(args.get("trigger_id", ""))
+        with self._changed:
+            issued = self.triggers.get(trigger)
+            if issued is None or trigger in self.used_triggers:
+                return {"ok": False, "error": "invalid_trigger_id"}
+            if self.clock() - issued > TRIGGER_LIFETIME:
+                return {"ok": False, "error": "expired_trigger_id"}
+            if not isinstance(view, dict):
+                return {"ok": False, "error": "invalid_arguments"}
+            problems = view_violations(view)
+            if problems:
+                return {"ok": False, "error": "invalid_arguments", "response_metadata": {"messages": problems}}
+            self.used_triggers.add(trigger)
+            view_id = f"V{len(self.views) + 1:08d}"
+            opened = {**view, "id": view_id}
+            self.views.append({**opened, "trigger_id": trigger})
+        return {"ok": True, "view": opened}
+
+    def _user_info(self, user_id: str) -> dict[str, Any]:
+        if "users:read" not in self.scopes:
+            return {"ok": False, "error": "missing_scope", "needed": "users:read"}
+        with self._changed:
+            known = self.users.get(user_id)
+        if known is None:
+            return {"ok": False, "error": "user_not_found"}
+        profile = {key: value for key, value in known.items() if key != "email" or "users:read.email" in self.scopes}
+        return {"ok": True, "user": {"id": user_id, "name": known.get("name", user_id), "profile": profile}}
 
     def _respond(self, name: str, body: dict[str, Any]) -> tuple[int, str]:
         for observer in list(self._observers):
@@ -366,8 +420,9 @@ class SlackStandIn:
                     args = json.loads(raw or b"{}")
                 else:
                     args = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
-                    if isinstance(args.get("blocks"), str):
-                        args["blocks"] = json.loads(args["blocks"])
+                    for key in ("blocks", "view"):
+                        if isinstance(args.get(key), str):
+                            args[key] = json.loads(args[key])
                 token = (self.headers.get("Authorization") or "").removeprefix("Bearer ") or str(args.get("token", ""))
                 status, body = stand_in._web_api(method, token, args)
                 self._send(status, "application/json", json.dumps(body).encode())

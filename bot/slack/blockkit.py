@@ -24,6 +24,9 @@ MAX_BUTTON_TEXT = 75
 MAX_BUTTON_VALUE = 2000
 MAX_ACTION_ID = 255
 MAX_URL = 3000
+MAX_OPTION_TEXT = 75
+MAX_OPTION_VALUE = 150
+OVERFLOW_OPTIONS = (2, 5)  # an overflow menu holds 2-5 options
 # Documented limits allow more, but Slack has refused messages at about 13k characters of block text.
 MAX_TOTAL_TEXT = 12_000
 MAX_FALLBACK_TEXT = 4000  # Slack truncates at 40,000; notifications show far less
@@ -58,7 +61,21 @@ def block_text_length(blocks: list[Block]) -> int:
     return sum(len(t) for block in blocks for t in _texts(block))
 
 
+def option_violations(options: list[Block], where: str) -> Iterator[str]:
+    for index, option in enumerate(options):
+        if not 1 <= len(option.get("text", {}).get("text", "")) <= MAX_OPTION_TEXT:
+            yield f"{where}.options[{index}]: option text length"
+        if not 1 <= len(option.get("value", "")) <= MAX_OPTION_VALUE:
+            yield f"{where}.options[{index}]: option value length {len(option.get('value', ''))}"
+
+
 def _element_violations(element: Block, where: str) -> Iterator[str]:
+    if element.get("type") == "overflow":
+        options = element.get("options", [])
+        if not OVERFLOW_OPTIONS[0] <= len(options) <= OVERFLOW_OPTIONS[1]:
+            yield f"{where}: overflow with {len(options)} options"
+        yield from option_violations(options, where)
+        return
     if element.get("type") != "button":
         return
     label = element.get("text", {}).get("text", "")
@@ -124,3 +141,8 @@ def violations(message: Message) -> list[str]:
     if total > MAX_TOTAL_TEXT:
         found.append(f"{total} characters of block text")
     return found
+
+
+def block_violations(block: Block, where: str) -> list[str]:
+    """The limits one message-style block breaks (modals check their own block kinds around it)."""
+    return list(_block_violations(block, where))

@@ -8,7 +8,7 @@ they fit and the rest are summarised as "…and N more". Every untrusted string 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from bot.alerts.problems import Problem, ProblemKind
@@ -17,7 +17,7 @@ from bot.alerts.result import DeviceAlerts
 from bot.alerts.scope import EVERY_DEVICE, DeviceScope
 from bot.defender.models import Alert, AlertStatus, Severity
 from bot.defender.portal import alert_url, device_url
-from bot.slack import actions, mrkdwn
+from bot.slack import actions, alert_menu, mrkdwn
 from bot.slack.blockkit import MAX_BLOCKS, MAX_SECTION_TEXT, MAX_TOTAL_TEXT, Block, Message, block_text_length
 from bot.text import ago, counts
 
@@ -47,6 +47,7 @@ class CardContext:
     max_alerts: int = 10
     now: datetime | None = None
     seal: actions.ButtonSeal = field(kw_only=True)
+    triage: bool = field(default=False, kw_only=True)  # BOT_TRIAGE=on: each alert gets the triage menu
 
 
 def section_block(text: str) -> Block:
@@ -89,7 +90,7 @@ def _freshness(result: DeviceAlerts) -> str:
     return f"{as_of} · cached {ago(result.age)}" if result.from_cache else f"{as_of} · fresh from Defender"
 
 
-def _alert_section(alert: Alert, context: CardContext, now: datetime) -> Block:
+def _alert_section(alert: Alert, context: CardContext, machine_id: str) -> Block:
     status = alert.status.label
     if alert.status is AlertStatus.RESOLVED and (alert.classification or alert.determination):
         verdict = " / ".join(
@@ -109,7 +110,9 @@ def _alert_section(alert: Alert, context: CardContext, now: datetime) -> Block:
         f"last activity {mrkdwn.date(alert.last_activity)}" if alert.last_activity else "",
     ]
     first = f"{SEVERITY_EMOJI[alert.severity]} *{alert.severity.label}* · {status} · {title}"
-    return section_block(first + "\n" + " · ".join(d for d in details if d))
+    block = section_block(first + "\n" + " · ".join(d for d in details if d))
+    control = alert_menu.alert_control(machine_id, alert.id, context.seal, triage=context.triage)
+    return {**block, "accessory": control} if control else block
 
 
 def fallback_text(result: DeviceAlerts) -> str:
@@ -139,7 +142,6 @@ def device_card(result: DeviceAlerts, context: CardContext, watch: WatchBadge | 
 
     With `watch`, it is a watch's root card: a line says who watches until when, and Unwatch replaces Watch.
     """
-    now = context.now or datetime.now(UTC)
     shown = len(result.alerts)
     title = f"{mrkdwn.plain(result.display_name, NAME_LIMIT)} · {shown} alert{'' if shown == 1 else 's'}"
     summary = [
@@ -174,8 +176,8 @@ def device_card(result: DeviceAlerts, context: CardContext, watch: WatchBadge | 
     used = block_text_length([*blocks, buttons])
     listed = 0
     for alert in result.alerts[: context.max_alerts]:
-        alert_block = _alert_section(alert, context, now)
-        size = len(alert_block["text"]["text"])
+        alert_block = _alert_section(alert, context, result.machine_id)
+        size = block_text_length([alert_block])
         if used + size > MAX_TOTAL_TEXT - _TAIL_RESERVE or len(blocks) + 3 > MAX_BLOCKS:
             break
         blocks.append(alert_block)

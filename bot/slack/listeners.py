@@ -181,7 +181,7 @@ class Listeners:
             in_channel = plan.card and self._in_channel and not _for_asker_only(plan, answer)
             self._poster.respond(url, answer.message, in_channel=in_channel)
 
-        submitted = self._submit(plan.action, requester, job, lambda message: self._poster.respond(url, message))
+        submitted = self.submit(plan.action, requester, job, lambda message: self._poster.respond(url, message))
         ack(**cards.notice(plan.note if submitted else BUSY).payload())
 
     # Mentions and direct messages --------------------------------------------------------------
@@ -220,7 +220,7 @@ class Listeners:
         def deliver(message: Message) -> None:
             self._poster.post(channel, message, thread_ts=thread_ts)
 
-        if not self._submit(plan.action, requester, job, deliver):
+        if not self.submit(plan.action, requester, job, deliver):
             _in_background(lambda: self._poster.post(channel, cards.notice(BUSY), thread_ts=thread_ts))
 
     # Buttons -----------------------------------------------------------------------------------
@@ -230,11 +230,16 @@ class Listeners:
         channel = requester_in(context).channel_id
 
         def answer(query: DeviceQuery, scope: DeviceScope) -> Answer:
-            # A watch's root card stays a root card: same watch line, same Unwatch button.
-            root = self._watches.root_card_for(channel, message_ts, scope) if message_ts else None
-            return root or self._replier.lookup(query, refresh=True, scope=scope)
+            return self.card_for(channel, message_ts, query, scope, refresh=True)
 
         self._on_button(ack, body, action, context, Action.BUTTON_REFRESH, answer, replace_original=True)
+
+    def card_for(
+        self, channel: str, message_ts: str, query: DeviceQuery, scope: DeviceScope, *, refresh: bool = False
+    ) -> Answer:
+        """The card at `message_ts` drawn again: a watch's root card stays one (same watch line, Unwatch)."""
+        root = self._watches.root_card_for(channel, message_ts, scope) if message_ts else None
+        return root or self._replier.lookup(query, refresh=refresh, scope=scope)
 
     def on_open_device(self, ack: Ack) -> None:
         ack()  # a link button: Slack opens the URL itself, but still expects the interaction acknowledged
@@ -293,7 +298,7 @@ class Listeners:
             message = self._run(kind, requester, lambda: answer(query, scope)).message
             self._poster.respond(url, message, replace_original=replace_original)
 
-        if not self._submit(kind, requester, job, lambda message: self._poster.respond(url, message)):
+        if not self.submit(kind, requester, job, lambda message: self._poster.respond(url, message)):
             self._tell(url, cards.notice(BUSY))
 
     def _tell(self, response_url: str, message: Message) -> None:
@@ -342,7 +347,7 @@ class Listeners:
         self._audit.record(kind, requester, answer.outcome, defender_calls=count.requests)
         return answer
 
-    def _submit(
+    def submit(
         self, kind: Action, requester: Requester, job: Callable[[], object], deliver: Callable[[Message], object]
     ) -> bool:
         """Queue `job`; if it fails unexpectedly, the person still hears about it through `deliver`."""

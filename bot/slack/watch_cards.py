@@ -27,7 +27,12 @@ def _status(value: str | None) -> str:
 
 
 def change_line(change: Change, context: CardContext) -> str:
-    """One change as one line of mrkdwn; every value from Defender is escaped."""
+    """One change as one line of mrkdwn; every value from Defender is escaped. A change made from Slack says who."""
+    line = _change_line(change, context)
+    return f"{line} · by {mrkdwn.user(change.by)} via Slack" if change.by else line
+
+
+def _change_line(change: Change, context: CardContext) -> str:
     if change.kind is ChangeKind.NEW:
         severity = Severity.parse(change.severity)
         category = f" · {mrkdwn.text(change.category, 40)}" if change.category else ""

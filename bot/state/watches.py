@@ -66,6 +66,7 @@ class Change:
     classification: str | None = None
     determination: str | None = None
     at: str | None = None  # the alert's lastUpdateTime: tells A→B→A→B transitions apart
+    by: str | None = None  # the Slack user who made the change from Slack (triage), when it was made there
 
     @property
     def key(self) -> str:

@@ -144,6 +144,15 @@ class Harness:
             )
         )
 
+    def choose(self, action_id: str, option_value: str, url_name: str = "b1", **where: Any) -> BoltResponse:
+        """Pick an option of an overflow menu (a card's per-alert triage menu)."""
+        url = self.standin.response_url(url_name)
+        return self.dispatch(self.requests.overflow_action(action_id, option_value, response_url=url, **where))
+
+    def submit(self, view: dict[str, Any], values: dict[str, Any], **who: Any) -> BoltResponse:
+        """Submit a modal the bot opened, with the inputs' state as Slack sends it."""
+        return self.dispatch(self.requests.view_submission(view, values, **who))
+
     def wait_idle(self, timeout: float = 10.0) -> None:
         """Block until the work pool has no job running or waiting."""
         deadline = time.monotonic() + timeout
@@ -190,7 +199,7 @@ def harness(
     except BaseException:
         close_soon(standin)
         raise
-    rig = Harness(standin, bot, SlackRequests(SIGNING_SECRET))
+    rig = Harness(standin, bot, SlackRequests(SIGNING_SECRET, on_trigger=standin.issue_trigger))
     try:
         yield rig
     finally:
@@ -235,6 +244,11 @@ def buttons(posted: Posted) -> dict[str, dict[str, Any]]:
         if block["type"] == "actions":
             found.update({element["action_id"]: element for element in block["elements"]})
     return found
+
+
+def alert_controls(posted: Posted) -> list[dict[str, Any]]:
+    """The per-alert controls (Details buttons or triage menus) of a card, in the card's order."""
+    return [b["accessory"] for b in posted.payload.get("blocks") or [] if b["type"] == "section" and "accessory" in b]
 
 
 def foreign_tokens(payload: Mapping[str, Any]) -> list[str]:

@@ -43,6 +43,8 @@ STEP_HEADINGS = (
     "━━ 6. Help ",
     "━━ 7. Watch: a root card in the channel, a note in its thread ",
     "━━ 8. Defender changes: one reply in the card's thread, and the card redrawn ",
+    "━━ 9. Details: one alert in a window, from the cached list ",
+    "━━ 10. Triage: set a status; the form is the confirmation ",
     "━━ Summary ",
 )
 PERSON_LINES = (
@@ -53,9 +55,13 @@ PERSON_LINES = (
     "» @alice in #incident: /device-alerts ws-eng-666\n",
     "» @alice in #incident: /device-alerts help\n",
     "» @alice in #incident: /device-alerts watch ws-fin-014 for:1h\n",
+    "» @alice picks [ Details ] in the menu of ",
+    "» @alice picks [ Set status… ] in the menu of ",
+    "» @alice chooses Resolved, writes “Contained by EDR” and presses [ Set status ]",
 )
 # What the bot posted, in order: steps 1-3 (lookup card, mention reply, refreshed card), 5 (hostile card),
-# 7 (root card, thread note, confirmation) and 8 (the root card updated, the follow-up in its thread).
+# 7 (root card, thread note, confirmation), 8 (the root card updated, the follow-up in its thread) and 10 (the
+# card redrawn after the triage change, the note to @alice, the watch's line saying who changed it).
 LOOKUP_POSTS = 4
 ROOT, NOTE, CONFIRMATION, UPDATE, FOLLOWUP = range(LOOKUP_POSTS, LOOKUP_POSTS + 5)
 BUILDER_LINK = re.compile(r"Block Kit Builder: (\S+)")
@@ -139,7 +145,7 @@ def test_every_step_is_played_and_announced(scripted: Run) -> None:
     for line in PERSON_LINES:
         assert line in scripted.out
     # The two lookups, the mention, the refresh and the watch reached the stand-in; bad input and help did not.
-    assert len(scripted.posts) == LOOKUP_POSTS + 5
+    assert len(scripted.posts) == LOOKUP_POSTS + 8
 
 
 def test_slash_command_card_is_posted_to_the_channel(scripted: Run) -> None:
@@ -274,9 +280,23 @@ def test_the_demo_writes_no_state_file(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert list(tmp_path.iterdir()) == []
 
 
+def test_details_open_from_the_cache_and_a_status_change_is_told_to_alice_and_the_watch(scripted: Run) -> None:
+    details = flat(scripted.out[scripted.out.index("━━ 9. ") : scripted.out.index("━━ 10. ")])
+    assert "Slack opens a window for @alice: Alert details" in details
+    assert "Defender calls: 0 (the card's list was at hand)" in details
+    assert "Open the alert in Defender" in details
+    triage = flat(scripted.out[scripted.out.index("━━ 10. ") : scripted.out.index("━━ Summary")])
+    assert "Slack opens a window for @alice: Set alert status" in triage
+    assert "posted in #incident (visible only to @alice): Done: " in triage
+    assert "status: New → Resolved" in triage
+    redrawn, note, said = scripted.posts[-3:]
+    assert redrawn.payload.get("replace_original") is True and note.payload.get("replace_original") is False
+    assert said.payload.get("thread_ts") and "by <@U0ALICE> via Slack" in json.dumps(said.payload)
+
+
 def test_summary(scripted: Run) -> None:
     summary = scripted.out[scripted.out.index(STEP_HEADINGS[-1]) :]
-    assert "Signed requests sent: 7;" in summary
+    assert "Signed requests sent: 10;" in summary
     slowest = re.search(r"slowest ack (\d+) ms", summary)
     assert slowest, summary
     assert int(slowest[1]) < 3000
@@ -336,8 +356,8 @@ def test_json_option_prints_every_payload(scripted_json: Run) -> None:
         payloads.append(payload)
     acks = [m.start() for m in re.finditer(r"↳ ack in \d+ ms, seen only by @alice", out)]
     shown = [m.start() for m in re.finditer(r"↳ (posted in|replaced the|updated the|answered below)", out)]
-    # One per acknowledgement of a slash command (5) and one per message posted (9).
-    assert (len(acks), len(shown), len(payloads)) == (5, 9, 14)
+    # One per acknowledgement of a slash command (5) and one per message posted (12).
+    assert (len(acks), len(shown), len(payloads)) == (5, 12, 17)
     for payload in payloads:
         assert payload["blocks"]
         assert payload["text"]

@@ -175,10 +175,16 @@ def route(raw_path: bytes) -> tuple[str, str]:
     match lowered:
         case ["v1.0", "security", "alerts_v2"]:
             return GRAPH_ALERTS, ""
+        case ["v1.0", "security", "alerts_v2", _]:
+            return "graph-alert", segments[4]
+        case ["v1.0", "security", "alerts_v2", _, "comments"]:
+            return "graph-alert-comments", segments[4]
         case ["v1.0", "security", "runhuntingquery"]:
             return GRAPH_HUNTING, ""
         case ["api", "alerts"]:
             return "alerts", ""
+        case ["api", "alerts", _]:
+            return "alert-update", segments[3]
         case ["api", "machines"]:
             return "machines-list", ""
         case ["api", "machines", _]:

@@ -54,6 +54,7 @@ from bot.defender.simulator.odata import (
     ticks,
 )
 from bot.defender.simulator.throttle import RateWindows
+from bot.defender.simulator.writes import GRAPH_WRITES, WRITE_KINDS, AlertWrites
 
 
 class SimulatedTenant:
@@ -92,7 +93,7 @@ class SimulatedTenant:
         self.ingestion_lag = ingestion_lag
         # Microsoft Graph: page size without $top (Graph's is undocumented) and rate limits per API, as Graph's.
         self.graph_page_size = 1000
-        self.limits = {GRAPH_ALERTS: 150, GRAPH_HUNTING: 45}
+        self.limits = {GRAPH_ALERTS: 150, GRAPH_HUNTING: 45, **dict.fromkeys(GRAPH_WRITES, 150)}
         self.graph_roles = set(ROLES.values())  # application permissions granted; take one away for a 403
         self.links: dict[str, list[str]] = {}  # alert id -> more devices it concerns (Graph evidence only)
         self.machines: list[Json] = []
@@ -106,6 +107,7 @@ class SimulatedTenant:
         self._versions: dict[str, list[Json]] = {}  # alert id -> its earlier versions, oldest first
         self._windows = RateWindows(self._clock)
         self._faults: deque[Fault] = deque()
+        self.writes = AlertWrites(self._clock, self._now)  # PATCH/POST on alerts (`writes`)
         self._populate(self._now())
         self.fleet = Fleet(fleet or FleetSpec(), self._now())
         self.directory = Directory(self.machines, self.fleet)
@@ -186,6 +188,8 @@ class SimulatedTenant:
         if scheme.lower() != "bearer" or not token.strip():
             raise ApiError(401, "Authorization header with a bearer token is required")
         kind, ident = route(request.url.raw_path)
+        if kind in WRITE_KINDS:
+            return self._write(kind, ident, request, token)
         if kind in ROLES:
             return self._graph(kind, request, token)
         if request.method != "GET":
@@ -220,6 +224,13 @@ class SimulatedTenant:
             return hunting_answer(request, self.directory.hunted, self._now())
         converted = graph_alerts(self._visible(self.alerts), self.machines, self.links, self._fleet_alerting)
         return alerts_page(request.url, converted, self.graph_page_size)
+
+    def _write(self, kind: str, alert_id: str, request: httpx.Request, token: str) -> httpx.Response:
+        if kind in GRAPH_WRITES:
+            check_audience(token, request.url.host)
+        self._admit(kind)
+        view = lambda alert: graph_alerts([alert], self.machines, self.links)[0]  # noqa: E731
+        return self.writes.answer(kind, alert_id, request, self.alerts, view)
 
     def _admit(self, kind: str) -> None:
         """Sliding windows per API: Defender's per minute and per hour, Graph's per minute (`limits`)."""

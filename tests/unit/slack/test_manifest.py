@@ -39,6 +39,8 @@ SCOPES = {
     "channels:history",
     "groups:history",
     "channels:join",  # a watch joins its public channel: Slack lists messages only to members
+    "users:read",
+    "users:read.email",
 }
 
 
