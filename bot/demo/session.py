@@ -338,7 +338,7 @@ def run_demo(
             env["SLACK_API_URL"] = standin.api_url
             env["BOT_AUDIT_LOG"] = "off"  # scripted requests: audit lines would only bury the readable cards
             env |= DEMO_TRIAGE  # @alice may change alerts (triage is off unless switched on)
-            standin.users.update(DEMO_PEOPLE)
+            standin.modals.users.update(DEMO_PEOPLE)
             # Never a real tenant, and never a state file in the person's working directory.
             demo_settings = dataclasses.replace(
                 settings,

@@ -36,10 +36,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 from urllib.parse import parse_qs
 
+from bot.demo.standin_rules import ChannelRules, ModalRules, listed
 from bot.slack.blockkit import Message, violations
-from bot.slack.modals import view_violations
 
-TRIGGER_LIFETIME = 3.0  # seconds a trigger_id may open a view after the interaction
 RESPONSE_PATH = "/response/"
 API_PATH = "/api/"
 PayloadObserver = Callable[[str, dict[str, Any]], None]  # (Web API method or "response_url <name>", payload)
@@ -100,17 +99,9 @@ class SlackStandIn:
         self.enterprise_id = enterprise_id
         # User-group id -> member ids, for `usergroups.users.list`; tests may change it at any time.
         self.usergroups: dict[str, set[str]] = {}
-        # Channel ids that are private, and those the bot is a member of (joined, or invited: a test adds it).
-        self.private: set[str] = set()
-        self.joined: set[str] = set()
-        # Modals: the trigger ids Slack issued (with when), the views opened, the people `users.info` knows and
-        # the scopes the bot token was granted (the email needs `users:read.email`). Tests may change any of them.
-        self.clock: Callable[[], float] = time.monotonic
-        self.triggers: dict[str, float] = {}
-        self.used_triggers: set[str] = set()
-        self.views: list[dict[str, Any]] = []
-        self.users: dict[str, dict[str, Any]] = {}
-        self.scopes = {"users:read", "users:read.email"}
+        # Channel membership and modals, as Slack has them (tests may change their state: `joined`, `scopes`, …).
+        self.channels = ChannelRules()
+        self.modals = ModalRules()
         self._state = _State()
         self._changed = threading.Condition()
         self._ts = itertools.count(1)
@@ -226,49 +217,6 @@ class SlackStandIn:
             self._state.posts.append(posted)
             self._changed.notify_all()
 
-    def _member(self, channel: str) -> bool:
-        with self._changed:
-            return channel.startswith("D") or channel in self.joined
-
-    def _membership(self, method: str, channel: str) -> dict[str, Any] | None:
-        """`conversations.join`'s answer, or Slack's refusal of a call the bot may not make outside `channel`.
-
-        Posting needs membership only in private channels (`chat:write.public`); reading always does.
-        """
-        if method == "conversations.join":
-            return self._join(channel)
-        if method not in ("chat.postMessage", "conversations.replies", "conversations.history") or self._member(
-            channel
-        ):
-            return None
-        with self._changed:
-            private = channel in self.private
-        if private:
-            return {"ok": False, "error": "channel_not_found"}  # the bot cannot see a private channel it is not in
-        return {"ok": False, "error": "not_in_channel"} if method.startswith("conversations.") else None
-
-    def _join(self, channel: str) -> dict[str, Any]:
-        with self._changed:
-            if channel.startswith("D"):
-                return {"ok": False, "error": "method_not_supported_for_channel_type"}
-            if channel in self.private:  # invite only
-                error = "method_not_supported_for_channel_type" if channel in self.joined else "channel_not_found"
-                return {"ok": False, "error": error}
-            already = channel in self.joined
-            self.joined.add(channel)
-        answer: dict[str, Any] = {"ok": True, "channel": {"id": channel, "is_member": True, "is_private": False}}
-        if already:
-            answer["warning"] = "already_in_channel"
-        return answer
-
-    @staticmethod
-    def _listed(posted: Posted, args: dict[str, Any]) -> dict[str, Any]:
-        """A message as history and replies list it: metadata only when asked for with include_all_metadata."""
-        message = {"ts": posted.payload["ts"], "text": posted.payload.get("text", "")}
-        if str(args.get("include_all_metadata", "")).lower() in ("1", "true") and posted.payload.get("metadata"):
-            message["metadata"] = posted.payload["metadata"]
-        return message
-
     def _answer_late(self, method: str) -> None:
         """A held or slow method (`hold`, `slow`): the caller waits as a slow Slack would make it."""
         with self._changed:
@@ -287,100 +235,83 @@ class SlackStandIn:
         expected = self.app_token if method == "apps.connections.open" else self.bot_token
         if token != expected:
             return 200, {"ok": False, "error": "invalid_auth"}
-        if method == "auth.test":
-            grid = {"enterprise_id": self.enterprise_id, "is_enterprise_install": False} if self.enterprise_id else {}
-            return 200, {"ok": True, "url": self.base_url + "/", "team": "Stand-in", "user": "device-alerts",
-                         "team_id": "T0STANDIN", "user_id": "U0DEVALERTS", "bot_id": "B0DEVALERTS", **grid}  # fmt: skip
-        if (membership := self._membership(method, str(args.get("channel", "")))) is not None:
-            return 200, membership
-        if method == "chat.postMessage":
-            problems = violations(Message(str(args.get("text", "")), list(args.get("blocks") or [])))
-            if problems:
-                return 200, {"ok": False, "error": "invalid_blocks", "errors": problems}
-            ts = f"{int(time.time())}.{next(self._ts):06d}"
-            self._record(Posted(method, str(args.get("channel", "")), {**args, "ts": ts}))
-            return 200, {"ok": True, "channel": args.get("channel"), "ts": ts}
-        if method == "chat.postEphemeral":
-            ts = f"{int(time.time())}.{next(self._ts):06d}"
-            self._record(Posted(method, str(args.get("channel", "")), {**args, "message_ts": ts}))
-            return 200, {"ok": True, "message_ts": ts}
-        if method == "usergroups.users.list":
-            with self._changed:
-                members = self.usergroups.get(str(args.get("usergroup", "")))
-            if members is None:
-                return 200, {"ok": False, "error": "no_such_subteam"}
-            return 200, {"ok": True, "users": sorted(members)}
-        if method == "chat.update":
-            problems = violations(Message(str(args.get("text", "")), list(args.get("blocks") or [])))
-            if problems:
-                return 200, {"ok": False, "error": "invalid_blocks", "errors": problems}
-            if not any(p.payload.get("ts") == args.get("ts") for p in self.posts):
-                return 200, {"ok": False, "error": "message_not_found"}
-            self._record(Posted(method, str(args.get("channel", "")), dict(args)))
-            return 200, {"ok": True, "channel": args.get("channel"), "ts": args.get("ts")}
-        if method == "conversations.replies":
-            thread = str(args.get("ts", ""))
-            messages = [
-                self._listed(p, args)
-                for p in self.posts
-                if p.via == "chat.postMessage" and thread in (p.payload.get("ts"), p.payload.get("thread_ts"))
-            ]
-            return 200, {"ok": True, "messages": messages, "has_more": False}
-        if method == "conversations.history":
-            oldest = float(args.get("oldest") or 0)
-            messages = [
-                self._listed(p, args)
-                for p in reversed(self.posts)  # newest first, as Slack lists them
-                if p.via == "chat.postMessage"
-                and p.target == args.get("channel")
-                and not p.payload.get("thread_ts")
-                and float(p.payload["ts"]) >= oldest
-            ]
-            return 200, {"ok": True, "messages": messages, "has_more": False}
+        if (refusal := self.channels.answer(method, str(args.get("channel", "")))) is not None:
+            return 200, refusal
         if method in ("views.open", "users.info"):
-            return 200, self._modal_api(method, args)
+            return 200, self.modals.answer(method, args)
+        answer = {
+            "auth.test": self._auth_test,
+            "chat.postMessage": self._post_message,
+            "chat.postEphemeral": self._post_ephemeral,
+            "chat.update": self._update,
+            "usergroups.users.list": self._usergroup,
+            "conversations.replies": self._replies,
+            "conversations.history": self._history,
+        }.get(method)
+        if answer is not None:
+            return 200, answer(args)
         if method == "apps.connections.open":
             return 200, {"ok": False, "error": "stand_in_has_no_websocket"}
         return 200, {"ok": False, "error": "unknown_method"}
 
+    def _auth_test(self, _: dict[str, Any]) -> dict[str, Any]:
+        grid = {"enterprise_id": self.enterprise_id, "is_enterprise_install": False} if self.enterprise_id else {}
+        return {"ok": True, "url": self.base_url + "/", "team": "Stand-in", "user": "device-alerts",
+                "team_id": "T0STANDIN", "user_id": "U0DEVALERTS", "bot_id": "B0DEVALERTS", **grid}  # fmt: skip
+
+    def _post_message(self, args: dict[str, Any]) -> dict[str, Any]:
+        problems = violations(Message(str(args.get("text", "")), list(args.get("blocks") or [])))
+        if problems:
+            return {"ok": False, "error": "invalid_blocks", "errors": problems}
+        ts = f"{int(time.time())}.{next(self._ts):06d}"
+        self._record(Posted("chat.postMessage", str(args.get("channel", "")), {**args, "ts": ts}))
+        return {"ok": True, "channel": args.get("channel"), "ts": ts}
+
+    def _post_ephemeral(self, args: dict[str, Any]) -> dict[str, Any]:
+        ts = f"{int(time.time())}.{next(self._ts):06d}"
+        self._record(Posted("chat.postEphemeral", str(args.get("channel", "")), {**args, "message_ts": ts}))
+        return {"ok": True, "message_ts": ts}
+
+    def _update(self, args: dict[str, Any]) -> dict[str, Any]:
+        problems = violations(Message(str(args.get("text", "")), list(args.get("blocks") or [])))
+        if problems:
+            return {"ok": False, "error": "invalid_blocks", "errors": problems}
+        if not any(p.payload.get("ts") == args.get("ts") for p in self.posts):
+            return {"ok": False, "error": "message_not_found"}
+        self._record(Posted("chat.update", str(args.get("channel", "")), dict(args)))
+        return {"ok": True, "channel": args.get("channel"), "ts": args.get("ts")}
+
+    def _usergroup(self, args: dict[str, Any]) -> dict[str, Any]:
+        with self._changed:
+            members = self.usergroups.get(str(args.get("usergroup", "")))
+        if members is None:
+            return {"ok": False, "error": "no_such_subteam"}
+        return {"ok": True, "users": sorted(members)}
+
+    def _replies(self, args: dict[str, Any]) -> dict[str, Any]:
+        thread = str(args.get("ts", ""))
+        messages = [
+            listed(p.payload, args)
+            for p in self.posts
+            if p.via == "chat.postMessage" and thread in (p.payload.get("ts"), p.payload.get("thread_ts"))
+        ]
+        return {"ok": True, "messages": messages, "has_more": False}
+
+    def _history(self, args: dict[str, Any]) -> dict[str, Any]:
+        oldest = float(args.get("oldest") or 0)
+        messages = [
+            listed(p.payload, args)
+            for p in reversed(self.posts)  # newest first, as Slack lists them
+            if p.via == "chat.postMessage"
+            and p.target == args.get("channel")
+            and not p.payload.get("thread_ts")
+            and float(p.payload["ts"]) >= oldest
+        ]
+        return {"ok": True, "messages": messages, "has_more": False}
+
     def issue_trigger(self, trigger_id: str) -> None:
         """Slack issued `trigger_id` for an interaction now (`SlackRequests(on_trigger=…)` calls this)."""
-        with self._changed:
-            self.triggers[trigger_id] = self.clock()
-
-    def _modal_api(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
-        if method == "users.info":
-            return self._user_info(str(args.get("user", "")))
-        view = args.get("view")
-        if isinstance(view, str):
-            view = json.loads(view)
-        trigger = str(args.get("trigger_id", ""))
-        with self._changed:
-            issued = self.triggers.get(trigger)
-            if issued is None or trigger in self.used_triggers:
-                return {"ok": False, "error": "invalid_trigger_id"}
-            if self.clock() - issued > TRIGGER_LIFETIME:
-                return {"ok": False, "error": "expired_trigger_id"}
-            if not isinstance(view, dict):
-                return {"ok": False, "error": "invalid_arguments"}
-            problems = view_violations(view)
-            if problems:
-                return {"ok": False, "error": "invalid_arguments", "response_metadata": {"messages": problems}}
-            self.used_triggers.add(trigger)
-            view_id = f"V{len(self.views) + 1:08d}"
-            opened = {**view, "id": view_id}
-            self.views.append({**opened, "trigger_id": trigger})
-        return {"ok": True, "view": opened}
-
-    def _user_info(self, user_id: str) -> dict[str, Any]:
-        if "users:read" not in self.scopes:
-            return {"ok": False, "error": "missing_scope", "needed": "users:read"}
-        with self._changed:
-            known = self.users.get(user_id)
-        if known is None:
-            return {"ok": False, "error": "user_not_found"}
-        profile = {key: value for key, value in known.items() if key != "email" or "users:read.email" in self.scopes}
-        return {"ok": True, "user": {"id": user_id, "name": known.get("name", user_id), "profile": profile}}
+        self.modals.issue_trigger(trigger_id)
 
     def _respond(self, name: str, body: dict[str, Any]) -> tuple[int, str]:
         for observer in list(self._observers):

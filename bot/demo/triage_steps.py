@@ -59,19 +59,19 @@ def _choose(session: _Session, card: Posted, label: str) -> dict[str, Any] | Non
         return None
     value, title = found
     session.print(f"» @alice picks [ {label} ] in the menu of {title}")
-    opened = len(session.standin.views)
+    opened = len(session.standin.modals.views)
     url = session.standin.response_url("menu")
     session.exchange(
         session.requests.overflow_action(ALERT_MENU, value, response_url=url, message_ts=str(card.payload["ts"])), None
     )
     deadline = time.monotonic() + VIEW_TIMEOUT
-    while len(session.standin.views) == opened and time.monotonic() < deadline:
+    while len(session.standin.modals.views) == opened and time.monotonic() < deadline:
         time.sleep(0.02)
-    if len(session.standin.views) == opened:
+    if len(session.standin.modals.views) == opened:
         session.print("  ✗ no window opened (the bot's log is on stderr)")
         session.failed = True
         return None
-    view = session.standin.views[-1]
+    view = session.standin.modals.views[-1]
     session.print(f"  ↳ Slack opens a window for @alice: {clean(view['title']['text'])}\n")
     session.print(_indented(render_text(Message(view["title"]["text"], view["blocks"]), {"U0ALICE": "alice"})))
     return view

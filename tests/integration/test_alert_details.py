@@ -54,7 +54,7 @@ def test_details_open_from_the_cached_list_with_no_defender_call(rig: Harness) -
     rig.press(alert_menu.DETAILS, value)
     rig.wait_idle()
     assert len(rig.tenant.request_log) == served  # answered from the cache: the trigger is worth 3 s
-    [view] = rig.standin.views
+    [view] = rig.standin.modals.views
     assert view["trigger_id"] == rig.requests.last_trigger
     assert view_violations(view) == []
     record = next(a for a in rig.tenant.alerts if a["id"] == alert_id)
@@ -73,7 +73,7 @@ def test_details_for_a_device_not_cached_costs_one_lookup(defender_api: str) -> 
         clock.advance(rig.bot.runtime.settings.cache.max_stale + 1)  # the card's list aged out of the cache
         rig.press(alert_menu.DETAILS, value)
         rig.wait_idle()
-        assert len(rig.standin.views) == 1
+        assert len(rig.standin.modals.views) == 1
         assert len(rig.alerts_requests()) == asked + 1  # one lookup, then the view
 
 
@@ -81,12 +81,12 @@ def test_an_expired_trigger_is_refused_and_the_person_told_to_click_again(rig: H
     posted = card(rig)
     value, _ = details_value(rig, posted)
     now = [1000.0]
-    rig.standin.clock = lambda: now[0]
+    rig.standin.modals.clock = lambda: now[0]
     request = rig.requests.block_action(alert_menu.DETAILS, value, response_url=rig.standin.response_url("b1"))
     now[0] += 3.5  # Slack's 3 s are over before the bot calls views.open
     rig.dispatch(request)
     rig.wait_idle()
-    assert rig.standin.views == []
+    assert rig.standin.modals.views == []
     assert [m for m, _ in rig.standin.calls if m == "views.open"] == ["views.open"]
     rig.standin.wait_for_posts(2)
     assert any("Click Details again" in text for text in notes(rig))
@@ -100,7 +100,7 @@ def test_a_trigger_opens_one_view_only(rig: Harness) -> None:
     rig.wait_idle()
     rig.dispatch(request)  # the same click delivered again: its trigger_id is spent
     rig.wait_idle()
-    assert len(rig.standin.views) == 1
+    assert len(rig.standin.modals.views) == 1
     rig.standin.wait_for_posts(2)
     assert any("invalid_trigger_id" in text for text in notes(rig))
 
@@ -112,7 +112,7 @@ def test_a_tampered_control_is_refused(rig: Harness) -> None:
     rig.press(alert_menu.DETAILS, forged)
     rig.standin.wait_for_posts(2)
     rig.wait_idle()
-    assert rig.standin.views == []
+    assert rig.standin.modals.views == []
     assert details.INVALID_CONTROL in all_text(rig.standin.posts[-1].payload)
 
 
@@ -125,7 +125,7 @@ def test_details_follow_the_device_group_policy(defender_api: str) -> None:
             alert_menu.DETAILS, value, response_url=rig.standin.response_url("b2"), channel="C0OTHER"
         ))  # fmt: skip
         rig.wait_idle()
-        assert rig.standin.views == []
+        assert rig.standin.modals.views == []
         [refusal] = [p for p in rig.standin.wait_for_posts(2) if p.target == "b2"]
         assert "No device in Defender matches" in all_text(refusal.payload)
 
@@ -136,8 +136,8 @@ def test_hostile_alert_content_stays_inert_in_the_view(rig: Harness) -> None:
         value, _ = details_value(rig, posted, index)
         rig.press(alert_menu.DETAILS, value)
         rig.wait_idle()
-    assert rig.standin.views
-    for view in rig.standin.views:
+    assert rig.standin.modals.views
+    for view in rig.standin.modals.views:
         assert view_violations(view) == []
         assert_inert({"text": "x", "blocks": view["blocks"]})
 
@@ -158,11 +158,11 @@ def test_the_stand_in_refuses_views_and_emails_as_slack_does() -> None:
         with pytest.raises(SlackApiError) as unknown:
             client.views_open(trigger_id="made-up", view={**many, "blocks": [{"type": "divider"}]})
         assert unknown.value.response["error"] == "invalid_trigger_id"
-        standin.users["U1"] = {"name": "u", "email": "u@example.com"}
+        standin.modals.users["U1"] = {"name": "u", "email": "u@example.com"}
         assert client.users_info(user="U1")["user"]["profile"]["email"] == "u@example.com"
-        standin.scopes.discard("users:read.email")
+        standin.modals.scopes.discard("users:read.email")
         assert "email" not in client.users_info(user="U1")["user"]["profile"]
-        standin.scopes.discard("users:read")
+        standin.modals.scopes.discard("users:read")
         with pytest.raises(SlackApiError) as scope:
             client.users_info(user="U1")
         assert scope.value.response["error"] == "missing_scope"

@@ -32,7 +32,7 @@ TRIAGE_ON = {"BOT_TRIAGE": "on", "BOT_TRIAGE_USERS": ALICE}
 
 def triage_rig(defender_api: str, env: dict[str, str] | None = None, **options: Any) -> Iterator[Harness]:
     for rig in harness(api=defender_api, env={**TRIAGE_ON, **(env or {})}, **options):
-        rig.standin.users[ALICE] = {"name": "alice", "email": EMAIL, "real_name": "Alice"}
+        rig.standin.modals.users[ALICE] = {"name": "alice", "email": EMAIL, "real_name": "Alice"}
         yield rig
 
 
@@ -136,7 +136,7 @@ def test_assign_to_me_writes_once_names_who_and_redraws_the_card(rig: Harness) -
 
 
 def test_assign_needs_the_email_scope(rig: Harness) -> None:
-    rig.standin.scopes.discard("users:read.email")
+    rig.standin.modals.scopes.discard("users:read.email")
     choose(rig, Verb.ASSIGN)
     assert any("users:read.email" in text for text in told(rig))
     assert writes(rig) == []
@@ -155,7 +155,7 @@ def test_a_missing_write_permission_is_named(rig: Harness) -> None:
 
 def opened_form(rig: Harness, verb: Verb) -> tuple[dict[str, Any], str]:
     alert_id = choose(rig, verb)
-    [view] = rig.standin.views
+    [view] = rig.standin.modals.views
     assert view_violations(view) == []
     return view, alert_id
 
@@ -233,7 +233,7 @@ def test_a_watch_reports_a_change_made_from_slack_once_saying_who(rig: Harness) 
     value, alert_id = new[0]
     rig.choose(alert_menu.ALERT_MENU, value, message_ts=str(root.payload["ts"]))
     rig.wait_idle()
-    rig.submit(rig.standin.views[-1], form_values("InProgress"))
+    rig.submit(rig.standin.modals.views[-1], form_values("InProgress"))
     rig.wait_idle()
     assert stored(rig, alert_id)["status"] == "InProgress"
 
@@ -276,7 +276,7 @@ def test_a_double_submit_reaching_two_processes_writes_once(defender_api: str) -
         rigs = [next(bot) for bot in running]
         try:
             view, alert_id = opened_form(rigs[0], Verb.STATUS)
-            rigs[1].standin.users.update(rigs[0].standin.users)
+            rigs[1].standin.modals.users.update(rigs[0].standin.modals.users)
             values = form_values("Resolved")
             threads = [threading.Thread(target=rig.submit, args=(view, values)) for rig in rigs]
             for thread in threads:

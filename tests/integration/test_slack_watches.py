@@ -258,14 +258,14 @@ def test_a_channel_the_bot_is_not_in_gets_a_clear_message_and_no_live_watch(rig:
 
 
 def test_a_watch_joins_its_public_channel_so_its_thread_can_be_read_back(rig: Harness) -> None:
-    assert CHANNEL not in rig.standin.joined  # the bot posts there (chat:write.public) without being a member
+    assert CHANNEL not in rig.standin.channels.joined  # the bot posts there (chat:write.public) without being a member
     start(rig)
     assert ("conversations.join", {"channel": CHANNEL}) in rig.standin.calls
-    assert CHANNEL in rig.standin.joined
+    assert CHANNEL in rig.standin.channels.joined
 
 
 def test_a_private_channel_the_bot_is_not_in_is_refused_with_how_to_invite_it(rig: Harness) -> None:
-    rig.standin.private.add("C0PRIVATE")
+    rig.standin.channels.private.add("C0PRIVATE")
     request = rig.requests.command(
         "watch ws-fin-014", response_url=rig.standin.response_url("w1"), channel_id="C0PRIVATE"
     )
@@ -280,7 +280,7 @@ def test_a_private_channel_the_bot_is_not_in_is_refused_with_how_to_invite_it(ri
     assert rig.bot.store.live_watches() == []
     assert "chat.postMessage" not in [method for method, _ in rig.standin.calls]
 
-    rig.standin.joined.add("C0PRIVATE")  # invited: joining is refused (private), reading the thread works
+    rig.standin.channels.joined.add("C0PRIVATE")  # invited: joining is refused (private), reading the thread works
     root, _, _ = start(rig, url="w2", channel_id="C0PRIVATE")
     [watch] = rig.bot.store.live_watches()
     assert (watch.channel, watch.root_ts) == ("C0PRIVATE", ts(root))
@@ -642,7 +642,7 @@ def test_a_reply_is_posted_once_after_a_crash_in_a_public_channel_the_bot_never_
     first = Harness(standin, make_bot(standin, state_url=state_url, api=defender_api), SlackRequests(SIGNING_SECRET))
     try:
         root, _, _ = start(first)
-        standin.joined.discard(CHANNEL)
+        standin.channels.joined.discard(CHANNEL)
         first.tenant.add_alert(machine_id(first.tenant, FIN_014), title="Posted just before the crash", severity="High")
         real = SlackWatches.post_reply
 
@@ -690,7 +690,7 @@ def test_the_stand_in_lists_metadata_only_when_asked_and_threads_only_to_members
             "messages"
         ]
         assert full["metadata"]["event_type"] == "e"
-        standin.private.add("C0PRIVATE")
+        standin.channels.private.add("C0PRIVATE")
         for call in (
             lambda: client.chat_postMessage(channel="C0PRIVATE", text="x"),
             lambda: client.conversations_join(channel="C0PRIVATE"),
