@@ -66,6 +66,7 @@ class Runtime:
         return AAD_TENANT_ID if self.tenant is not None else self.settings.defender.tenant_id
 
     def close(self) -> None:
+        self.service.close()
         self.client.close()
         self.state.close()
 

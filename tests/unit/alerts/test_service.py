@@ -7,10 +7,11 @@ over the Graph client (alerts from one tenant-wide read, devices from advanced h
 from __future__ import annotations
 
 import random
+import threading
 from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -19,14 +20,14 @@ from bench.service_calls import CountingDefender, concurrent_same_device, filter
 from bot.alerts.misses import MISS_TTL
 from bot.alerts.query import AlertFilters
 from bot.alerts.result import DeviceAlerts
-from bot.alerts.scope import DeviceScope
+from bot.alerts.scope import EVERY_DEVICE, DeviceScope
 from bot.alerts.service import AlertService
 from bot.alerts.source import AlertSource
 from bot.defender.auth import StaticTokenProvider
 from bot.defender.client import DefenderClient
 from bot.defender.errors import DefenderUnavailable, DeviceNotFound, PermissionDenied, Throttled
 from bot.defender.limits import Api, ApiLimits, BudgetExhausted, Priority
-from bot.defender.models import AlertStatus, Severity
+from bot.defender.models import Alert, AlertStatus, Machine, Severity
 from bot.defender.simulator import (
     BUSY_HOSTNAME,
     DUPLICATE_HOSTNAME,
@@ -412,7 +413,9 @@ def test_a_scoped_lookup_sees_devices_in_its_groups_only(world: World) -> None:
         with pytest.raises(DeviceNotFound) as caught:
             world.service.device_alerts(ref, scope=WORKSTATIONS)
         assert (caught.value.reference, caught.value.suggestions) == (ref, ())
-    assert world.calls("alerts") == 1  # out-of-scope devices cost no alerts call
+    # An out-of-scope device's alerts are never shown. A name is checked before its alerts are asked for; an id's
+    # alerts are asked for beside its details (one round trip) and dropped.
+    assert world.calls("alerts") == (1 if world.api == "graph" else 2)
 
 
 def test_a_scoped_lookup_cannot_be_answered_without_device_details(world: World) -> None:
@@ -467,10 +470,10 @@ def test_out_of_scope_and_nonexistent_devices_cost_the_same_calls() -> None:
         "outside id": _sample(world, lambda n: outside_ids[n % len(outside_ids)]),
         "unknown id": _sample(world, lambda n: nth_machine_id(10_000 + n)),
     }
-    # Exact call counts: a name costs two calls the first time (exact name, then the prefix search), an id
-    # one; a repeat costs nothing, whichever the reason for "not found".
+    # Exact call counts: a name costs two calls the first time (exact name, then the prefix search), an id two
+    # at once (details and alerts, dropped); a repeat costs nothing, whichever the reason for "not found".
     for kind, (first_calls, again_calls) in samples.items():
-        assert first_calls == [2 if "name" in kind else 1] * ROUNDS, kind
+        assert first_calls == [2] * ROUNDS, kind
         assert again_calls == [0] * ROUNDS, kind
 
 
@@ -532,5 +535,53 @@ def test_metrics_count_an_out_of_scope_device_like_a_missing_one() -> None:
     assert (
         _delta(world, world.machine_id("srv-dc-01.contoso.local"))
         == _delta(world, nth_machine_id(5))
-        == {("machine", "ok"): 1.0}
+        == {("machine", "ok"): 1.0, ("machine-alerts", "ok"): 1.0}  # an id's alerts are asked for beside its details
     )
+
+
+# A first lookup in one round trip -----------------------------------------------------------------------------------
+
+
+class Rendezvous:
+    """A source that holds each details and alerts request until the other has arrived too.
+
+    A lookup that asks one after the other never gets past the first (`BrokenBarrierError` once the guard runs out).
+    """
+
+    def __init__(self, inner: AlertSource) -> None:
+        self.inner = inner
+        self.both = threading.Barrier(2, timeout=10)
+
+    def get_machine(self, id_or_name: str, **kwargs: Any) -> Machine:
+        self.both.wait()
+        return self.inner.get_machine(id_or_name, **kwargs)
+
+    def get_device_alerts(self, machine_id: str, **kwargs: Any) -> list[Alert]:
+        self.both.wait()
+        return self.inner.get_device_alerts(machine_id, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@pytest.mark.parametrize("scope", [EVERY_DEVICE, WORKSTATIONS], ids=["unscoped", "scoped"])
+def test_a_first_lookup_by_id_asks_for_details_and_alerts_at_once(world: World, scope: DeviceScope) -> None:
+    source = Rendezvous(world.client)
+    service = AlertService(cast(AlertSource, source), clock=world.clock, now=world.clock.wall)
+    mid = world.machine_id(FIN)
+
+    result = service.device_alerts(mid, scope=scope)
+
+    assert result.machine is not None and result.machine.computer_dns_name == FIN
+    assert {a.id for a in result.alerts} == {a["id"] for a in world.shown(mid)}
+    assert not source.both.broken
+    service.device_alerts(mid, refresh=True)  # details cached: the alerts alone, no rendezvous needed
+    service.close()
+
+
+def test_an_id_outside_the_scope_never_shows_the_alerts_fetched_beside_its_details(world: World) -> None:
+    hidden = world.machine_id("srv-sql-02.contoso.local")
+    with pytest.raises(DeviceNotFound) as caught:
+        world.service.device_alerts(hidden, scope=WORKSTATIONS)
+    assert caught.value.suggestions == ()
+    assert world.service.device_alerts(hidden).total == len(world.shown(hidden))  # an unscoped person may see them
