@@ -10,6 +10,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from functools import partial
 from typing import Any
 
 import httpx
@@ -111,7 +112,16 @@ def build_runtime(
     if warning:
         log.warning(warning)
     cache = settings.cache
-    service = AlertService(client, ttl=cache.ttl, max_stale=cache.max_stale, maxsize=cache.maxsize, shared=state.cache)
+    # The alert cache stretches its TTL as the hour's budget for the alert-list API runs low (bot.alerts.freshness).
+    paced = Api.GRAPH_ALERTS if defender.api is DataApi.GRAPH else Api.MACHINE_ALERTS
+    service = AlertService(
+        client,
+        ttl=cache.ttl,
+        max_stale=cache.max_stale,
+        maxsize=cache.maxsize,
+        shared=state.cache,
+        budget_share_left=partial(state.budget.hour_share_left, paced),
+    )
     return Runtime(settings, state.budget, client, service, tenant, state)
 
 

@@ -22,6 +22,7 @@ from bot.defender.limits import (
     BudgetExhausted,
     Priority,
     WindowUsage,
+    hour_share_left,
 )
 
 
@@ -104,3 +105,7 @@ class RateBudget:
             used_minute, used_hour = minute.count(now), hour.count(now)
         limits = self.limits.limits(api)
         return WindowUsage(api, used_minute, used_hour, limits.per_minute, limits.per_hour)
+
+    def hour_share_left(self, api: Api, priority: Priority = Priority.INTERACTIVE) -> float:
+        """The share of the hour's cap for `priority` still free: the alert cache stretches its TTL as it shrinks."""
+        return hour_share_left(self.limits, self.usage(api), priority)

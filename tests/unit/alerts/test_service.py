@@ -16,7 +16,14 @@ from typing import Any, cast
 import httpx
 import pytest
 
-from bench.service_calls import CountingDefender, concurrent_same_device, filter_variants, run_storm
+from bench.service_calls import (
+    CountingDefender,
+    concurrent_same_device,
+    filter_variants,
+    max_in_window,
+    minutes_with_fresh_data,
+    run_storm,
+)
 from bot.alerts.misses import MISS_TTL
 from bot.alerts.query import AlertFilters
 from bot.alerts.result import DeviceAlerts
@@ -349,6 +356,22 @@ def test_an_hour_of_bursty_lookups_never_breaks_the_budget(per_minute: int, per_
     assert report.outcomes["fresh"] == len(report.alert_calls)
     # The storm is more than the budget allows: some people got stale data or a budget message.
     assert report.outcomes["budget message"] + report.outcomes["stale"] > 0
+
+
+@pytest.mark.defender_api("mde", reason="bench.service_calls drives the MDE client; Graph: the storm test below")
+def test_a_paced_hour_long_storm_keeps_fresh_data_coming_and_never_refuses_a_cached_device() -> None:
+    """3,000 lookups over 500 devices, evenly over the hour: twice what 1,500 calls an hour can refresh every 60 s."""
+    paced = run_storm(lookups=3000, devices=500, storm_share=0.0)
+    assert paced.busiest_minute <= 100
+    assert max_in_window(paced.alert_calls, 3600) <= 1500
+    assert not paced.refused_calls
+    assert [cached for _, cached in paced.notices if cached] == []  # nobody with a cached copy got a budget notice
+    assert minutes_with_fresh_data(paced) == 60
+    assert max(age for _, age in paced.shown) > 60  # the older copies shown carry their age
+    # The same hour with a fixed TTL spends the budget by the half hour, then refuses people with cached devices.
+    fixed = run_storm(lookups=3000, devices=500, storm_share=0.0, paced=False)
+    assert any(cached for _, cached in fixed.notices)
+    assert minutes_with_fresh_data(fixed) < 60
 
 
 @pytest.mark.defender_api("mde", reason="bench.service_calls drives the MDE client (Graph: the tests above)")
