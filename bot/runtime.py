@@ -23,7 +23,7 @@ from bot.alerts.mirror import GraphAlertSource
 from bot.alerts.service import AlertService
 from bot.alerts.source import AlertSource
 from bot.config import Backend, ConfigError, DataApi, DefenderSettings, Settings, SlackSettings
-from bot.defender.auth import MsalTokenProvider, StaticTokenProvider, TokenProvider
+from bot.defender.auth import MsalTokenProvider, StaticTokenProvider, TokenKeeper, TokenProvider
 from bot.defender.client import DefenderClient
 from bot.defender.graph import GraphClient
 from bot.defender.limits import Api, Budget
@@ -60,6 +60,7 @@ class Runtime:
     service: AlertService
     tenant: SimulatedTenant | None  # set when the built-in simulator stands in for Defender
     state: StateBackend
+    tokens: TokenKeeper | None = None  # the real tenant's token, obtained at start-up and renewed ahead of expiry
 
     @property
     def link_tenant_id(self) -> str | None:
@@ -67,12 +68,14 @@ class Runtime:
         return AAD_TENANT_ID if self.tenant is not None else self.settings.defender.tenant_id
 
     def close(self) -> None:
+        if self.tokens is not None:
+            self.tokens.stop()
         self.service.close()
         self.client.close()
         self.state.close()
 
 
-def _token_provider(settings: DefenderSettings, scope: str) -> TokenProvider:
+def _token_provider(settings: DefenderSettings, scope: str) -> MsalTokenProvider:
     credential: str | dict[str, str]
     if settings.certificate is not None:
         credential = settings.certificate.for_msal()
@@ -106,7 +109,10 @@ def build_runtime(
     state = open_state(_state_options(settings))
     in_process = defender.backend is Backend.SIMULATOR and defender_url is None
     tenant = (tenant or SimulatedTenant()) if in_process else None
-    client = _alert_source(defender, state, tenant, defender_url)
+    simulated = tenant is not None or defender_url is not None
+    scope = defender.graph_scope if defender.api is DataApi.GRAPH else defender.scope
+    tokens = None if simulated else _token_provider(defender, scope)
+    client = _alert_source(defender, state, tenant, defender_url, tokens or StaticTokenProvider("simulator"))
     log.info("alerts come from the %s", "Microsoft Graph security API" if defender.api is DataApi.GRAPH else "MDE API")
     warning = retirement_warning(defender.api, datetime.now(UTC).date())
     if warning:
@@ -122,7 +128,10 @@ def build_runtime(
         shared=state.cache,
         budget_share_left=partial(state.budget.hour_share_left, paced),
     )
-    return Runtime(settings, state.budget, client, service, tenant, state)
+    keeper = TokenKeeper(tokens) if tokens is not None else None
+    if keeper is not None:
+        keeper.start()  # the first lookup finds the token there
+    return Runtime(settings, state.budget, client, service, tenant, state, keeper)
 
 
 MDE_RETIREMENT = date(2027, 2, 1)  # Microsoft's message-center post MC1220762
@@ -141,7 +150,11 @@ def retirement_warning(api: DataApi, today: date) -> str | None:
 
 
 def _alert_source(
-    defender: DefenderSettings, state: StateBackend, tenant: SimulatedTenant | None, defender_url: str | None
+    defender: DefenderSettings,
+    state: StateBackend,
+    tenant: SimulatedTenant | None,
+    defender_url: str | None,
+    tokens: TokenProvider,
 ) -> AlertSource:
     """The client for `DEFENDER_API`, against the simulator (in process or over HTTP) or the real tenant."""
     timeout = httpx.Timeout(defender.timeout, connect=5.0)
@@ -150,7 +163,7 @@ def _alert_source(
     if defender.api is DataApi.GRAPH:
         graph = GraphClient(
             (defender_url or GRAPH_SIMULATOR_BASE_URL) if simulated else defender.graph_url,
-            StaticTokenProvider("simulator") if simulated else _token_provider(defender, defender.graph_scope),
+            tokens,
             gate=state.budget,
             transport=transport,
             timeout=timeout,
@@ -158,7 +171,7 @@ def _alert_source(
         return GraphAlertSource(graph, state.mirror(), backfill=defender.graph_backfill)
     return DefenderClient(
         (defender_url or SIMULATOR_BASE_URL) if simulated else defender.api_url,
-        StaticTokenProvider("simulator") if simulated else _token_provider(defender, defender.scope),
+        tokens,
         gate=state.budget,
         transport=transport,
         timeout=timeout,
