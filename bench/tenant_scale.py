@@ -9,8 +9,10 @@ fill, minus before), so it counts what the bot keeps, not the generated tenant:
 - cached device: one lookup by hostname of every device into an `AlertService` bounded at the tenant's size (its
   alert list, details, hostname -> id entry; the default bound `ALERT_CACHE_MAXSIZE` of 2,048 caps the total);
 - name map: the hostname -> machine id entries alone (what the service keeps per name, `bot.alerts.devices`);
-- watched device: one watch per device in the SQLite watch store (a file, as in production: bytes on disk), and
-  the Python memory of one poll's `live_watches()` (every watch loaded, as the poller does each interval);
+- watched device: one watch per device, up to `--watches` (10,000: starting a watch in the SQLite store scans
+  the live watches, so filling 100,000 would take many minutes), in the SQLite watch store (a file, as in
+  production: bytes on disk), and the Python memory of one poll's `live_watches()` (every watch loaded, as the
+  poller does each interval);
 - largest card: the device with the most alerts (`--largest`, the simulator's hostile alerts included), rendered,
   checked against Block Kit's limits and serialised, median of 20; the baseline's text card beside it.
 
@@ -121,6 +123,7 @@ class Scale:
     watch_disk_bytes: int
     watch_load_bytes: int
     watches: int
+    watch_start_ms: float  # mean time to start one watch, over the fill
     card_ms: float
     card_bytes: int
     card_violations: int
@@ -128,7 +131,7 @@ class Scale:
     base_card_bytes: int
 
 
-def measure(devices: int, alerts_each: int, largest: int) -> Scale:
+def measure(devices: int, alerts_each: int, largest: int, watches: int) -> Scale:
     tenant = GeneratedTenant(devices, alerts_each, largest)
 
     def fill_cache() -> AlertService:
@@ -154,30 +157,32 @@ def measure(devices: int, alerts_each: int, largest: int) -> Scale:
     name_bytes, names = traced(fill_names)
     names_count = len(names)  # type: ignore[arg-type]
     del names
-    watch_disk, watch_load, watches = _watches(devices)
+    watch_disk, watch_load, watched, watch_ms = _watches(min(devices, watches))
     card_ms, card_bytes, card_violations, base_ms, base_bytes = _largest_card(tenant)
-    return Scale(devices, cached_bytes, cached, fill_seconds, name_bytes, names_count, watch_disk, watch_load, watches,
-                 card_ms, card_bytes, card_violations, base_ms, base_bytes)  # fmt: skip
+    return Scale(devices, cached_bytes, cached, fill_seconds, name_bytes, names_count, watch_disk, watch_load, watched,
+                 watch_ms, card_ms, card_bytes, card_violations, base_ms, base_bytes)  # fmt: skip
 
 
-def _watches(devices: int) -> tuple[int, int, int]:
-    """(bytes on disk, bytes of one poll's `live_watches()`, live watches) with one watch per device."""
+def _watches(devices: int) -> tuple[int, int, int, float]:
+    """(bytes on disk, bytes of one poll's `live_watches()`, live watches, ms per start) with one watch per device."""
     now = datetime.now(UTC)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "watches.db"
         store = SqliteWatchStore(path)
         try:
             empty = _disk_bytes(path)
+            started = time.perf_counter()
             for n in range(devices):
                 store.start_watch(channel=f"C{n % 20:08d}", machine_id=device_id(n), device_name=device_name(n),
                                   filter_text="severity:high", user="U0ALICE", expires_at=now + timedelta(days=7),
                                   now=now)  # fmt: skip
+            start_ms = (time.perf_counter() - started) / max(devices, 1) * 1000
             disk = _disk_bytes(path) - empty
             load_bytes, live = traced(store.live_watches)
             count = len(live)  # type: ignore[arg-type]
         finally:
             store.close()
-    return disk, load_bytes, count
+    return disk, load_bytes, count, start_ms
 
 
 def _disk_bytes(path: Path) -> int:
@@ -220,12 +225,14 @@ def report(scales: Sequence[Scale], alerts_each: int, largest: int) -> str:
         rows.append([f"{s.devices:,}", f"{s.cached_bytes / s.cached / 1024:.1f} KiB ({s.cached_bytes / 2**20:,.0f} MiB "
                      f"for {s.cached:,})", f"{s.cached_bytes / s.cached * 2048 / 2**20:.0f} MiB",
                      f"{s.name_bytes / s.names:.0f} B ({s.name_bytes / 2**20:.1f} MiB)",
-                     f"{s.watch_disk_bytes / s.watches:.0f} B", f"{s.watch_load_bytes / s.watches:.0f} B",
+                     f"{s.watch_disk_bytes / s.watches:,.0f} B ({s.watches:,} watches)",
+                     f"{s.watch_load_bytes / s.watches:,.0f} B", f"{s.watch_start_ms:.2f} ms",
                      f"{s.card_ms:.1f} ms, {s.card_bytes:,} B", f"{s.base_card_ms:.1f} ms, {s.base_card_bytes:,} B",
                      "0 (keeps nothing)"])  # fmt: skip
     headers = [
         "devices", f"ours: per cached device ({alerts_each} alerts)", "ours: at the default bound (2,048)",
-        "ours: name map per entry (all)", "ours: watch on disk", "ours: watch loaded per poll",
+        "ours: name map per entry (all)", "ours: per watch on disk", "ours: per watch loaded per poll",
+        "ours: starting a watch",
         f"ours: largest card ({largest:,} alerts)", "baseline: its card", "baseline: per device kept",
     ]  # fmt: skip
     return table(headers, rows)
@@ -235,6 +242,7 @@ def main(argv: Sequence[str] | None = None) -> list[Scale]:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--devices", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--alerts-each", type=int, default=3)
+    parser.add_argument("--watches", type=int, default=10_000, help="at most this many watched devices")
     parser.add_argument("--largest", type=int, default=1000, help="alerts on the largest device")
     parser.add_argument("--quick", action="store_true", help="CI smoke size: 1,000 devices")
     args = parser.parse_args(argv)
@@ -242,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> list[Scale]:
         args.devices, args.largest = [1000], 100
     timer = Timer()
     print(f"{machine()}; {args.alerts_each} alerts per device, the largest {args.largest:,}\n")
-    scales = [measure(n, args.alerts_each, args.largest) for n in args.devices]
+    scales = [measure(n, args.alerts_each, args.largest, args.watches) for n in args.devices]
     print(report(scales, args.alerts_each, args.largest))
     for s in scales:
         print(
