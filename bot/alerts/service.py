@@ -145,8 +145,8 @@ class AlertService:
             # The source has no details of this id; its alerts decide (a source may know a device by its
             # alerts only: Graph's advanced hunting sees the last 30 days, its alert mirror longer).
             machine_id, machine, unknown = device.value, None, exc
-        except BaseException:
-            _settle(alerts)
+        except Exception:
+            _settle(alerts)  # a failed scope check: the fetch beside it ends before the lookup does
             raise
         # Only now, with the device in scope, are its alerts looked at.
         snapshot, from_cache, stale_reason = (
