@@ -19,6 +19,7 @@ from slack_bolt import App
 from slack_sdk import WebClient
 
 from bot.access.audit import AuditLog
+from bot.alerts import freshness
 from bot.alerts.mirror import GraphAlertSource
 from bot.alerts.service import AlertService
 from bot.alerts.source import AlertSource
@@ -179,8 +180,8 @@ def _alert_source(
 
 
 def _state_options(settings: Settings) -> StateOptions:
-    # The shared cache keeps alert lists as long as they may still be served stale.
-    alerts_ttl = max(settings.cache.ttl, settings.cache.max_stale)
+    # The shared cache keeps alert lists as long as they may still be shown: stale, or paced (bot.alerts.freshness).
+    alerts_ttl = max(settings.cache.ttl, settings.cache.max_stale, freshness.LONGEST)
     return StateOptions(settings.state.url, settings.budget, settings.state.processes, alerts_ttl)
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from bot.defender.limits import HOUR, Priority
 
 RESERVE = 0.05  # of the hour's budget, kept for devices with no cached list
+LONGEST = HOUR  # the longest a paced list counts as fresh, hence how long a copy is worth keeping
 
 
 class Pacing:
@@ -28,7 +29,7 @@ class Pacing:
         ttl: float,
         share_left: Callable[[Priority], float] | None = None,
         *,
-        longest: float = HOUR,
+        longest: float = LONGEST,
         reserve: float = RESERVE,
     ) -> None:
         if not 0.0 <= reserve < 1.0:
