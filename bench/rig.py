@@ -63,6 +63,11 @@ def device_id(n: int) -> str:
     return hashlib.sha1(f"bench-device-{n}".encode(), usedforsecurity=False).hexdigest()
 
 
+def device_name(n: int) -> str:
+    """The hostname of the n-th device `add_devices` appends."""
+    return f"bench-{n:04d}.contoso.local"
+
+
 def add_devices(tenant: SimulatedTenant, count: int, *, alerts_each: int = 0) -> list[str]:
     """Append `count` devices (copies of the first record under new ids and names) and return their ids.
 
@@ -74,7 +79,7 @@ def add_devices(tenant: SimulatedTenant, count: int, *, alerts_each: int = 0) ->
     ids = []
     for n in range(count):
         machine_id = device_id(n)
-        name = f"bench-{n:04d}.contoso.local"
+        name = device_name(n)
         tenant.machines.append({**template, "id": machine_id, "computerDnsName": name})
         for k in range(alerts_each if template_alerts else 0):
             alert = template_alerts[k % len(template_alerts)]

@@ -18,6 +18,7 @@ from collections import Counter, deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 
 import httpx
 
@@ -27,7 +28,7 @@ from bot.alerts.query import parse_query
 from bot.alerts.service import AlertService
 from bot.defender.auth import StaticTokenProvider
 from bot.defender.client import DefenderClient
-from bot.defender.limits import BudgetExhausted
+from bot.defender.limits import HOUR, Api, BudgetExhausted
 from bot.defender.simulator import SIMULATOR_BASE_URL, SimulatedTenant, SimulatorTransport
 from bot.demo.clock import FakeClock
 from bot.state.budget import RateBudget
@@ -99,6 +100,13 @@ class StormReport:
     alert_calls: list[float] = field(default_factory=list)
 
     refused_calls: list[float] = field(default_factory=list)  # alerts calls Defender answered with 429
+    shown: list[tuple[float, float]] = field(default_factory=list)  # (second of the hour, age of the data shown)
+    notices: list[tuple[float, bool]] = field(default_factory=list)  # budget messages: (second, a copy was cached)
+    start: float = 0.0  # the fake clock at the start of the hour
+
+    def calls_between(self, low: float, high: float) -> int:
+        """Alert-list calls made (answered or refused) from second `low` to `high` of the hour."""
+        return sum(low <= moment - self.start < high for moment in self.calls_made)
 
     @property
     def busiest_minute(self) -> int:
@@ -131,24 +139,34 @@ def run_storm(
     devices: int = 300,
     seed: int = 7,
     storm_share: float = 0.5,
+    paced: bool = True,
 ) -> StormReport:
-    """An hour of lookups (by default half of them in a 3-minute incident storm) against a budgeted service."""
+    """An hour of lookups (by default half of them in a 3-minute incident storm) against a budgeted service.
+
+    `paced`: the service stretches its TTL as the hour's budget runs low, as `build_runtime` wires it (False: a
+    fixed 60 s TTL, as before pacing).
+    """
     clock = FakeClock()
     defender = ThrottlingDefender(clock)
     budget = RateBudget(per_minute, per_hour, clock=clock)
     client = DefenderClient(
         "https://api.test", StaticTokenProvider("t"), gate=budget, transport=httpx.MockTransport(defender), clock=clock
     )
-    service = AlertService(client, ttl=60, max_stale=900, clock=clock, now=clock.wall)
+    share_left = partial(budget.hour_share_left, Api.MACHINE_ALERTS) if paced else None
+    service = AlertService(client, ttl=60, max_stale=900, clock=clock, now=clock.wall, budget_share_left=share_left)
     report = StormReport(per_minute, per_hour, lookups, devices)
-    start = clock()
+    shown_at: dict[str, float] = {}  # device -> when data about it was last shown (the service keeps it an hour)
+    start = report.start = clock()
     for moment, device in storm_schedule(lookups, devices, seed, storm_share=storm_share):
         clock.advance(start + moment - clock())
         try:
             result = service.device_alerts(device)
         except BudgetExhausted:
             report.outcomes["budget message"] += 1
+            report.notices.append((moment, moment - shown_at.get(device, -HOUR) < HOUR))
             continue
+        shown_at[device] = moment
+        report.shown.append((moment, result.age.total_seconds()))
         report.outcomes["stale" if result.stale else "cached" if result.from_cache else "fresh"] += 1
     report.alert_calls = defender.alert_calls
     report.refused_calls = defender.refused_alert_calls
@@ -163,7 +181,7 @@ def run_storm_baseline(
     defender = ThrottlingDefender(clock)
     client = httpx.Client(base_url="https://api.test", transport=httpx.MockTransport(defender))
     report = StormReport(0, 0, lookups, devices)
-    start = clock()
+    start = report.start = clock()
     for moment, device in storm_schedule(lookups, devices, seed, storm_share=storm_share):
         clock.advance(start + moment - clock())
         answer = lookup_text(client, device)
@@ -221,6 +239,31 @@ def compare(ours: StormReport, base: StormReport) -> str:
     return table(["figure", "ours", "baseline", "baseline / ours"], rows)
 
 
+def hour_profile(paced: StormReport, fixed: StormReport, base: StormReport, step: int = 5) -> str:
+    """Per `step` minutes of the hour: alert-list calls made, the oldest data shown, budget messages (how many
+    of them to someone whose device had a cached copy), for ours paced, ours with a fixed TTL, and the baseline."""
+
+    def block(report: StormReport, low: float, high: float) -> list[object]:
+        calls = report.calls_between(low, high)
+        ages = [age for moment, age in report.shown if low <= moment < high]
+        notices = [cached for moment, cached in report.notices if low <= moment < high]
+        return [calls, f"{max(ages, default=0) / 60:.0f} min", f"{len(notices)} ({sum(notices)})"]
+
+    rows = []
+    for minute in range(0, 60, step):
+        low, high = minute * 60.0, (minute + step) * 60.0
+        minutes = f"{minute:02d}-{minute + step:02d}"
+        rows.append([minutes, *block(paced, low, high), *block(fixed, low, high), base.calls_between(low, high)])
+    headers = ["minutes", "paced: calls", "oldest shown", "budget msgs (with a copy)", "fixed TTL: calls",
+               "oldest shown", "budget msgs (with a copy)", "baseline: calls made"]  # fmt: skip
+    return table(headers, rows)
+
+
+def minutes_with_fresh_data(report: StormReport) -> int:
+    """Minutes of the hour in which at least one lookup got data fresh from Defender."""
+    return len({int(moment // 60) for moment, age in report.shown if age == 0.0})
+
+
 def budgets(lookups: int, devices: int, storm_share: float) -> str:
     """Ours under tighter budgets than Defender's, on the same hour."""
     rows = []
@@ -252,6 +295,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, tuple[StormReport, Stor
         print(compare(ours, base))
         print("\nOurs with other budgets, same hour:")
         print(budgets(lookups, devices, share))
+        fixed = run_storm(lookups=lookups, devices=devices, storm_share=share, paced=False)
+        print("\nThe same hour by 5 minutes: ours paced (as built), ours with a fixed 60 s TTL, the baseline")
+        print(hour_profile(ours, fixed, base))
+        print(
+            f"minutes with data fresh from Defender: paced {minutes_with_fresh_data(ours)} of 60, "
+            f"fixed TTL {minutes_with_fresh_data(fixed)} of 60; budget messages to someone with a cached copy: "
+            f"paced {sum(c for _, c in ours.notices)}, fixed TTL {sum(c for _, c in fixed.notices)}"
+        )
     print(f"\n(ran in {time.perf_counter() - started:.1f} s)")
     return results
 

@@ -1,31 +1,36 @@
-"""Benchmark 3: time from a slash command to its card at the `response_url`, cache miss and cache hit.
+"""Benchmark 3: time from a slash command to its card at the `response_url`, for devices the app has not seen.
 
-Run: `.venv/bin/python -m bench.time_to_card` (30 devices, Defender latency 300 ms); `--quick` is the CI smoke
-size. One command at a time over HTTP (see `bench.rig`): for each device a first lookup (a cache miss for ours)
-and, once its card is in, a second one with a different filter (a cache hit for ours; the baseline has no cache,
-so both of its lookups call Defender). The time runs from sending the signed request to the stand-in Slack
-receiving the card.
+Run: `.venv/bin/python -m bench.time_to_card` (defaults: 50 devices by machine id and 50 others by hostname, at a
+Defender latency of 50, 150 and 500 ms); `--quick` is the CI smoke size. For each latency each app starts in a
+fresh process (as `python -m bot http` would, see `bench.rig`) and gets one command at a time: for each device a
+first lookup by machine id, then, once its card is in, a second one with a different filter (a cache hit for ours;
+the baseline has no cache, so it calls Defender again); then a first lookup of each of 50 other devices by full
+hostname. The time runs from sending the signed request to the stand-in Slack receiving the card, and is also
+shown as a multiple of the Defender round trip: the floor is 1 round trip for an id (its alerts) and 2 for a
+hostname (its id, then its alerts).
 
 `--api mde|graph|both` (default both) picks the API ours reads alerts from (`DEFENDER_API`), at the same simulated
-latency per request; the baseline always calls the Defender for Endpoint API.
+latency per request; the baseline always calls the Defender for Endpoint API (a hostname: `GET /api/machines/{name}`
+first).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from bench.incident_storm import LABELS, RUNS, runs_for
 from bench.rig import (
-    DEFAULT_LATENCY,
     AppProcess,
     DefenderCalls,
     Planned,
     TimedStandIn,
     Timer,
     device_id,
+    device_name,
     machine,
     ms,
     percentile,
@@ -35,13 +40,17 @@ from bench.rig import (
 )
 
 CARD_TIMEOUT = 30.0
+LATENCIES = (0.05, 0.15, 0.5)
+FLOOR_ROUND_TRIPS = {"id": 1, "name": 2}
 
 
 @dataclass
 class CardTimes:
     app: str
-    miss: list[float] = field(default_factory=list)
-    hit: list[float] = field(default_factory=list)
+    latency: float
+    miss: list[float] = field(default_factory=list)  # first lookup, by machine id
+    hit: list[float] = field(default_factory=list)  # the same device again, another filter
+    named: list[float] = field(default_factory=list)  # first lookup of other devices, by hostname
     defender: DefenderCalls | None = None
 
 
@@ -53,17 +62,18 @@ def _one(app: AppProcess, standin: TimedStandIn, text: str, name: str) -> float:
     return standin.arrivals[name] - sent.sent_at
 
 
-def run_cards(
-    kind: str, *, samples: int = 30, latency: float = DEFAULT_LATENCY, env: dict[str, str] | None = None
-) -> CardTimes:
-    times = CardTimes(kind)
+def run_cards(kind: str, *, samples: int, latency: float, env: dict[str, str] | None = None) -> CardTimes:
+    times = CardTimes(kind, latency)
     standin = TimedStandIn()
     try:
-        with AppProcess(kind, standin, latency=latency, devices=samples, env=env) as app:
+        with AppProcess(kind, standin, latency=latency, devices=2 * samples, env=env) as app:
             for n in range(samples):
                 times.miss.append(_one(app, standin, device_id(n), f"miss{n}"))
                 time.sleep(0.05)
                 times.hit.append(_one(app, standin, f"{device_id(n)} severity:high,medium", f"hit{n}"))
+                time.sleep(0.05)
+            for n in range(samples, 2 * samples):
+                times.named.append(_one(app, standin, device_name(n), f"name{n}"))
                 time.sleep(0.05)
             times.defender = app.defender()
     finally:
@@ -71,52 +81,64 @@ def run_cards(
     return times
 
 
+def _with_round_trips(seconds: float, latency: float) -> str:
+    return "-" if math.isnan(seconds) else f"{ms(seconds)} (×{seconds / latency:.2f})"
+
+
 def report(results: dict[str, CardTimes]) -> str:
-    """One column per run; the ratios compare ours on the MDE API with the baseline, and Graph with MDE."""
+    """One column per run (times with their multiple of the round trip); ratios are baseline / ours on MDE."""
     names = [name for name in RUNS if name in results]
-    runs = [results[name] for name in names]
-    with_ours, with_both = "ours" in results, "ours" in results and "graph" in results
-
-    def ratios(by: dict[str, float]) -> list[object]:
-        return [*([ratio(by["baseline"], by["ours"])] if with_ours else []),
-                *([ratio(by["graph"], by["ours"])] if with_both else [])]  # fmt: skip
-
-    rows: list[list[object]] = []
-    for label, pick in (("cache miss", "miss"), ("cache hit", "hit")):
+    latency = next(iter(results.values())).latency
+    with_ours = "ours" in results and "baseline" in results
+    rows: list[list[object]] = [
+        ["first card of the fresh process (by id)", *(_with_round_trips(results[n].miss[0], latency) for n in names),
+         f"1 × {ms(latency)}", *([ratio(results["baseline"].miss[0], results["ours"].miss[0])] if with_ours else [])]
+    ]  # fmt: skip
+    for label, pick, floor in (
+        ("first lookup by id", "miss", FLOOR_ROUND_TRIPS["id"]),
+        ("first lookup by hostname", "named", FLOOR_ROUND_TRIPS["name"]),
+        ("repeat (cache hit for ours)", "hit", 0),
+    ):
         for p in (50, 95):
             figures = {name: percentile(getattr(results[name], pick), p) for name in names}
-            rows.append([f"{label} p{p}", *(ms(figures[name]) for name in names), *ratios(figures)])
+            rows.append(
+                [f"{label} p{p}", *(_with_round_trips(figures[name], latency) for name in names),
+                 f"{floor} × {ms(latency)}" if floor else "",
+                 *([ratio(figures["baseline"], figures["ours"])] if with_ours else [])]
+            )  # fmt: skip
     empty = DefenderCalls(0, 0, 0, 0)
-    calls = [r.defender or empty for r in runs]
+    calls = [results[name].defender or empty for name in names]
     for label, counts in (
         ("alert-list calls (MDE: per device; Graph: alerts_v2 pages)", [c.alerts + c.graph_alerts for c in calls]),
-        ("device calls (MDE: `/api/machines/{id}`; Graph: hunting)", [c.details + c.hunting for c in calls]),
+        ("device calls (MDE: `/api/machines/{id or name}`; Graph: hunting)", [c.details + c.hunting for c in calls]),
         ("calls, all APIs", [c.total for c in calls]),
     ):
-        rows.append([label, *counts, *ratios({name: float(n) for name, n in zip(names, counts, strict=True)})])
-    headers = ["figure", *(LABELS[name] for name in names)]
+        by = dict(zip(names, counts, strict=True))
+        rows.append([label, *counts, "", *([ratio(by["baseline"], by["ours"])] if with_ours else [])])
+    headers = ["figure", *(LABELS[name] for name in names), "floor"]
     headers += ["baseline / ours (MDE)"] if with_ours else []
-    headers += ["Graph / MDE (ours)"] if with_both else []
     return table(headers, rows)
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, CardTimes]:
+def main(argv: Sequence[str] | None = None) -> dict[float, dict[str, CardTimes]]:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--samples", type=int, default=30, help="devices, each looked up twice")
-    parser.add_argument("--latency", type=float, default=DEFAULT_LATENCY, help="seconds per Defender request")
+    parser.add_argument("--samples", type=int, default=50, help="devices by id (each looked up twice) and by name")
+    parser.add_argument("--latency", type=float, nargs="+", default=list(LATENCIES), help="seconds per request")
     parser.add_argument("--api", choices=("mde", "graph", "both"), default="both", help="DEFENDER_API for ours")
-    parser.add_argument("--quick", action="store_true", help="CI smoke size: 3 devices")
+    parser.add_argument("--quick", action="store_true", help="CI smoke size: 3 devices each way, 150 ms")
     args = parser.parse_args(argv)
     if args.quick:
-        args.samples = 3
+        args.samples, args.latency = 3, [0.15]
     timer = Timer()
-    print(f"{machine()}; Defender latency {args.latency * 1000:.0f} ms")
-    print(f"{args.samples} devices, each looked up twice, one command at a time\n")
-    results = {}
-    for name in runs_for(args.api):
-        kind, api = RUNS[name]
-        results[name] = run_cards(kind, samples=args.samples, latency=args.latency, env={"DEFENDER_API": api})
-    print(report(results))
+    print(f"{machine()}; {args.samples} unseen devices by id, {args.samples} by hostname, one command at a time")
+    results: dict[float, dict[str, CardTimes]] = {}
+    for latency in args.latency:
+        runs = results[latency] = {}
+        for name in runs_for(args.api):
+            kind, api = RUNS[name]
+            runs[name] = run_cards(kind, samples=args.samples, latency=latency, env={"DEFENDER_API": api})
+        print(f"\nDefender latency {ms(latency)} per request (the round trip)\n")
+        print(report(runs))
     print(f"\n(ran in {timer})")
     return results
 

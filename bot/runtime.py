@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from functools import partial
 from typing import Any
 
 import httpx
@@ -18,12 +19,13 @@ from slack_bolt import App
 from slack_sdk import WebClient
 
 from bot.access.audit import AuditLog
+from bot.alerts import freshness
 from bot.alerts.mirror import GraphAlertSource
 from bot.alerts.service import AlertService
 from bot.alerts.source import AlertSource
 from bot.alerts.triage import Actor, Triage, TriageResult
 from bot.config import Backend, ConfigError, DataApi, DefenderSettings, Settings, SlackSettings
-from bot.defender.auth import MsalTokenProvider, StaticTokenProvider, TokenProvider
+from bot.defender.auth import MsalTokenProvider, StaticTokenProvider, TokenKeeper, TokenProvider
 from bot.defender.client import DefenderClient
 from bot.defender.graph import GraphClient
 from bot.defender.limits import Api, Budget
@@ -71,6 +73,7 @@ class Runtime:
     service: AlertService
     tenant: SimulatedTenant | None  # set when the built-in simulator stands in for Defender
     state: StateBackend
+    tokens: TokenKeeper | None = None  # the real tenant's token, obtained at start-up and renewed ahead of expiry
 
     @property
     def link_tenant_id(self) -> str | None:
@@ -78,11 +81,14 @@ class Runtime:
         return AAD_TENANT_ID if self.tenant is not None else self.settings.defender.tenant_id
 
     def close(self) -> None:
+        if self.tokens is not None:
+            self.tokens.stop()
+        self.service.close()
         self.client.close()
         self.state.close()
 
 
-def _token_provider(settings: DefenderSettings, scope: str) -> TokenProvider:
+def _token_provider(settings: DefenderSettings, scope: str) -> MsalTokenProvider:
     credential: str | dict[str, str]
     if settings.certificate is not None:
         credential = settings.certificate.for_msal()
@@ -116,14 +122,29 @@ def build_runtime(
     state = open_state(_state_options(settings))
     in_process = defender.backend is Backend.SIMULATOR and defender_url is None
     tenant = (tenant or SimulatedTenant()) if in_process else None
-    client = _alert_source(defender, state, tenant, defender_url)
+    simulated = tenant is not None or defender_url is not None
+    scope = defender.graph_scope if defender.api is DataApi.GRAPH else defender.scope
+    tokens = None if simulated else _token_provider(defender, scope)
+    client = _alert_source(defender, state, tenant, defender_url, tokens or StaticTokenProvider("simulator"))
     log.info("alerts come from the %s", "Microsoft Graph security API" if defender.api is DataApi.GRAPH else "MDE API")
     warning = retirement_warning(defender.api, datetime.now(UTC).date())
     if warning:
         log.warning(warning)
     cache = settings.cache
-    service = AlertService(client, ttl=cache.ttl, max_stale=cache.max_stale, maxsize=cache.maxsize, shared=state.cache)
-    return Runtime(settings, state.budget, client, service, tenant, state)
+    # The alert cache stretches its TTL as the hour's budget for the alert-list API runs low (bot.alerts.freshness).
+    paced = Api.GRAPH_ALERTS if defender.api is DataApi.GRAPH else Api.MACHINE_ALERTS
+    service = AlertService(
+        client,
+        ttl=cache.ttl,
+        max_stale=cache.max_stale,
+        maxsize=cache.maxsize,
+        shared=state.cache,
+        budget_share_left=partial(state.budget.hour_share_left, paced),
+    )
+    keeper = TokenKeeper(tokens) if tokens is not None else None
+    if keeper is not None:
+        keeper.start()  # the first lookup finds the token there
+    return Runtime(settings, state.budget, client, service, tenant, state, keeper)
 
 
 MDE_RETIREMENT = date(2027, 2, 1)  # Microsoft's message-center post MC1220762
@@ -142,7 +163,11 @@ def retirement_warning(api: DataApi, today: date) -> str | None:
 
 
 def _alert_source(
-    defender: DefenderSettings, state: StateBackend, tenant: SimulatedTenant | None, defender_url: str | None
+    defender: DefenderSettings,
+    state: StateBackend,
+    tenant: SimulatedTenant | None,
+    defender_url: str | None,
+    tokens: TokenProvider,
 ) -> AlertSource:
     """The client for `DEFENDER_API`, against the simulator (in process or over HTTP) or the real tenant."""
     timeout = httpx.Timeout(defender.timeout, connect=5.0)
@@ -151,7 +176,7 @@ def _alert_source(
     if defender.api is DataApi.GRAPH:
         graph = GraphClient(
             (defender_url or GRAPH_SIMULATOR_BASE_URL) if simulated else defender.graph_url,
-            StaticTokenProvider("simulator") if simulated else _token_provider(defender, defender.graph_scope),
+            tokens,
             gate=state.budget,
             transport=transport,
             timeout=timeout,
@@ -159,7 +184,7 @@ def _alert_source(
         return GraphAlertSource(graph, state.mirror(), backfill=defender.graph_backfill)
     return DefenderClient(
         (defender_url or SIMULATOR_BASE_URL) if simulated else defender.api_url,
-        StaticTokenProvider("simulator") if simulated else _token_provider(defender, defender.scope),
+        tokens,
         gate=state.budget,
         transport=transport,
         timeout=timeout,
@@ -167,8 +192,8 @@ def _alert_source(
 
 
 def _state_options(settings: Settings) -> StateOptions:
-    # The shared cache keeps alert lists as long as they may still be served stale.
-    alerts_ttl = max(settings.cache.ttl, settings.cache.max_stale)
+    # The shared cache keeps alert lists as long as they may still be shown: stale, or paced (bot.alerts.freshness).
+    alerts_ttl = max(settings.cache.ttl, settings.cache.max_stale, freshness.LONGEST)
     return StateOptions(settings.state.url, settings.budget, settings.state.processes, alerts_ttl)
 
 

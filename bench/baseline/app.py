@@ -3,7 +3,8 @@
 It acknowledges, then calls Defender synchronously for the device's alerts (`GET /api/machines/{id}/alerts`:
 no cache, no single flight, no budget, no retries, first page only) and posts a text card to the command's
 `response_url`. Bolt's defaults apply: `process_before_response=False`, so the listener runs on Bolt's own pool
-of 5 threads while the request thread waits (at most 3 s) for `ack()`. Machine ids only: it resolves no names.
+of 5 threads while the request thread waits (at most 3 s) for `ack()`. A hostname costs one more call first
+(`GET /api/machines/{name}`, exact names only: no prefix search).
 """
 
 from __future__ import annotations
@@ -45,7 +46,13 @@ def lookup_text(defender: httpx.Client, text: str) -> str:
         query = parse_query(text)
     except QueryError as exc:
         return f"Sorry: {exc}"
-    response = defender.get(f"/api/machines/{query.device.value}/alerts")
+    machine_id = query.device.value
+    if not query.device.is_machine_id:
+        found = defender.get(f"/api/machines/{machine_id}")
+        if found.status_code != 200:
+            return f"Defender answered {found.status_code}: try again later."
+        machine_id = str(found.json()["id"])
+    response = defender.get(f"/api/machines/{machine_id}/alerts")
     if response.status_code != 200:
         return f"Defender answered {response.status_code}: try again later."
     now = datetime.now(UTC)

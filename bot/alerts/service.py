@@ -2,29 +2,33 @@
 
 A lookup may carry a `DeviceScope` (the device groups the person may see): a device outside it is
 answered exactly like an unknown one, and "did you mean" suggestions are left out, so a scoped lookup
-reveals nothing about devices it may not see.
+reveals nothing about devices it may not see (`bot.alerts.devices`).
 
 Three mechanisms keep an incident channel from burning the tenant's rate limit:
 - a TTL cache of each device's full alert list (filters are applied to the cached list, so one call
-  serves every filter variant), kept a while past its freshness to serve as stale-if-error data;
+  serves every filter variant), kept a while past its freshness to serve as stale-if-error data; as the
+  hour's budget runs low the TTL stretches (`bot.alerts.freshness`), so the budget lasts the hour;
 - single flight, so concurrent requests for one device share one call;
 - the rate budget, consulted by the client before every request.
+
+A first lookup by machine id asks for the device's details and its alerts at the same time: one round trip.
 """
 
 from __future__ import annotations
 
-import contextlib
+import contextvars
 import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
 
 import cachetools
 
-from bot.alerts.misses import Misses
+from bot.alerts.devices import Devices
+from bot.alerts.freshness import Pacing
 from bot.alerts.query import AlertFilters
 from bot.alerts.result import DeviceAlerts, display_order
 from bot.alerts.scope import EVERY_DEVICE, DeviceScope
@@ -36,21 +40,14 @@ from bot.defender.errors import (
     DefenderError,
     DefenderUnavailable,
     DeviceNotFound,
-    PermissionDenied,
     Throttled,
 )
 from bot.defender.limits import BudgetExhausted, Priority
-from bot.defender.models import Alert, Machine
+from bot.defender.models import Alert
 from bot.defender.refs import DeviceRef, parse_device_ref
 from bot.state.cache import NothingShared, SharedCache
 
 log = logging.getLogger(__name__)
-
-_K = TypeVar("_K")
-_V = TypeVar("_V")
-
-NAME_TTL = 3600.0  # hostname -> id mappings and machine details change rarely
-MAX_SUGGESTIONS = 5
 
 # Failures after which older data is better than no data, and how a user is told why it is old.
 _STALE_REASONS: dict[type[Exception], str] = {
@@ -60,6 +57,8 @@ _STALE_REASONS: dict[type[Exception], str] = {
     BadResponse: "Defender sent a bad response",
     AuthError: "Defender sign-in failed",
 }
+# Threads asking for alerts while the lookup's own thread asks for the device's details.
+ALERT_FETCHERS = 16
 
 
 def _newer(one: Alert, other: Alert) -> bool:
@@ -72,6 +71,9 @@ class _Snapshot:
     alerts: tuple[Alert, ...]
     fetched_at: datetime  # wall clock, for people
     fetched_mono: float  # service clock, for ages
+
+
+_Fetched = tuple[_Snapshot, bool, str | None]  # (list, from cache, why stale)
 
 
 class AlertService:
@@ -88,23 +90,27 @@ class AlertService:
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         shared: SharedCache | None = None,
+        budget_share_left: Callable[[Priority], float] | None = None,
     ) -> None:
+        """`budget_share_left(priority)`: the share of the hour's alert-call budget still free (see `Pacing`)."""
         self._client = client
         # Several processes (BOT_STATE_URL=redis://…): read and write through a shared cache, one call cluster-wide.
         self._shared: SharedCache = shared or NothingShared()
-        self._ttl = ttl
+        self._pacing = Pacing(ttl, budget_share_left)
+        self._max_stale = max_stale
         self._min_refresh = min_refresh_interval
         self._clock = clock
         self._now = now
         self._lock = threading.Lock()
-        # Entries live for `max_stale`; they are fresh for `ttl` and serve as stale-if-error after that.
-        self._alerts: cachetools.TTLCache[str, _Snapshot] = cachetools.TTLCache(maxsize, max(ttl, max_stale), clock)
-        self._machines: cachetools.TTLCache[str, Machine | None] = cachetools.TTLCache(maxsize, NAME_TTL, clock)
-        self._names: cachetools.TTLCache[str, str] = cachetools.TTLCache(maxsize, NAME_TTL, clock)
-        self._misses = Misses(clock, maxsize=maxsize)  # unknown names and ids, for ten minutes
+        # Entries live while they may still be shown: fresh for `ttl` (longer when paced), stale-if-error after that.
+        keep = max(ttl, max_stale, self._pacing.longest)
+        self._alerts: cachetools.TTLCache[str, _Snapshot] = cachetools.TTLCache(maxsize, keep, clock)
+        self._devices = Devices(client, self._shared, maxsize=maxsize, clock=clock)
         self._alert_flights: SingleFlight[tuple[_Snapshot, bool]] = SingleFlight()
-        self._name_flights: SingleFlight[Machine] = SingleFlight()
-        self._detail_flights: SingleFlight[Machine | None] = SingleFlight()
+        self._fetchers = ThreadPoolExecutor(ALERT_FETCHERS, thread_name_prefix="alert-fetch")
+
+    def close(self) -> None:
+        self._fetchers.shutdown(wait=False, cancel_futures=True)
 
     @property
     def cached_devices(self) -> int:
@@ -128,16 +134,24 @@ class AlertService:
         `DeviceNotFound` (without suggestions) for a device outside `scope`.
         """
         device = ref if isinstance(ref, DeviceRef) else parse_device_ref(ref)
+        alerts = self._alerts_beside_details(device, priority, refresh)
         unknown: DeviceNotFound | None = None
         try:
-            machine_id, machine = self._resolve_in_scope(device, priority, scope)
+            machine_id, machine = self._devices.resolve_in_scope(device, priority, scope)
         except DeviceNotFound as exc:
             if not (device.is_machine_id and scope.everything):
+                _settle(alerts)  # an unknown device and one outside the scope take the same calls and time
                 raise
             # The source has no details of this id; its alerts decide (a source may know a device by its
             # alerts only: Graph's advanced hunting sees the last 30 days, its alert mirror longer).
             machine_id, machine, unknown = device.value, None, exc
-        snapshot, from_cache, stale_reason = self._snapshot(machine_id, priority, refresh)
+        except Exception:
+            _settle(alerts)  # a failed scope check: the fetch beside it ends before the lookup does
+            raise
+        # Only now, with the device in scope, are its alerts looked at.
+        snapshot, from_cache, stale_reason = (
+            alerts.result() if alerts is not None else self._snapshot(machine_id, priority, refresh)
+        )
         if unknown is not None and not snapshot.alerts:
             raise unknown
         now = self._now()
@@ -177,8 +191,18 @@ class AlertService:
 
     # Alerts ---------------------------------------------------------------------------------
 
-    def _snapshot(self, machine_id: str, priority: Priority, refresh: bool) -> tuple[_Snapshot, bool, str | None]:
-        fresh_for = self._min_refresh if refresh else self._ttl
+    def _alerts_beside_details(self, device: DeviceRef, priority: Priority, refresh: bool) -> Future[_Fetched] | None:
+        """A machine id whose details take a call: its alerts are asked for at the same time, on another thread.
+
+        Every other reference resolves first (a hostname's id is needed; known details cost nothing).
+        """
+        if not device.is_machine_id or self._devices.details_known(device.value):
+            return None
+        context = contextvars.copy_context()  # the lookup's request count and log context go along
+        return self._fetchers.submit(context.run, self._snapshot, device.value, priority, refresh)
+
+    def _snapshot(self, machine_id: str, priority: Priority, refresh: bool) -> _Fetched:
+        fresh_for = self._min_refresh if refresh else self._pacing.fresh_for(priority)
         cached = self._latest(machine_id, fresh_for)
         if cached is not None:
             age = self._clock() - cached.fetched_mono
@@ -191,11 +215,15 @@ class AlertService:
         except DefenderError as exc:
             reason = _STALE_REASONS.get(type(exc))
             stale = self._latest(machine_id)
-            if reason is None or stale is None:
+            if reason is None or stale is None or not self._may_serve_stale(stale, exc):
                 raise
             log.info("serving stale alerts for %s: %s", machine_id, reason)
             return stale, True, reason
         return snapshot, shared or borrowed, None
+
+    def _may_serve_stale(self, stale: _Snapshot, failure: DefenderError) -> bool:
+        """Any kept copy beats a budget notice (pacing keeps them for the hour); other failures serve `max_stale`."""
+        return isinstance(failure, BudgetExhausted) or self._clock() - stale.fetched_mono <= self._max_stale
 
     def _fetch_once(self, machine_id: str, priority: Priority, fresh_for: float) -> tuple[_Snapshot, bool]:
         """One call for the device in the whole cluster; True when another process's call answered."""
@@ -216,7 +244,7 @@ class AlertService:
 
     def _latest(self, machine_id: str, fresh_for: float = 0.0) -> _Snapshot | None:
         """This process's alert list, or the shared one when that is newer and this one not fresh enough."""
-        local = self._cached(self._alerts, machine_id)
+        local = self._cached(machine_id)
         if local is not None and self._clock() - local.fetched_mono < fresh_for:
             return local
         found = self._shared.get_alerts(machine_id)
@@ -231,161 +259,19 @@ class AlertService:
             self._alerts[machine_id] = snapshot
         return snapshot
 
-    # Devices --------------------------------------------------------------------------------
-
     def device_group(self, machine_id: str, priority: Priority = Priority.BACKGROUND) -> str | None:
         """The device's group (`rbacGroupName`), from the hour-long details cache when there.
 
         Raises like a lookup when the details cannot be read: a scope check must not guess.
         """
-        machine = self._machine_details(machine_id, priority, strict=True)
-        return machine.rbac_group_name if machine is not None else None
+        return self._devices.group(machine_id, priority)
 
-    def _resolve_in_scope(
-        self, device: DeviceRef, priority: Priority, scope: DeviceScope
-    ) -> tuple[str, Machine | None]:
-        if scope.everything:
-            return self._resolve(device, priority)
-        name = None if device.is_machine_id else self._cached(self._names, device.value)
-        named = device.is_machine_id or (name or self._shared_name(device.value)) is not None
-        try:
-            machine_id, machine = self._resolve(device, priority, strict=True)
-        except DeviceNotFound:
-            raise DeviceNotFound(device.value) from None  # suggestions could name devices outside the scope
-        if machine is None or not scope.allows(machine.rbac_group_name):
-            if not named:
-                self._as_costly_as_a_miss(device.value, machine, priority)
-            raise DeviceNotFound(device.value)
-        return machine_id, machine
-
-    def _as_costly_as_a_miss(self, hostname: str, machine: Machine | None, priority: Priority) -> None:
-        """A hostname outside the scope, just found by its exact name (one call), costs the prefix search an
-        unknown name costs too: the same calls and time either way, so neither tells that the device exists.
-        (Repeats cost nothing either way: names are cached, and so are misses.)"""
-        if machine is not None and (machine.computer_dns_name or "").lower() == hostname:
-            with contextlib.suppress(DefenderError):
-                self._client.find_machines(hostname, prefix=True, priority=priority)
-
-    def _resolve(self, device: DeviceRef, priority: Priority, *, strict: bool = False) -> tuple[str, Machine | None]:
-        """Machine id and (when known) details for a reference; hostnames cost a lookup once an hour."""
-        if device.is_machine_id:
-            return device.value, self._machine_details(device.value, priority, strict=strict)
-        machine_id = self._cached(self._names, device.value) or self._shared_name(device.value)
-        if machine_id is None:
-            self._misses.check(device.value)  # a name Defender did not know ten minutes ago costs no call
-            found = self._name_flights.run(device.value, lambda: self._lookup_name_once(device.value, priority))[0]
-            return found.id, found
-        machine = self._cached(self._machines, machine_id)
-        if machine is None and strict:
-            machine = self._machine_details(machine_id, priority, strict=True)
-        return machine_id, machine
-
-    def _machine_details(self, machine_id: str, priority: Priority, *, strict: bool = False) -> Machine | None:
-        """Best effort unless `strict`: a card is still useful without OS and health, so failures only log
-        (`DeviceNotFound` is an answer: raised either way).
-
-        A scope check is strict: it raises the failure, and `PermissionDenied` when details cannot be read.
-        """
+    def _cached(self, machine_id: str) -> _Snapshot | None:
         with self._lock:
-            known = machine_id in self._machines
-            cached = self._machines.get(machine_id)
-        if not known:
-            known, cached = self._shared_machine(machine_id)
-        if not known:
-            self._misses.check(machine_id)
-            try:
-                cached = self._detail_flights.run(machine_id, lambda: self._fetch_details_once(machine_id, priority))[0]
-            except DefenderError as exc:
-                if strict or isinstance(exc, DeviceNotFound):  # "no such device" is an answer, not a failure
-                    raise
-                log.info("no details for machine %s: %s", machine_id, type(exc).__name__)
-                return None
-        if cached is None and strict:
-            raise PermissionDenied("the app cannot read device details, so it cannot check device groups")
-        return cached
+            return self._alerts.get(machine_id)
 
-    def _fetch_details(self, machine_id: str, priority: Priority) -> Machine | None:
-        try:
-            machine = self._client.get_machine(machine_id, priority=priority)
-        except DeviceNotFound as miss:
-            self._misses.remember(machine_id, miss)
-            raise
-        except PermissionDenied as exc:
-            # Without the permission (Machine.Read.All; ThreatHunting.Read.All through Graph) this will not
-            # change soon: do not ask on every lookup.
-            log.warning("no permission to read machine details (grant %s)", exc.permission or "Machine.Read.All")
-            with self._lock:
-                self._machines[machine_id] = None
-            self._shared.put_machine(machine_id, None)
-            return None
-        self._remember(machine)
-        return machine
 
-    def _lookup_name(self, hostname: str, priority: Priority) -> Machine:
-        try:
-            machine = self._client.get_machine(hostname, priority=priority)
-        except DeviceNotFound:
-            machine = self._match_prefix(hostname, priority)
-        self._remember(machine, hostname)
-        return machine
-
-    def _match_prefix(self, hostname: str, priority: Priority) -> Machine:
-        """`ws-fin-014` finds `ws-fin-014.contoso.local`; several different names become suggestions."""
-        candidates = self._client.find_machines(hostname, prefix=True, priority=priority)
-        exact = [m for m in candidates if (m.computer_dns_name or "").lower() == hostname]
-        names = {(m.computer_dns_name or "").lower() for m in candidates}
-        chosen = exact or (candidates if len(names) == 1 else [])
-        if not chosen:
-            miss = DeviceNotFound(hostname, suggestions=tuple(sorted(n for n in names if n)[:MAX_SUGGESTIONS]))
-            self._misses.remember(hostname, miss)
-            raise miss
-        # Re-onboarded devices leave several records under one name: the newest one is the live one.
-        return max(chosen, key=lambda m: (m.last_seen or datetime.min.replace(tzinfo=UTC), m.id))
-
-    def _remember(self, machine: Machine, *names: str) -> None:
-        known = {*names, (machine.computer_dns_name or "").lower()} - {""}
-        with self._lock:
-            self._machines[machine.id] = machine
-            for name in known:
-                self._names[name] = machine.id
-        self._shared.put_machine(machine.id, machine)
-        for name in known:
-            self._shared.put_name(name, machine.id)
-
-    # Shared with other processes (nothing, in a single process) -------------------------------
-
-    def _shared_machine(self, machine_id: str) -> tuple[bool, Machine | None]:
-        known, machine = self._shared.get_machine(machine_id)
-        if known:
-            with self._lock:
-                self._machines[machine_id] = machine
-        return known, machine
-
-    def _shared_name(self, name: str) -> str | None:
-        machine_id = self._shared.get_name(name)
-        if machine_id is not None:
-            self._shared_machine(machine_id)
-            with self._lock:
-                self._names[name] = machine_id
-        return machine_id
-
-    def _lookup_name_once(self, hostname: str, priority: Priority) -> Machine:
-        def landed() -> Machine | None:
-            machine_id = self._shared_name(hostname)
-            return self._cached(self._machines, machine_id) if machine_id is not None else None
-
-        return self._shared.single_flight(f"name:{hostname}", lambda: self._lookup_name(hostname, priority), landed)[0]
-
-    def _fetch_details_once(self, machine_id: str, priority: Priority) -> Machine | None:
-        def landed() -> tuple[Machine | None] | None:
-            known, machine = self._shared_machine(machine_id)
-            return (machine,) if known else None
-
-        boxed, _ = self._shared.single_flight(
-            f"machine:{machine_id}", lambda: (self._fetch_details(machine_id, priority),), landed
-        )
-        return boxed[0]
-
-    def _cached(self, cache: cachetools.TTLCache[_K, _V], key: _K) -> _V | None:
-        with self._lock:
-            return cache.get(key)
+def _settle(pending: Future[_Fetched] | None) -> None:
+    """Wait for an alert fetch whose answer is not wanted (its outcome, failure included, is dropped)."""
+    if pending is not None:
+        pending.exception()

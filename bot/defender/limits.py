@@ -142,14 +142,26 @@ class WindowUsage:
         return max(0, self.hour_limit - self.used_last_hour)
 
 
+def hour_share_left(caps: BudgetCaps, usage: WindowUsage, priority: Priority) -> float:
+    """The share (0-1) of the hour's cap for calls of `priority` to `usage.api` that is still free.
+
+    The cap is the one `usage` was counted against (a process's own share while a shared budget is away).
+    """
+    share = 1.0 if priority is Priority.INTERACTIVE else caps.background_hour_share
+    hour_cap = int(usage.hour_limit * share)
+    return max(0, hour_cap - usage.used_last_hour) / hour_cap if hour_cap else 0.0
+
+
 class Budget(Protocol):
-    """What the client (`acquire`, before every call) and /healthz (`usage`) need of a rate budget."""
+    """What the client (`acquire`, before every call), /healthz (`usage`) and the alert cache's pacing
+    (`hour_share_left`) need of a rate budget."""
 
     per_minute: int
     per_hour: int
 
     def acquire(self, api: Api, priority: Priority = ...) -> None: ...
     def usage(self, api: Api) -> WindowUsage: ...
+    def hour_share_left(self, api: Api, priority: Priority = ...) -> float: ...
 
 
 @runtime_checkable

@@ -35,6 +35,11 @@ _T = TypeVar("_T")
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=20.0, write=10.0, pool=5.0)
 DEFAULT_RETRY_AFTER = 60.0
+# An idle connection stays open this long (httpx's default is 5 s): a lookup a minute after the last one reuses
+# it instead of paying a new TCP and TLS handshake on top of its round trip. Azure's load balancers drop idle
+# connections after 4 minutes: httpcore notices a pooled connection the far end closed and opens another, and a
+# request that races the close fails as a network error, which is retried.
+KEEPALIVE_SECONDS = 120.0
 MAX_RETRY_AFTER = 3600.0
 
 
@@ -169,7 +174,7 @@ class ApiSession:
             base_url=base_url.rstrip("/"),
             transport=transport,
             timeout=timeout,
-            limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
+            limits=httpx.Limits(max_connections=20, max_keepalive_connections=10, keepalive_expiry=KEEPALIVE_SECONDS),
             headers={"Accept": "application/json", "User-Agent": "device-alerts"},
             follow_redirects=False,
         )

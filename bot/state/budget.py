@@ -22,6 +22,7 @@ from bot.defender.limits import (
     BudgetExhausted,
     Priority,
     WindowUsage,
+    hour_share_left,
 )
 
 
@@ -114,3 +115,7 @@ class RateBudget:
             hour.calls.extend([at] * hour_calls)
             minute.calls = deque(sorted(minute.calls))
             hour.calls = deque(sorted(hour.calls))
+
+    def hour_share_left(self, api: Api, priority: Priority = Priority.INTERACTIVE) -> float:
+        """The share of the hour's cap for `priority` still free: the alert cache stretches its TTL as it shrinks."""
+        return hour_share_left(self.limits, self.usage(api), priority)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -30,11 +31,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from bot.defender.auth import _DEFAULT_HINT, MsalTokenProvider
+from bot.config import load_settings
+from bot.defender.auth import _DEFAULT_HINT, MsalTokenProvider, TokenKeeper
 from bot.defender.client import DefenderClient
 from bot.defender.errors import AuthError, DefenderUnavailable
+from bot.defender.simulator import SimulatedTenant
+from bot.runtime import build_runtime
 from tests.doubles import secrets as fake_secrets
 from tests.doubles.concurrency import run_concurrently
+from tests.doubles.defender import DefenderServer
 from tests.doubles.oidc import JWT_BEARER, OidcDouble, trust
 from tests.doubles.processes import free_port
 
@@ -53,7 +58,9 @@ def oidc(monkeypatch: pytest.MonkeyPatch) -> Iterator[OidcDouble]:
         yield double
 
 
-def provider_for(authority: str, credential: str | dict[str, str] = SECRET) -> MsalTokenProvider:
+def provider_for(
+    authority: str, credential: str | dict[str, str] = SECRET, clock: Callable[[], float] = time.time
+) -> MsalTokenProvider:
     # instance_discovery=False: MSAL would otherwise ask login.microsoftonline.com about 127.0.0.1.
     return MsalTokenProvider(
         authority=authority,
@@ -62,6 +69,7 @@ def provider_for(authority: str, credential: str | dict[str, str] = SECRET) -> M
         scope=SCOPE,
         instance_discovery=False,
         timeout=5.0,
+        clock=clock,
     )
 
 
@@ -122,7 +130,7 @@ def test_an_hour_of_steady_traffic_asks_the_identity_provider_twice(
     # MSAL treats a token as expired 5 minutes before expires_on: with expires_in=3599 the token of
     # minute 0 is served until minute 54 and replaced at minute 55 (3599 - 3300 = 299 s < 300 s left).
     oidc.expires_in = 3599
-    provider = provider_for(oidc.authority)
+    provider = provider_for(oidc.authority, clock=msal_clock.time)
     start = msal_clock.now
 
     served: list[str] = []
@@ -449,3 +457,66 @@ def test_concurrent_first_calls_ask_the_identity_provider_once(oidc: OidcDouble)
     assert all(isinstance(t, str) for t in tokens)
     assert len(set(tokens)) == 1
     assert oidc.token_requests == 1
+
+
+# Obtained at start-up, renewed ahead of expiry: no lookup waits for the identity provider ----------------------
+
+
+def test_renewed_ahead_of_expiry_no_lookup_asks_the_identity_provider_all_day(
+    oidc: OidcDouble, msal_clock: SimulatedTime
+) -> None:
+    """The keeper's schedule run on simulated time: a lookup every minute for five hours, renewals in between."""
+    oidc.expires_in = 3599
+    provider = provider_for(oidc.authority, clock=msal_clock.time)
+    start = msal_clock.now
+    due_at = start + provider.renew_if_due()  # what `TokenKeeper.start` does
+    assert oidc.token_requests == 1
+    for minute in range(5 * 60):
+        msal_clock.now = start + 60 * minute
+        if msal_clock.now >= due_at:
+            due_at = msal_clock.now + provider.renew_if_due()
+        asked = oidc.token_requests
+        assert provider.token() == oidc.issued_tokens[-1]
+        assert oidc.token_requests == asked  # the lookup's token was there already
+    # Renewed 10 minutes ahead of each expiry, in the background: at minutes 50, 100, 150, 200 and 250.
+    assert oidc.token_requests == 1 + 5
+
+
+def test_the_keeper_starts_with_the_identity_provider_down_and_stops_on_request(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    provider = provider_for(f"https://127.0.0.1:{free_port()}/{CLIENT_ID}")
+    keeper = TokenKeeper(provider)
+    keeper.start()  # does not raise: the bot starts, and lookups say Defender cannot be reached
+    assert "no Defender token ahead of use" in caplog.text
+    assert SECRET not in caplog.text
+    keeper.stop()
+    assert not any(t.name == "defender-token" and t.is_alive() for t in threading.enumerate())
+
+
+def test_a_runtime_signs_in_at_start_up_and_its_first_lookup_asks_defender_only(
+    oidc: OidcDouble, defender_api: str
+) -> None:
+    defender = DefenderServer(SimulatedTenant())
+    env = {
+        "DEFENDER_BACKEND": "api",
+        "DEFENDER_API": defender_api,
+        "DEFENDER_TENANT_ID": oidc.tenant,
+        "DEFENDER_CLIENT_ID": CLIENT_ID,
+        "DEFENDER_CLIENT_SECRET": SECRET,
+        "DEFENDER_AUTHORITY_URL": f"https://127.0.0.1:{oidc.port}",
+        "DEFENDER_API_URL": defender.base_url,
+        "DEFENDER_GRAPH_URL": defender.base_url,
+        "BOT_STATE_URL": "sqlite:///:memory:",
+    }
+    runtime = build_runtime(load_settings(env))
+    try:
+        assert (oidc.token_requests, defender.requests) == (1, 0)  # the token came before any command
+        result = runtime.service.device_alerts("ws-fin-014")
+        assert result.total > 0
+        assert oidc.token_requests == 1
+        assert set(defender.tokens) == set(oidc.issued_tokens)
+    finally:
+        runtime.close()
+        defender.close()
+    assert not any(t.name == "defender-token" and t.is_alive() for t in threading.enumerate())

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
+import httpcore._sync.http11
 import pytest
 
 from bot.defender.client import DefenderClient
@@ -75,3 +77,61 @@ def test_real_connection_refused_is_unavailable(clock: FakeClock) -> None:
     client = DefenderClient(f"http://127.0.0.1:{port}", CountingTokens(), clock=clock, sleep=clock.sleep)
     with client, pytest.raises(DefenderUnavailable, match="ConnectError"):
         client.get_device_alerts(MID)
+
+
+class _KeepAlive(BaseHTTPRequestHandler):
+    """HTTP/1.1 with persistent connections; counts the connections it accepted."""
+
+    protocol_version = "HTTP/1.1"
+    connections: ClassVar[list[object]] = []
+
+    def setup(self) -> None:
+        super().setup()
+        self.connections.append(self.client_address)
+
+    def do_GET(self) -> None:
+        body = json.dumps({"value": [alert(1)]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet: the test asserts on behaviour, not on the access log."""
+
+
+class _IdleTime:
+    """Stands in for the `time` module inside httpcore's HTTP/1.1 connection: `monotonic()` is settable."""
+
+    def __init__(self) -> None:
+        self.now = time.monotonic()
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(time, name)
+
+
+def test_a_lookup_a_minute_after_the_last_reuses_its_connection(
+    monkeypatch: pytest.MonkeyPatch, clock: FakeClock
+) -> None:
+    idle = _IdleTime()
+    monkeypatch.setattr(httpcore._sync.http11, "time", idle)
+    _KeepAlive.connections = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _KeepAlive)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    client = DefenderClient(f"http://127.0.0.1:{server.server_address[1]}", CountingTokens(), clock=clock)
+    try:
+        with client:
+            client.get_device_alerts(MID)
+            idle.now += 60.0  # httpx's default would have closed it after 5 s
+            client.get_device_alerts(MID)
+            assert len(_KeepAlive.connections) == 1
+            idle.now += 600.0  # well past the keep-alive: a new connection, no error
+            client.get_device_alerts(MID)
+            assert len(_KeepAlive.connections) == 2
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -20,6 +20,7 @@ from bench import (
     render_cost,
     service_calls,
     slow_dependencies,
+    tenant_scale,
     time_to_card,
     watch_scaling,
 )
@@ -55,17 +56,25 @@ def test_incident_storm() -> None:
 
 
 def test_time_to_card() -> None:
-    results = time_to_card.main(["--quick"])
+    (results,) = time_to_card.main(["--quick"]).values()
     for times in results.values():
-        assert len(times.miss) == len(times.hit) == 3
-        assert all(t > 0 for t in times.miss + times.hit)
+        assert len(times.miss) == len(times.hit) == len(times.named) == 3
+        assert all(t > 0 for t in times.miss + times.hit + times.named)
         assert times.defender is not None
     ours, base = results["ours"].defender, results["baseline"].defender
     assert ours is not None and base is not None
-    assert ours.alerts == 3  # the second lookup of each device came from the cache
-    assert base.alerts == 6
+    assert ours.alerts == 6  # the second lookup of each device came from the cache; 3 more devices by name
+    assert base.alerts == 9
+    assert (ours.details, base.details) == (6, 3)  # by id, ours asks for details beside the alerts; by name, both
     graph = results["graph"].defender
     assert graph is not None and graph.alerts == 0 and graph.graph_alerts >= 1
+
+
+def test_tenant_scale() -> None:
+    (scale,) = tenant_scale.main(["--quick"])
+    assert scale.cached == scale.names == scale.watches == scale.devices == 1000
+    assert scale.cached_bytes > scale.name_bytes > 0 and scale.watch_disk_bytes > 0
+    assert scale.card_violations == 0
 
 
 def test_graph_mirror() -> None:

@@ -43,6 +43,7 @@ from bot.defender.limits import (
     BudgetExhausted,
     Priority,
     WindowUsage,
+    hour_share_left,
 )
 from bot.state.budget import RateBudget
 from bot.state.redis.connection import RedisConnection, RedisUnavailable
@@ -244,6 +245,10 @@ class RedisRateBudget:
         self._saw(api, int(minute), int(hour), float(server_now))
         limits = self.limits.limits(api)
         return WindowUsage(api, int(minute), int(hour), limits.per_minute, limits.per_hour)
+
+    def hour_share_left(self, api: Api, priority: Priority = Priority.INTERACTIVE) -> float:
+        """As `RateBudget.hour_share_left`, over the shared windows (this process's share while Redis is away)."""
+        return hour_share_left(self.limits, self.usage(api), priority)
 
     # While Redis is away ----------------------------------------------------------------------
 

@@ -7,26 +7,34 @@ over the Graph client (alerts from one tenant-wide read, devices from advanced h
 from __future__ import annotations
 
 import random
+import threading
 from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
 
-from bench.service_calls import CountingDefender, concurrent_same_device, filter_variants, run_storm
+from bench.service_calls import (
+    CountingDefender,
+    concurrent_same_device,
+    filter_variants,
+    max_in_window,
+    minutes_with_fresh_data,
+    run_storm,
+)
 from bot.alerts.misses import MISS_TTL
 from bot.alerts.query import AlertFilters
 from bot.alerts.result import DeviceAlerts
-from bot.alerts.scope import DeviceScope
+from bot.alerts.scope import EVERY_DEVICE, DeviceScope
 from bot.alerts.service import AlertService
 from bot.alerts.source import AlertSource
 from bot.defender.auth import StaticTokenProvider
 from bot.defender.client import DefenderClient
 from bot.defender.errors import DefenderUnavailable, DeviceNotFound, PermissionDenied, Throttled
 from bot.defender.limits import Api, ApiLimits, BudgetExhausted, Priority
-from bot.defender.models import AlertStatus, Severity
+from bot.defender.models import Alert, AlertStatus, Machine, Severity
 from bot.defender.simulator import (
     BUSY_HOSTNAME,
     DUPLICATE_HOSTNAME,
@@ -351,6 +359,22 @@ def test_an_hour_of_bursty_lookups_never_breaks_the_budget(per_minute: int, per_
     assert report.outcomes["budget message"] + report.outcomes["stale"] > 0
 
 
+@pytest.mark.defender_api("mde", reason="bench.service_calls drives the MDE client; Graph: the storm test below")
+def test_a_paced_hour_long_storm_keeps_fresh_data_coming_and_never_refuses_a_cached_device() -> None:
+    """3,000 lookups over 500 devices, evenly over the hour: twice what 1,500 calls an hour can refresh every 60 s."""
+    paced = run_storm(lookups=3000, devices=500, storm_share=0.0)
+    assert paced.busiest_minute <= 100
+    assert max_in_window(paced.alert_calls, 3600) <= 1500
+    assert not paced.refused_calls
+    assert [cached for _, cached in paced.notices if cached] == []  # nobody with a cached copy got a budget notice
+    assert minutes_with_fresh_data(paced) == 60
+    assert max(age for _, age in paced.shown) > 60  # the older copies shown carry their age
+    # The same hour with a fixed TTL spends the budget by the half hour, then refuses people with cached devices.
+    fixed = run_storm(lookups=3000, devices=500, storm_share=0.0, paced=False)
+    assert any(cached for _, cached in fixed.notices)
+    assert minutes_with_fresh_data(fixed) < 60
+
+
 @pytest.mark.defender_api("mde", reason="bench.service_calls drives the MDE client (Graph: the tests above)")
 def test_one_call_serves_a_crowd_and_every_filter_variant() -> None:
     assert concurrent_same_device(threads=20, latency=0.2) == 1
@@ -413,7 +437,9 @@ def test_a_scoped_lookup_sees_devices_in_its_groups_only(world: World) -> None:
         with pytest.raises(DeviceNotFound) as caught:
             world.service.device_alerts(ref, scope=WORKSTATIONS)
         assert (caught.value.reference, caught.value.suggestions) == (ref, ())
-    assert world.calls("alerts") == 1  # out-of-scope devices cost no alerts call
+    # An out-of-scope device's alerts are never shown. A name is checked before its alerts are asked for; an id's
+    # alerts are asked for beside its details (one round trip) and dropped.
+    assert world.calls("alerts") == (1 if world.api == "graph" else 2)
 
 
 def test_a_scoped_lookup_cannot_be_answered_without_device_details(world: World) -> None:
@@ -468,10 +494,10 @@ def test_out_of_scope_and_nonexistent_devices_cost_the_same_calls() -> None:
         "outside id": _sample(world, lambda n: outside_ids[n % len(outside_ids)]),
         "unknown id": _sample(world, lambda n: nth_machine_id(10_000 + n)),
     }
-    # Exact call counts: a name costs two calls the first time (exact name, then the prefix search), an id
-    # one; a repeat costs nothing, whichever the reason for "not found".
+    # Exact call counts: a name costs two calls the first time (exact name, then the prefix search), an id two
+    # at once (details and alerts, dropped); a repeat costs nothing, whichever the reason for "not found".
     for kind, (first_calls, again_calls) in samples.items():
-        assert first_calls == [2 if "name" in kind else 1] * ROUNDS, kind
+        assert first_calls == [2] * ROUNDS, kind
         assert again_calls == [0] * ROUNDS, kind
 
 
@@ -533,5 +559,53 @@ def test_metrics_count_an_out_of_scope_device_like_a_missing_one() -> None:
     assert (
         _delta(world, world.machine_id("srv-dc-01.contoso.local"))
         == _delta(world, nth_machine_id(5))
-        == {("machine", "ok"): 1.0}
+        == {("machine", "ok"): 1.0, ("machine-alerts", "ok"): 1.0}  # an id's alerts are asked for beside its details
     )
+
+
+# A first lookup in one round trip -----------------------------------------------------------------------------------
+
+
+class Rendezvous:
+    """A source that holds each details and alerts request until the other has arrived too.
+
+    A lookup that asks one after the other never gets past the first (`BrokenBarrierError` once the guard runs out).
+    """
+
+    def __init__(self, inner: AlertSource) -> None:
+        self.inner = inner
+        self.both = threading.Barrier(2, timeout=10)
+
+    def get_machine(self, id_or_name: str, **kwargs: Any) -> Machine:
+        self.both.wait()
+        return self.inner.get_machine(id_or_name, **kwargs)
+
+    def get_device_alerts(self, machine_id: str, **kwargs: Any) -> list[Alert]:
+        self.both.wait()
+        return self.inner.get_device_alerts(machine_id, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@pytest.mark.parametrize("scope", [EVERY_DEVICE, WORKSTATIONS], ids=["unscoped", "scoped"])
+def test_a_first_lookup_by_id_asks_for_details_and_alerts_at_once(world: World, scope: DeviceScope) -> None:
+    source = Rendezvous(world.client)
+    service = AlertService(cast(AlertSource, source), clock=world.clock, now=world.clock.wall)
+    mid = world.machine_id(FIN)
+
+    result = service.device_alerts(mid, scope=scope)
+
+    assert result.machine is not None and result.machine.computer_dns_name == FIN
+    assert {a.id for a in result.alerts} == {a["id"] for a in world.shown(mid)}
+    assert not source.both.broken
+    service.device_alerts(mid, refresh=True)  # details cached: the alerts alone, no rendezvous needed
+    service.close()
+
+
+def test_an_id_outside_the_scope_never_shows_the_alerts_fetched_beside_its_details(world: World) -> None:
+    hidden = world.machine_id("srv-sql-02.contoso.local")
+    with pytest.raises(DeviceNotFound) as caught:
+        world.service.device_alerts(hidden, scope=WORKSTATIONS)
+    assert caught.value.suggestions == ()
+    assert world.service.device_alerts(hidden).total == len(world.shown(hidden))  # an unscoped person may see them

@@ -192,3 +192,17 @@ def test_a_redis_clock_stepping_back_keeps_the_minute_window_a_minute_long() -> 
         clock.advance(caught.value.retry_after)
         budget.acquire(Api.MACHINE_ALERTS)
         assert budget.usage(Api.MACHINE_ALERTS).used_last_minute == 5
+
+
+def test_the_hour_share_left_shrinks_with_each_call_and_frees_as_the_hour_slides(make_budget: MakeBudget) -> None:
+    clock = FakeClock()
+    budget = make_budget(per_minute=100, per_hour=200, clock=clock)
+    assert budget.hour_share_left(Api.MACHINE_ALERTS) == 1.0
+    for _ in range(50):
+        budget.acquire(Api.MACHINE_ALERTS)
+    assert budget.hour_share_left(Api.MACHINE_ALERTS) == 0.75
+    # Background work counts the same calls against its own cap (80 % of the hour: 160): it runs low first.
+    assert budget.hour_share_left(Api.MACHINE_ALERTS, Priority.BACKGROUND) == (160 - 50) / 160
+    assert budget.hour_share_left(Api.ALERTS) == 1.0  # another API's counter
+    clock.advance(3601)
+    assert budget.hour_share_left(Api.MACHINE_ALERTS) == 1.0
