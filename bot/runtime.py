@@ -7,8 +7,9 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -39,6 +40,7 @@ from bot.slack.cards import CardContext
 from bot.slack.gate import Gate
 from bot.slack.listeners import Listeners
 from bot.slack.poster import Poster, web_client
+from bot.slack.recovery import AcceptedWork
 from bot.slack.replies import Replier
 from bot.slack.usergroups import SlackMemberships
 from bot.slack.watching import SlackWatches
@@ -190,10 +192,14 @@ class SlackBot:
     audit: AuditLog
     registry: CollectorRegistry
     listeners: Listeners
+    accepted: AcceptedWork
+    draining: threading.Event = field(default_factory=threading.Event)  # set on SIGTERM: no new work is taken
 
     def start_background(self) -> None:
-        """Start the watch poller (in `http` and `socket` processes; the store's lease keeps it to one)."""
+        """Start the watch poller (in `http` and `socket` processes; the store's lease keeps it to one) and the
+        recovery of acknowledged commands a stopped process left."""
         self.poller.start()
+        self.accepted.start(self.listeners.answer_accepted)
 
     def health(self) -> dict[str, Any]:
         """A small status document for `GET /healthz`: no secrets, no alert data.
@@ -239,7 +245,9 @@ class SlackBot:
 
     def close(self) -> None:
         self.poller.stop()
+        self.accepted.stop()
         self.pool.shutdown(wait=False)
+        self.accepted.close()
         self.store.close()
         self.runtime.close()
         self.audit.close()
@@ -289,7 +297,8 @@ def build_slack_bot(runtime: Runtime, settings: SlackSettings, *, poll_seconds: 
     poller = Poller(store, runtime.service, runtime.client, watches, interval=interval, lease_ttl=lease_ttl)
     watches.poller = poller
     replier = Replier(runtime.service, card_context, backend=runtime.settings.defender.backend.value)
-    listeners = Listeners(replier, watches, pool, poster, settings.visibility, gate, audit, seal)
+    accepted = AcceptedWork(runtime.state.work_store(), takeover=settings.takeover_seconds)
+    listeners = Listeners(replier, watches, pool, poster, settings.visibility, gate, audit, seal, accepted)
     listeners.register(app, runtime.state.event_deduper())
     state = metrics.State(
         budget_left=lambda: budget_left(runtime.budget),
@@ -299,4 +308,4 @@ def build_slack_bot(runtime: Runtime, settings: SlackSettings, *, poll_seconds: 
         lookups_in_use=lambda: pool.in_use,
     )
     registry = metrics.bot_registry(state)
-    return SlackBot(app, pool, runtime, settings, store, poller, seal, audit, registry, listeners)
+    return SlackBot(app, pool, runtime, settings, store, poller, seal, audit, registry, listeners, accepted)

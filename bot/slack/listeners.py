@@ -36,11 +36,13 @@ from bot.slack.commands import (
 )
 from bot.slack.gate import Denied, Gate
 from bot.slack.poster import Poster
+from bot.slack.recovery import RESTARTING, AcceptedWork, requester_of
 from bot.slack.replies import BUSY, Answer, Replier
 from bot.slack.requester import identify, requester_in, verified_requester
 from bot.slack.watching import SlackWatches
 from bot.slack.work import WorkPool
 from bot.state.dedupe import EventDeduper
+from bot.state.work import AcceptedCommand
 from bot.telemetry import logs
 from bot.watch.terms import DEFAULT_DURATION
 
@@ -120,6 +122,7 @@ class Listeners:
         gate: Gate,
         audit: AuditLog,
         seal: actions.ButtonSeal,
+        accepted: AcceptedWork,
     ) -> None:
         self._replier = replier
         self._watches = watches
@@ -129,6 +132,7 @@ class Listeners:
         self._gate = gate
         self._audit = audit
         self._seal = seal
+        self._accepted = accepted
 
     def _plan(self, parsed: Command, requester: Requester, scope: DeviceScope) -> Plan:
         channel, user, action = requester.channel_id, requester.user_id, _action_of(parsed)
@@ -173,15 +177,45 @@ class Listeners:
             ack(**self._answer_now(plan, requester).payload())
             return
         url = str(command["response_url"])
+        accepted = self._accepted.accept(requester, str(command.get("text", "")), url)
+        submitted = self._command_on_pool(plan, requester, url, accepted)
+        ack(**cards.notice(plan.note if submitted else BUSY).payload())
+
+    def answer_accepted(self, command: AcceptedCommand) -> bool:
+        """Answer a command another process acknowledged and left: access is checked again (fail closed)."""
+        requester, parsed = requester_of(command), parse_command(command.text)
+        admitted = self._admit(requester, parsed)
+        if isinstance(admitted, Denied):
+            message = cards.notice(admitted.message)
+        else:
+            plan = self._plan(parsed, requester, admitted)
+            if not plan.at_once:
+                return self._command_on_pool(plan, requester, command.response_url, command.id)
+            message = self._answer_now(plan, requester)
+        self._tell(command.response_url, message)
+        self._accepted.finish(command.id)
+        return True
+
+    def _command_on_pool(self, plan: Plan, requester: Requester, url: str, accepted: str | None) -> bool:
+        """Queue a slash command's work; its record is deleted once answered, or kept if the process stops first."""
 
         def job() -> None:
-            # A channel card is a new message; anything seen only by the asker replaces the note.
-            answer = self._run(plan.action, requester, plan.work)
-            in_channel = plan.card and self._in_channel and not _for_asker_only(plan, answer)
-            self._poster.respond(url, answer.message, in_channel=in_channel, replace_original=not in_channel)
+            try:  # a channel card is a new message; anything seen only by the asker replaces the note
+                answer = self._run(plan.action, requester, plan.work)
+                in_channel = plan.card and self._in_channel and not _for_asker_only(plan, answer)
+                self._poster.respond(url, answer.message, in_channel=in_channel, replace_original=not in_channel)
+            finally:
+                self._accepted.finish(accepted)
 
-        submitted = self._submit(plan.action, requester, job, lambda message: self._poster.respond(url, message))
-        ack(**cards.notice(plan.note if submitted else BUSY).payload())
+        def left_behind() -> None:  # the grace period ran out: the next process answers, or the person is told
+            if accepted is None or not self._accepted.durable:
+                self._accepted.finish(accepted)
+                self._poster.respond(url, cards.notice(RESTARTING))
+
+        submitted = self._submit(plan.action, requester, job, partial(self._poster.respond, url), left_behind)
+        if not submitted:  # told the bot is busy: nothing is left to answer
+            self._accepted.finish(accepted)
+        return submitted
 
     # Mentions and direct messages --------------------------------------------------------------
 
@@ -342,9 +376,10 @@ class Listeners:
         return answer
 
     def _submit(
-        self, kind: Action, requester: Requester, job: Callable[[], object], deliver: Callable[[Message], object]
-    ) -> bool:
-        """Queue `job`; if it fails unexpectedly, the person still hears about it through `deliver`."""
+        self, kind: Action, requester: Requester, job: Callable[[], object], deliver: Callable[[Message], object],
+        on_abandon: Callable[[], object] | None = None,
+    ) -> bool:  # fmt: skip
+        """Queue `job`; a failure, or the process stopping first, is told through `deliver` (or `on_abandon`)."""
 
         def guarded() -> None:
             try:
@@ -354,7 +389,7 @@ class Listeners:
                 self._audit.record(kind, requester, Outcome(Result.ERROR, reason="unexpected"))
                 deliver(_oops(reference))
 
-        submitted = self._pool.submit(guarded)
+        submitted = self._pool.submit(guarded, on_abandon or (lambda: deliver(cards.notice(RESTARTING))))
         if not submitted:
             self._audit.record(kind, requester, Outcome(Result.BUSY))
         return submitted

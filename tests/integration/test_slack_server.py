@@ -290,26 +290,18 @@ def _answers_only_on(host: str, port: int) -> None:
         pass
 
 
-def test_run_http_listens_on_the_configured_host(monkeypatch: pytest.MonkeyPatch) -> None:
-    started: list[HttpServer] = []
-
-    class InAThread(HttpServer):
-        def serve_forever(self) -> None:  # so that the test can stop it
-            started.append(self.start())
-
-    monkeypatch.setattr(server_module, "HttpServer", InAThread)
+def test_serve_http_listens_on_the_configured_host() -> None:
     for rig in harness():
         port = free_port()
         bot = SimpleNamespace(
             app=rig.bot.app, settings=replace(rig.bot.settings, host="127.0.0.2", port=port),
-            health=rig.bot.health, metrics=rig.bot.metrics,
+            health=rig.bot.health, metrics=rig.bot.metrics, draining=threading.Event(),
         )  # fmt: skip
+        server = server_module.serve_http(bot)
         try:
-            server_module.run_http(bot)
             _answers_only_on("127.0.0.2", port)
         finally:
-            for server in started:
-                close_server(server)
+            close_server(server)
 
 
 def test_socket_mode_health_endpoint_listens_on_the_configured_host(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -322,7 +314,7 @@ def test_socket_mode_health_endpoint_listens_on_the_configured_host(monkeypatch:
         def __init__(self, *args: object, **kwargs: object) -> None:
             pass
 
-        def start(self) -> None:
+        def connect(self) -> None:
             _answers_only_on("127.0.0.2", port)
             checked.append(True)
 
@@ -333,7 +325,7 @@ def test_socket_mode_health_endpoint_listens_on_the_configured_host(monkeypatch:
     for rig in harness():
         settings = replace(rig.bot.settings, host="127.0.0.2", port=port, app_token=Secret(fake_secrets.APP_TOKEN))
         bot = SimpleNamespace(app=rig.bot.app, settings=settings, health=rig.bot.health, metrics=rig.bot.metrics)
-        socket_mode.run_socket_mode(bot)
+        socket_mode.SocketModeConnection(bot).close()
     assert checked == [True]
 
 
