@@ -54,12 +54,14 @@ def drain(bot: SlackBot, grace: float) -> None:
     drained = bot.pool.drain(grace)
     bot.accepted.stop()  # after the pool: claims on work still running stay renewed until here
     bot.poller.stop()  # releases the lease: the next process's poller takes it at its next try
-    kept = "kept for the next process" if bot.accepted.durable else "told to ask again"
+    left = ""
+    if drained.abandoned:
+        left = "; kept for the next process" if bot.accepted.durable else "; each person told to ask again"
     log.log(
         logging.WARNING if drained.abandoned else logging.INFO,
-        "stopped taking work: %d acknowledged jobs finished, %d abandoned at the %g s deadline (%s)",
+        "stopped taking work: %d acknowledged jobs finished, %d abandoned at the %g s deadline%s",
         drained.finished,
         drained.abandoned,
         grace,
-        kept,
+        left,
     )

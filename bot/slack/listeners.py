@@ -166,8 +166,8 @@ class Listeners:
     # Slash command -----------------------------------------------------------------------------
 
     def on_command(self, ack: Ack, command: dict[str, Any], context: BoltContext) -> None:
-        requester = requester_in(context)
-        parsed = parse_command(str(command.get("text", "")))
+        requester, text = requester_in(context), str(command.get("text", ""))
+        parsed = parse_command(text)
         admitted = self._admit(requester, parsed)
         if isinstance(admitted, Denied):
             ack(**cards.notice(admitted.message).payload())
@@ -177,42 +177,40 @@ class Listeners:
             ack(**self._answer_now(plan, requester).payload())
             return
         url = str(command["response_url"])
-        accepted = self._accepted.accept(requester, str(command.get("text", "")), url)
-        submitted = self._command_on_pool(plan, requester, url, accepted)
+        submitted = self._command_on_pool(plan, requester, url, self._accepted.accept(requester, text, url))
         ack(**cards.notice(plan.note if submitted else BUSY).payload())
 
     def answer_accepted(self, command: AcceptedCommand) -> bool:
         """Answer a command another process acknowledged and left: access is checked again (fail closed)."""
         requester, parsed = requester_of(command), parse_command(command.text)
         admitted = self._admit(requester, parsed)
-        if isinstance(admitted, Denied):
-            message = cards.notice(admitted.message)
-        else:
-            plan = self._plan(parsed, requester, admitted)
-            if not plan.at_once:
-                return self._command_on_pool(plan, requester, command.response_url, command.id)
-            message = self._answer_now(plan, requester)
-        self._tell(command.response_url, message)
-        self._accepted.finish(command.id)
-        return True
+        if isinstance(admitted, Denied):  # their access changed since: they are told, as they would be now
+            self._tell(command.response_url, cards.notice(admitted.message))
+            self._accepted.finish(command.id)
+            return True
+        plan = self._plan(parsed, requester, admitted)
+        return self._command_on_pool(plan, requester, command.response_url, command.id)
 
     def _command_on_pool(self, plan: Plan, requester: Requester, url: str, accepted: str | None) -> bool:
         """Queue a slash command's work; its record is deleted once answered, or kept if the process stops first."""
 
-        def job() -> None:
-            try:  # a channel card is a new message; anything seen only by the asker replaces the note
-                answer = self._run(plan.action, requester, plan.work)
-                in_channel = plan.card and self._in_channel and not _for_asker_only(plan, answer)
-                self._poster.respond(url, answer.message, in_channel=in_channel, replace_original=not in_channel)
-            finally:
-                self._accepted.finish(accepted)
+        def reply(message: Message, **how: bool) -> None:  # a card, or a note: either way the command is answered
+            if self._pool.abandoned:  # the process is stopping: `left_behind` spoke for this command
+                return
+            self._poster.respond(url, message, **how)
+            self._accepted.finish(accepted)
+
+        def job() -> None:  # a channel card is a new message; anything seen only by the asker replaces the note
+            answer = self._run(plan.action, requester, plan.work)
+            in_channel = plan.card and self._in_channel and not _for_asker_only(plan, answer)
+            reply(answer.message, in_channel=in_channel, replace_original=not in_channel)
 
         def left_behind() -> None:  # the grace period ran out: the next process answers, or the person is told
             if accepted is None or not self._accepted.durable:
-                self._accepted.finish(accepted)
                 self._poster.respond(url, cards.notice(RESTARTING))
+                self._accepted.finish(accepted)
 
-        submitted = self._submit(plan.action, requester, job, partial(self._poster.respond, url), left_behind)
+        submitted = self._submit(plan.action, requester, job, reply, left_behind)
         if not submitted:  # told the bot is busy: nothing is left to answer
             self._accepted.finish(accepted)
         return submitted
@@ -385,9 +383,10 @@ class Listeners:
             try:
                 job()
             except Exception as exc:
-                reference = _report(exc, requester, "a background lookup")
-                self._audit.record(kind, requester, Outcome(Result.ERROR, reason="unexpected"))
-                deliver(_oops(reference))
+                if not self._pool.abandoned:  # once the process is stopping, `on_abandon` spoke for the job
+                    reference = _report(exc, requester, "a background lookup")
+                    self._audit.record(kind, requester, Outcome(Result.ERROR, reason="unexpected"))
+                    deliver(_oops(reference))
 
         submitted = self._pool.submit(guarded, on_abandon or (lambda: deliver(cards.notice(RESTARTING))))
         if not submitted:

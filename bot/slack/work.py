@@ -38,6 +38,7 @@ class WorkPool:
         self._active = 0
         self._ended = 0
         self._closed = False
+        self.abandoned = False  # the drain's grace period ran out: what still runs has been given up
         self._ids = itertools.count()
         self._abandon: dict[int, Callable[[], object]] = {}  # jobs running or waiting → what to do if left
 
@@ -87,14 +88,16 @@ class WorkPool:
         return self._capacity
 
     def drain(self, grace: float) -> Drained:
-        """Take no more jobs, wait up to `grace` seconds for the others, then abandon what is left."""
+        """Wait up to `grace` seconds for every job to end, then take no more and abandon what is left."""
         with self._lock:
-            self._closed = True
             ended_before = self._ended
+            # Jobs still come in from requests that passed the HTTP gate before it closed: they are drained too.
             self._idle.wait_for(lambda: self._active == 0, timeout=grace)
+            self._closed = True
             finished, abandoned = self._ended - ended_before, self._active
             left = list(self._abandon.values())
             self._abandon.clear()
+            self.abandoned = abandoned > 0
         self._executor.shutdown(wait=False, cancel_futures=True)
         for on_abandon in left:
             try:

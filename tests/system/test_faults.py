@@ -49,11 +49,22 @@ from bot.defender.simulator import SimulatedTenant
 from bot.demo.slack_requests import SlackRequests
 from bot.demo.standin import Posted, SlackStandIn
 from bot.runtime import SlackBot, build_runtime, build_slack_bot
+from bot.slack.server import RESTARTING
 from bot.state.watches import WatchStatus
 from tests.doubles import secrets as fake_secrets
+from tests.doubles.bot_process import ROOT
+from tests.doubles.bot_process import command as bot_process_command
 from tests.doubles.defender import DefenderServer, Fault, machine_id
 from tests.doubles.oidc import OidcDouble, trust
-from tests.doubles.processes import BotProcess, BotProcesses, Crash, bot_command, free_port, wait_until
+from tests.doubles.processes import (
+    BotProcess,
+    BotProcesses,
+    Crash,
+    bot_command,
+    free_port,
+    send_burst,
+    wait_until,
+)
 from tests.doubles.slack import (
     MEMORY_STATE_URL,
     SIGNING_SECRET,
@@ -887,4 +898,137 @@ def test_fault_kill_9_during_a_burst_of_commands(
         assert extra == 0  # a card posted just before the kill is adopted, not posted again
         assert "Traceback" not in second.stderr
     finally:
+        close_soon(standin)
+
+
+# -- stopping and restarting: SIGTERM, SIGINT, a drain that runs out, kill -9 on Redis ----------------------------
+
+RESTART_DEVICES = ("ws-fin-014", "ws-fin-015", "ws-eng-101", "srv-sql-02", "srv-dc-01", "lt-hr-031", "ws-kiosk-03")
+
+
+def slow_bot_env(standin: SlackStandIn, state_url: str, **extra: str) -> dict[str, str]:
+    """A server on the simulator served by the test (`--defender-url`), one person's burst not rate-limited."""
+    return {
+        **slack_env(standin),
+        **BOT_ENV,
+        "PYTHONPATH": str(ROOT),
+        "DEFENDER_BACKEND": "simulator",
+        "BOT_STATE_URL": state_url,
+        "BOT_USER_RATE_PER_MINUTE": "0",
+        "BOT_CHANNEL_RATE_PER_MINUTE": "0",
+        **extra,
+    }
+
+
+def read_state(db: Path, query: str) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as check:
+        return check.execute(query).fetchall()
+
+
+def lease_holders(db: Path) -> list[tuple[Any, ...]]:
+    return read_state(db, "SELECT holder FROM lease WHERE name = 'poller'")
+
+
+def lookups_burst(standin: SlackStandIn, copies: int = 4) -> tuple[list[str], list[tuple[bytes, dict[str, str]]]]:
+    """Lookups of seven devices, `copies` of each, each with its own response_url `b<index>`."""
+    requests = SlackRequests(SIGNING_SECRET)
+    texts = list(RESTART_DEVICES) * copies
+    return texts, [requests.command(t, response_url=standin.response_url(f"b{i}")) for i, t in enumerate(texts)]
+
+
+def answers_by_request(standin: SlackStandIn) -> Counter[int]:
+    """How many posts each burst request's response_url received."""
+    return Counter(int(p.target[1:]) for p in standin.posts if p.target.startswith("b"))
+
+
+def stop_line(process: BotProcess) -> str:
+    [line] = [line for line in process.stderr.splitlines() if "stopped taking work" in line]
+    return line
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
+def test_fault_stop_signal_during_a_burst_answers_every_acknowledged_lookup_once(
+    tmp_path: Path, signal_name: str
+) -> None:
+    """SIGTERM (a deploy, Heroku's daily restart) or SIGINT while lookups wait on a slow Defender: each lookup
+    acknowledged before the signal is answered exactly once with its card, a request after it is told the bot is
+    restarting, the watch lease is released, and the process exits 0 with one line of counts."""
+    standin = SlackStandIn()
+    defender = DefenderServer(SimulatedTenant(latency=0.3), keep_alive=True)
+    bots = BotProcesses(tmp_path)
+    try:
+        db = tmp_path / "state.db"
+        command = bot_process_command("http", defender_url=defender.base_url, poll_seconds=1.0)
+        process = bots.start(command, slow_bot_env(standin, f"sqlite:///{db}"), port=free_port())
+        wait_until(process.healthy, 30, "/healthz", [process])
+        wait_until(lambda: len(lease_holders(db)) == 1, 30, "the watch lease", [process])
+        texts, requests = lookups_burst(standin)
+        burst = send_burst(
+            process, requests, after_acks=8, mid_burst=lambda: process.popen.send_signal(getattr(signal, signal_name))
+        )
+        assert process.popen.wait(timeout=60) == 0, process.stderr
+        acknowledged = {i for i, ack in burst.acks.items() if ack["text"] == f"Looking up {texts[i]}…"}
+        turned_away = burst.acked_with(RESTARTING)
+        assert acknowledged  # the signal came during the burst
+        assert acknowledged | turned_away == set(burst.acks)  # nothing else was said (no "busy")
+        answers = answers_by_request(standin)
+        assert set(answers) == acknowledged  # every acknowledged lookup answered; none that was turned away
+        assert set(answers.values()) == {1}  # once each
+        for post in standin.posts:
+            if post.target.startswith("b"):
+                assert header(post).startswith(texts[int(post.target[1:])])  # its card, no "Something went wrong"
+        assert lease_holders(db) == []  # released: the next process's poller takes it at its first try
+        assert read_state(db, "SELECT count(*) FROM accepted_work") == [(0,)]
+        assert " 0 abandoned" in stop_line(process)
+        assert "Traceback" not in process.stderr
+        print(
+            f"\n{signal_name} during a burst of {len(requests)} lookups: {len(acknowledged)} acknowledged and answered "
+            f"once, {len(turned_away)} told the bot is restarting, {len(burst.unanswered)} refused; "
+            f"{stop_line(process).split(': ', 1)[-1]}"
+        )
+    finally:
+        bots.stop()
+        defender.close()
+        close_soon(standin)
+
+
+def test_fault_drain_deadline_leaves_lookups_to_the_restarted_process(tmp_path: Path) -> None:
+    """A drain that runs out (`BOT_DRAIN_SECONDS=0` against a Defender slower than that): the lookups left are kept
+    in the state file, not answered with an error, and the restarted process answers each exactly once."""
+    standin = SlackStandIn()
+    defender = DefenderServer(SimulatedTenant(latency=1.0), keep_alive=True)
+    bots = BotProcesses(tmp_path)
+    try:
+        db = tmp_path / "state.db"
+        env = slow_bot_env(standin, f"sqlite:///{db}", BOT_DRAIN_SECONDS="0", BOT_TAKEOVER_SECONDS="1")
+        command = bot_process_command("http", defender_url=defender.base_url)
+        first = bots.start(command, env, port=free_port())
+        wait_until(first.healthy, 30, "/healthz", [first])
+        texts, requests = lookups_burst(standin, copies=2)
+        burst = send_burst(first, requests, after_acks=len(requests), mid_burst=first.popen.terminate)
+        assert first.popen.wait(timeout=60) == 0, first.stderr
+        acknowledged = {i for i, ack in burst.acks.items() if ack["text"] == f"Looking up {texts[i]}…"}
+        assert acknowledged
+        kept = read_state(db, "SELECT count(*) FROM accepted_work")[0][0]
+        assert kept > 0  # the drain ran out with lookups still waiting on Defender
+        answered_by_first = set(answers_by_request(standin))
+
+        second = bots.start(command, env, port=free_port())
+        wait_until(lambda: set(answers_by_request(standin)) >= acknowledged, 60, "every lookup answered", [second])
+        answers = answers_by_request(standin)
+        assert set(answers) == acknowledged
+        assert set(answers.values()) == {1}
+        for post in standin.posts:
+            if post.target.startswith("b"):
+                assert header(post).startswith(texts[int(post.target[1:])])
+        wait_until(lambda: read_state(db, "SELECT count(*) FROM accepted_work") == [(0,)], 10, "records gone", [second])
+        assert "took over" in second.stderr
+        assert "Traceback" not in first.stderr + second.stderr
+        print(
+            f"\ndrain deadline 0 s: {len(acknowledged)} acknowledged, {len(answered_by_first)} answered before exit, "
+            f"{kept} kept in the state file and answered once by the restarted process"
+        )
+    finally:
+        bots.stop()
+        defender.close()
         close_soon(standin)
