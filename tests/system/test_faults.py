@@ -36,6 +36,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 import trustme
 
 from bot.alerts.mirror import GraphAlertSource
@@ -49,6 +50,7 @@ from bot.demo.slack_requests import SlackRequests
 from bot.demo.standin import Posted, SlackStandIn
 from bot.runtime import SlackBot, build_runtime, build_slack_bot
 from bot.slack.server import RESTARTING
+from bot.state.redis.flight import LOCK_TTL
 from bot.state.watches import WatchStatus
 from tests.doubles import secrets as fake_secrets
 from tests.doubles.bot_process import ROOT
@@ -64,6 +66,7 @@ from tests.doubles.processes import (
     send_burst,
     wait_until,
 )
+from tests.doubles.redis import REDIS_URL, delete_prefix, require_redis, unique_prefix, url_with_prefix
 from tests.doubles.slack import (
     MEMORY_STATE_URL,
     SIGNING_SECRET,
@@ -1029,3 +1032,64 @@ def test_fault_drain_deadline_leaves_lookups_to_the_restarted_process(tmp_path: 
         bots.stop()
         defender.close()
         close_soon(standin)
+
+
+def test_fault_kill_9_of_one_of_two_processes_on_redis(tmp_path: Path) -> None:
+    """Two processes on one Redis; one is SIGKILLed while its acknowledged lookups wait on a slow Defender, holding
+    the cluster's single-flight locks. The dead process's locks lapse within `LOCK_TTL` (no renewal comes), so the
+    survivor's own lookups of the same devices are answered; and the survivor answers every lookup the dead one
+    acknowledged, each once, through its response_url."""
+    require_redis()
+    prefix = unique_prefix()
+    standin = SlackStandIn()
+    defender = DefenderServer(SimulatedTenant(latency=1.0), keep_alive=True)
+    bots = BotProcesses(tmp_path)
+    store = redis.Redis.from_url(REDIS_URL)
+    try:
+        env = slow_bot_env(standin, url_with_prefix(prefix), BOT_PROCESSES="2", BOT_TAKEOVER_SECONDS="1")
+        command = bot_process_command("http", defender_url=defender.base_url)
+        doomed, survivor = (bots.start(command, env, port=free_port()) for _ in range(2))
+        wait_until(lambda: doomed.healthy() and survivor.healthy(), 30, "two healthy bots", [doomed, survivor])
+        texts, requests = lookups_burst(standin, copies=2)
+        burst = send_burst(doomed, requests, after_acks=len(requests), mid_burst=lambda: None)
+        acknowledged = {i for i, ack in burst.acks.items() if ack["text"] == f"Looking up {texts[i]}…"}
+        assert acknowledged == set(range(len(requests)))
+        wait_until(lambda: bool(list(store.scan_iter(f"{prefix}:flight:*"))), 10, "a flight lock", [doomed])
+        doomed.popen.send_signal(signal.SIGKILL)
+        killed_at = time.monotonic()
+        assert doomed.popen.wait(timeout=10) == -signal.SIGKILL
+        answered_before = set(answers_by_request(standin))
+        lock_ttls = [store.pttl(key) for key in store.scan_iter(f"{prefix}:flight:*")]
+        assert all(0 < ttl <= LOCK_TTL * 1000 for ttl in lock_ttls)  # a dead holder's lock lapses within LOCK_TTL
+
+        asked = SlackRequests(SIGNING_SECRET)
+        with httpx.Client(timeout=10.0) as client:
+            for device in RESTART_DEVICES:  # the same devices, on the survivor
+                ack = send(survivor, asked.command(device, response_url=standin.response_url(f"s-{device}")), client)
+                assert ack["text"] == f"Looking up {device}…"
+            for device in RESTART_DEVICES:
+                assert header(wait_for_target(standin, f"s-{device}", timeout=30)).startswith(device)
+        own_answered = time.monotonic() - killed_at
+        everything = "every lookup of the dead process answered"
+        wait_until(lambda: acknowledged <= set(answers_by_request(standin)), 60, everything, [survivor])
+        taken_over = time.monotonic() - killed_at
+        answers = answers_by_request(standin)
+        assert {i for i, n in answers.items() if n > 1} <= answered_before  # only an answer in flight at the kill
+        for post in standin.posts:
+            if post.target.startswith("b"):
+                assert header(post).startswith(texts[int(post.target[1:])])
+        assert "took over" in survivor.stderr
+        assert "Traceback" not in survivor.stderr
+        print(
+            f"\nkill -9 of one of two processes on Redis with {len(acknowledged)} acknowledged lookups in flight "
+            f"({len(lock_ttls)} flight locks held, {max(lock_ttls, default=0)} ms left on them at the kill): the "
+            f"survivor answered its own lookups of the same devices {own_answered:.1f} s after the kill and every "
+            f"lookup of the dead process {taken_over:.1f} s after it ({len(answered_before)} answered before the kill, "
+            f"{sum(n - 1 for n in answers.values())} twice)"
+        )
+    finally:
+        bots.stop()
+        defender.close()
+        close_soon(standin)
+        store.close()
+        delete_prefix(prefix)
