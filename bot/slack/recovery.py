@@ -106,12 +106,21 @@ class AcceptedWork:
                 continue
             with self._lock:
                 self._mine.add(command.id)
-            if not answer(command):  # the pool is full: the claim runs out and it is taken again later
+            if not self._answered(answer, command):  # its claim runs out and it is taken again later
                 with self._lock:
                     self._mine.discard(command.id)
         if taken:
             log.info("took over %d acknowledged command(s) left by a process that stopped", len(taken))
         return len(taken)
+
+    @staticmethod
+    def _answered(answer: Callable[[AcceptedCommand], bool], command: AcceptedCommand) -> bool:
+        """Whether the command is on its way to an answer: False when the pool is full or answering failed."""
+        try:
+            return answer(command)
+        except Exception:  # the access check could not be made, say: fail closed, try again later
+            log.exception("answering a command taken over from a stopped process failed; trying again later")
+            return False
 
     def start(self, answer: Callable[[AcceptedCommand], bool]) -> None:
         """Recover now (a restart), then keep renewing and recovering every third of the takeover time."""

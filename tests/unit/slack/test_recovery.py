@@ -75,3 +75,19 @@ def test_a_command_the_pool_cannot_take_is_taken_again_later() -> None:
     answered: list[str] = []
     assert survivor.recover_once(lambda command: answered.append(command.id) or True) == 1
     assert len(answered) == 1
+
+
+def test_a_command_whose_answer_fails_is_not_kept_renewed_forever(caplog: pytest.LogCaptureFixture) -> None:
+    store, clock = MemoryWorkStore(), Clock()
+    AcceptedWork(store, takeover=15, clock=clock).accept(ALICE, "ws-fin-014", URL)
+    survivor = AcceptedWork(store, takeover=15, clock=clock)
+    clock.now += 16
+
+    def failing(command: AcceptedCommand) -> bool:
+        raise RuntimeError("the membership check could not be made")
+
+    with caplog.at_level(logging.ERROR):
+        assert survivor.recover_once(failing) == 1
+    assert "trying again later" in caplog.text and URL not in caplog.text
+    clock.now += 16  # not renewed: taken again
+    assert survivor.recover_once(lambda command: True) == 1
