@@ -17,6 +17,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.alerts.problems import ProblemKind, explain
 from bot.alerts.query import USAGE, QueryError, parse_query
+from bot.cli.drain import drain, stop_signals, wait_for
 from bot.cli.terminal import PortalContext, render
 from bot.config import (
     ConfigError,
@@ -32,8 +33,8 @@ from bot.defender.errors import DefenderError
 from bot.demo.session import run_demo
 from bot.runtime import Runtime, SlackBot, build_runtime, build_slack_bot
 from bot.slack.bolt import StartupError
-from bot.slack.server import ListenError, run_http
-from bot.slack.socket_mode import run_socket_mode
+from bot.slack.server import ListenError, serve_http
+from bot.slack.socket_mode import SocketModeConnection
 from bot.state.sqlite import StoreUnopenable
 from bot.telemetry import logs
 from bot.text import clean
@@ -147,14 +148,22 @@ def _serve(
     defender_url: str | None = None,
     poll_seconds: float | None = None,
 ) -> int:
-    """Run the Slack app until interrupted."""
+    """Run the Slack app until SIGTERM or SIGINT, then drain (`bot.cli.drain`) and exit 0."""
     _no_core_dumps()
     bot = _build(mode, settings, env, err, defender_url=defender_url, poll_seconds=poll_seconds)
     if isinstance(bot, int):
         return bot
     try:
-        bot.start_background()
-        (run_socket_mode if mode is SlackMode.SOCKET else run_http)(bot)
+        with stop_signals() as stopping:
+            listening = SocketModeConnection(bot) if mode is SlackMode.SOCKET else serve_http(bot)
+            bot.start_background()
+            try:
+                wait_for(stopping)
+                if isinstance(listening, SocketModeConnection):
+                    listening.stop_taking_work()
+                drain(bot, bot.settings.drain_seconds)
+            finally:
+                listening.close()
     except ListenError as exc:
         print(f"start-up error: PORT: {exc}: stop what uses it, or set PORT (or BOT_HTTP_HOST) to a free one", file=err)
         return EXIT_BAD_INPUT
@@ -163,8 +172,6 @@ def _serve(
             f"Slack refused the Socket Mode connection ({exc.response.get('error')}): check SLACK_APP_TOKEN", file=err
         )
         return EXIT_DEFENDER
-    except KeyboardInterrupt:
-        pass
     finally:
         bot.close()
     return EXIT_OK

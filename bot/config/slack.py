@@ -46,6 +46,8 @@ class SlackSettings:
     max_pending: int
     card_alerts: int
     access: AccessSettings
+    drain_seconds: float = 25.0  # SIGTERM/SIGINT: how long acknowledged work may take to finish
+    takeover_seconds: float = 15.0  # how soon a dead process's acknowledged commands are answered by another
 
     @property
     def button_secret(self) -> Secret:
@@ -96,6 +98,8 @@ def load_slack_settings(mode: SlackMode, env: Mapping[str, str]) -> SlackSetting
         max_pending=read.value(v.MAX_PENDING),
         card_alerts=read.value(v.CARD_ALERTS),
         access=_access(read),
+        drain_seconds=read.value(v.DRAIN_SECONDS),
+        takeover_seconds=read.value(v.TAKEOVER_SECONDS),
     )
 
 

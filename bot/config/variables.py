@@ -228,6 +228,17 @@ MAX_PENDING = Integer(
     name="BOT_MAX_PENDING", group=Group.SLACK, default=256, minimum=0, maximum=10_000,
     meaning="lookups that may wait for a worker before people are told the bot is busy",
 )  # fmt: skip
+# Heroku and most platforms send SIGTERM and kill 30 s later; the drain must end before that.
+DRAIN_SECONDS = Number(
+    name="BOT_DRAIN_SECONDS", group=Group.SLACK, default=25.0, minimum=0, maximum=3600,
+    meaning="on SIGTERM or SIGINT, how long acknowledged lookups may take to finish before the process exits; "
+    "what is left is answered after the restart (or by another process)",
+)  # fmt: skip
+TAKEOVER_SECONDS = Number(
+    name="BOT_TAKEOVER_SECONDS", group=Group.SLACK, default=15.0, minimum=1, maximum=600,
+    meaning="after how long another (or the restarted) process answers the acknowledged commands of a process "
+    "that died",
+)  # fmt: skip
 CARD_ALERTS = Integer(
     name="BOT_CARD_ALERTS", group=Group.SLACK, default=10, minimum=1, maximum=20,
     meaning="top alerts shown on a card, `1`–`20`",
@@ -301,7 +312,8 @@ VARIABLES: tuple[Variable[Any], ...] = (
     STATE_URL, REDIS_URL, STATE_TLS_VERIFY, PROCESSES, WATCH_POLL_SECONDS, LOG_LEVEL, LOG_FORMAT, SSL_CERT_FILE,
     REQUESTS_CA_BUNDLE,
     SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, SLACK_SIGNING_SECRET_PREVIOUS, SLACK_APP_TOKEN, SLACK_API_URL, PORT,
-    HTTP_HOST, VISIBILITY, WORKERS, MAX_PENDING, CARD_ALERTS, ALLOWED_CHANNELS, ALLOWED_USERS, ALLOWED_USERGROUPS,
+    HTTP_HOST, VISIBILITY, WORKERS, MAX_PENDING, DRAIN_SECONDS, TAKEOVER_SECONDS, CARD_ALERTS, ALLOWED_CHANNELS,
+    ALLOWED_USERS, ALLOWED_USERGROUPS,
     DEVICE_GROUP_POLICY, ALLOW_EXTERNAL, ACCESS_CONTACT, USER_RATE, CHANNEL_RATE, AUDIT_LOG,
     TRIAGE, TRIAGE_USERS, TRIAGE_USERGROUPS,
 )  # fmt: skip

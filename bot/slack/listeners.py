@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -35,13 +34,16 @@ from bot.slack.commands import (
     parse_command,
 )
 from bot.slack.gate import Denied, Gate
+from bot.slack.plans import Plan, action_of, costly, for_asker_only
 from bot.slack.poster import Poster
+from bot.slack.recovery import RESTARTING, AcceptedWork, requester_of
 from bot.slack.replies import BUSY, Answer, Replier
 from bot.slack.requester import identify, requester_in, verified_requester
 from bot.slack.watching import SlackWatches
 from bot.slack.work import WorkPool
 from bot.state.dedupe import EventDeduper
 from bot.state.watches import StoreFailing
+from bot.state.work import AcceptedCommand
 from bot.telemetry import logs
 from bot.watch.terms import DEFAULT_DURATION
 
@@ -75,41 +77,6 @@ def _oops(reference: str) -> Message:
     return cards.notice(f"Something went wrong on the bot's side (reference {reference}).")
 
 
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """How to answer a command: `work` at once when there is no `note`, else on the pool after the note."""
-
-    action: Action
-    work: Callable[[], Answer]
-    note: str = ""  # set for work that may call Defender or Slack: it runs on the pool
-    card: bool = False  # a device card, which follows BOT_RESPONSE_VISIBILITY; notes stay with the asker
-    private: bool = False  # help and bad input: only the asker sees the answer, wherever they asked
-
-    @property
-    def at_once(self) -> bool:
-        return not self.note
-
-
-def _action_of(parsed: Command) -> Action:
-    if isinstance(parsed, StartWatch):
-        return Action.WATCH_START
-    if isinstance(parsed, StopWatch):
-        return Action.WATCH_STOP
-    if isinstance(parsed, ListWatches):
-        return Action.WATCH_LIST
-    return Action.HELP if isinstance(parsed, Help) else Action.LOOKUP
-
-
-def _for_asker_only(plan: Plan, answer: Answer) -> bool:
-    """Help, bad input, an unknown device and its "did you mean": seen only by the person who asked."""
-    return plan.private or answer.outcome.result in (Result.NOT_FOUND, Result.INVALID)
-
-
-def _costly(parsed: Command) -> bool:
-    """Whether answering may call Defender: only those requests count against the rate limits."""
-    return isinstance(parsed, Lookup | StartWatch)
-
-
 class Listeners:
     def __init__(
         self,
@@ -121,6 +88,7 @@ class Listeners:
         gate: Gate,
         audit: AuditLog,
         seal: actions.ButtonSeal,
+        accepted: AcceptedWork,
     ) -> None:
         self._replier = replier
         self._watches = watches
@@ -130,9 +98,10 @@ class Listeners:
         self._gate = gate
         self._audit = audit
         self._seal = seal
+        self._accepted = accepted
 
     def _plan(self, parsed: Command, requester: Requester, scope: DeviceScope) -> Plan:
-        channel, user, action = requester.channel_id, requester.user_id, _action_of(parsed)
+        channel, user, action = requester.channel_id, requester.user_id, action_of(parsed)
         if isinstance(parsed, Help | Invalid):
             return Plan(action, partial(self._replier.immediate, parsed, scope), private=True)
         if isinstance(parsed, ListWatches):
@@ -163,8 +132,8 @@ class Listeners:
     # Slash command -----------------------------------------------------------------------------
 
     def on_command(self, ack: Ack, command: dict[str, Any], context: BoltContext) -> None:
-        requester = requester_in(context)
-        parsed = parse_command(str(command.get("text", "")))
+        requester, text = requester_in(context), str(command.get("text", ""))
+        parsed = parse_command(text)
         admitted = self._admit(requester, parsed)
         if isinstance(admitted, Denied):
             ack(**cards.notice(admitted.message).payload())
@@ -174,15 +143,43 @@ class Listeners:
             ack(**self._answer_now(plan, requester).payload())
             return
         url = str(command["response_url"])
-
-        def job() -> None:
-            # A new message below the ack's note: Slack cannot replace a message that came back in an ack.
-            answer = self._run(plan.action, requester, plan.work)
-            in_channel = plan.card and self._in_channel and not _for_asker_only(plan, answer)
-            self._poster.respond(url, answer.message, in_channel=in_channel)
-
-        submitted = self.submit(plan.action, requester, job, lambda message: self._poster.respond(url, message))
+        submitted = self._command_on_pool(plan, requester, url, self._accepted.accept(requester, text, url))
         ack(**cards.notice(plan.note if submitted else BUSY).payload())
+
+    def answer_accepted(self, command: AcceptedCommand) -> bool:
+        """Answer a command another process acknowledged and left: access is checked again (fail closed)."""
+        requester, parsed = requester_of(command), parse_command(command.text)
+        admitted = self._admit(requester, parsed)
+        if isinstance(admitted, Denied):  # their access changed since: they are told, as they would be now
+            self._tell(command.response_url, cards.notice(admitted.message))
+            self._accepted.finish(command.id)
+            return True
+        plan = self._plan(parsed, requester, admitted)
+        return self._command_on_pool(plan, requester, command.response_url, command.id)
+
+    def _command_on_pool(self, plan: Plan, requester: Requester, url: str, accepted: str | None) -> bool:
+        """Queue a slash command's work; its record is deleted once answered, or kept if the process stops first."""
+
+        def reply(message: Message, **how: bool) -> None:  # a card, or a note: either way the command is answered
+            if self._pool.abandoned:  # the process is stopping: `left_behind` spoke for this command
+                return
+            self._poster.respond(url, message, **how)
+            self._accepted.finish(accepted)
+
+        def job() -> None:  # a new message below the ack's note: Slack cannot replace a message an ack showed
+            answer = self._run(plan.action, requester, plan.work)
+            in_channel = plan.card and self._in_channel and not for_asker_only(plan, answer)
+            reply(answer.message, in_channel=in_channel)
+
+        def left_behind() -> None:  # the grace period ran out: the next process answers, or the person is told
+            if accepted is None or not self._accepted.durable:
+                self._poster.respond(url, cards.notice(RESTARTING))
+                self._accepted.finish(accepted)
+
+        submitted = self.submit(plan.action, requester, job, reply, left_behind)
+        if not submitted:  # told the bot is busy: nothing is left to answer
+            self._accepted.finish(accepted)
+        return submitted
 
     # Mentions and direct messages --------------------------------------------------------------
 
@@ -212,7 +209,7 @@ class Listeners:
 
         def job() -> None:
             answer = self._run(plan.action, requester, plan.work)
-            if not in_dm and (cards_private or _for_asker_only(plan, answer)):
+            if not in_dm and (cards_private or for_asker_only(plan, answer)):
                 self._poster.post_ephemeral(channel, requester.user_id, answer.message, thread_ts=thread_ts)
             else:
                 self._poster.post(channel, answer.message, thread_ts=thread_ts)
@@ -325,10 +322,10 @@ class Listeners:
 
     def _admit(self, requester: Requester, parsed: Command) -> Denied | DeviceScope:
         """The gate's decision; a refusal is written to the audit trail here, once."""
-        admitted = self._gate.admit(requester, costly=_costly(parsed))
+        admitted = self._gate.admit(requester, costly=costly(parsed))
         if isinstance(admitted, Denied):
             device = parsed.query.device.value if isinstance(parsed, Lookup | StartWatch | StopWatch) else None
-            self._audit.record(_action_of(parsed), requester, Outcome(admitted.result, device, reason=admitted.reason))
+            self._audit.record(action_of(parsed), requester, Outcome(admitted.result, device, reason=admitted.reason))
         return admitted
 
     def _answer_now(self, plan: Plan, requester: Requester) -> Message:
@@ -348,9 +345,10 @@ class Listeners:
         return answer
 
     def submit(
-        self, kind: Action, requester: Requester, job: Callable[[], object], deliver: Callable[[Message], object]
-    ) -> bool:
-        """Queue `job`; if it fails unexpectedly, the person still hears about it through `deliver`."""
+        self, kind: Action, requester: Requester, job: Callable[[], object], deliver: Callable[[Message], object],
+        on_abandon: Callable[[], object] | None = None,
+    ) -> bool:  # fmt: skip
+        """Queue `job`; a failure, or the process stopping first, is told through `deliver` (or `on_abandon`)."""
 
         def guarded() -> None:
             try:
@@ -360,11 +358,12 @@ class Listeners:
                 self._audit.record(kind, requester, Outcome(Result.ERROR, reason="store_failing"))
                 deliver(cards.notice(f"The bot cannot save watches right now: {exc.reason}. Lookups still work."))
             except Exception as exc:
-                reference = _report(exc, requester, "a background lookup")
-                self._audit.record(kind, requester, Outcome(Result.ERROR, reason="unexpected"))
-                deliver(_oops(reference))
+                if not self._pool.abandoned:  # once the process is stopping, `on_abandon` spoke for the job
+                    reference = _report(exc, requester, "a background lookup")
+                    self._audit.record(kind, requester, Outcome(Result.ERROR, reason="unexpected"))
+                    deliver(_oops(reference))
 
-        submitted = self._pool.submit(guarded)
+        submitted = self._pool.submit(guarded, on_abandon or (lambda: deliver(cards.notice(RESTARTING))))
         if not submitted:
             self._audit.record(kind, requester, Outcome(Result.BUSY))
         return submitted

@@ -39,6 +39,8 @@ class Served(Protocol):
     def app(self) -> App: ...
     @property
     def settings(self) -> SlackSettings: ...
+    @property
+    def draining(self) -> threading.Event: ...
     def health(self) -> dict[str, Any]: ...
     def metrics(self) -> bytes: ...
 
@@ -50,6 +52,7 @@ MAX_HEADER_BYTES = 32 * 1024
 IDLE_TIMEOUT = 30  # seconds a connection may send nothing (waitress's default is 120)
 CONNECTION_LIMIT = 500  # headroom over slow or idle clients (waitress's default is 100); select() allows 1,024
 REQUEST_THREADS = 16  # requests only parse and acknowledge; slow work runs on the bot's own pool
+RESTARTING = "The bot is restarting. Run the command again in a minute."
 
 
 def _json(start_response: StartResponse, status: str, document: dict[str, Any]) -> list[bytes]:
@@ -64,11 +67,13 @@ def wsgi_app(
     metrics: Callable[[], bytes] | None = None,
     *,
     verify: SignatureCheck | None = None,
+    draining: threading.Event | None = None,
 ) -> WSGIApplication:
     """Routes Slack's POSTs to Bolt, `GET /healthz` to `health` and `GET /metrics` to `metrics`; else 404.
 
     With `verify`, a POST's signature is checked on its raw bytes before Bolt parses anything: a request that
     fails gets 401 whatever its body holds (Bolt would answer 500 to a body it cannot parse).
+    Once `draining` is set (the process is stopping) no Slack request starts work: see `_refuse_while_draining`.
     """
 
     def application(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -84,6 +89,8 @@ def wsgi_app(
                 return _json(start_response, "405 Method Not Allowed", {"error": "POST only"})
             if verify is not None and not _verified(environ, verify):
                 return _json(start_response, "401 Unauthorized", {"error": "invalid request"})
+            if draining is not None and draining.is_set():
+                return _refuse_while_draining(environ, start_response)
             started = time.perf_counter()
             # Bolt answers only after the listener acknowledged, so this is the time Slack waits.
             response: Iterable[bytes] = slack(environ, start_response)
@@ -92,6 +99,14 @@ def wsgi_app(
         return _json(start_response, "404 Not Found", {"error": "not found"})
 
     return application
+
+
+def _refuse_while_draining(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+    """An event gets 503, so Slack delivers it again (to another process, or after the restart); a command or a
+    button press, which Slack does not retry, gets an honest note at once."""
+    if str(environ.get("CONTENT_TYPE", "")).startswith("application/json"):
+        return _json(start_response, "503 Service Unavailable", {"error": "restarting"})
+    return _json(start_response, "200 OK", {"response_type": "ephemeral", "text": RESTARTING})
 
 
 class ListenError(Exception):
@@ -150,9 +165,10 @@ class HttpServer:
 
     def serve_forever(self) -> None:
         log.info("listening on %s port %d", self._server.getsockname()[0], self.port)
-        self._server.run()
+        self._run_until_closed()
 
     def start(self) -> HttpServer:
+        log.info("listening on %s port %d", self._server.getsockname()[0], self.port)
         self._thread = threading.Thread(target=self._run_until_closed, daemon=True, name="http-server")
         self._thread.start()
         return self
@@ -175,8 +191,13 @@ class HttpServer:
             self._thread.join(timeout=5)
 
 
-def run_http(bot: Served) -> None:
-    """Serve Slack and the health endpoint on $BOT_HTTP_HOST:$PORT (0.0.0.0:3000 by default) until interrupted."""
+def serve_http(bot: Served) -> HttpServer:
+    """Serve Slack and the health endpoint on $BOT_HTTP_HOST:$PORT (0.0.0.0:3000 by default), in a thread.
+
+    While `bot.draining` is set, Slack requests are refused (`_refuse_while_draining`) and `/healthz` still
+    answers; the caller closes the server once the acknowledged work is done.
+    """
     verify = SignatureCheck(bot.settings.request_secrets)
-    application = wsgi_app(bot.health, SlackRequestHandler(bot.app), bot.metrics, verify=verify)
-    HttpServer(application, bot.settings.host, bot.settings.http_port).serve_forever()
+    slack = SlackRequestHandler(bot.app)
+    application = wsgi_app(bot.health, slack, bot.metrics, verify=verify, draining=bot.draining)
+    return HttpServer(application, bot.settings.host, bot.settings.http_port).start()

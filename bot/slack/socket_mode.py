@@ -11,19 +11,30 @@ from bot.slack.server import HttpServer, Served, wsgi_app
 log = logging.getLogger(__name__)
 
 
-def run_socket_mode(bot: Served) -> None:
-    """Connect and serve until interrupted; with PORT set, also answer `GET /healthz` there."""
-    app_token = bot.settings.app_token
-    if app_token is None:
-        raise ValueError("Socket Mode needs SLACK_APP_TOKEN")
-    health = None
-    if bot.settings.port is not None:
-        health = HttpServer(wsgi_app(bot.health, None, bot.metrics), bot.settings.host, bot.settings.port).start()
-        log.info("health endpoint on %s port %d", bot.settings.host, health.port)
-    handler = SocketModeHandler(bot.app, app_token.reveal(), web_client=bot.app.client)
-    try:
-        handler.start()  # type: ignore[no-untyped-call]
-    finally:
-        handler.close()  # type: ignore[no-untyped-call]
-        if health is not None:
-            health.close()
+class SocketModeConnection:
+    """The WebSocket to Slack and, with PORT set, the health endpoint: connected at once, closed in two steps."""
+
+    def __init__(self, bot: Served) -> None:
+        app_token = bot.settings.app_token
+        if app_token is None:
+            raise ValueError("Socket Mode needs SLACK_APP_TOKEN")
+        self._health: HttpServer | None = None
+        if bot.settings.port is not None:
+            self._health = HttpServer(wsgi_app(bot.health, None, bot.metrics), bot.settings.host, bot.settings.port)
+            self._health.start()
+            log.info("health endpoint on %s port %d", bot.settings.host, self._health.port)
+        self._handler = SocketModeHandler(bot.app, app_token.reveal(), web_client=bot.app.client)
+        try:
+            self._handler.connect()  # type: ignore[no-untyped-call]
+        except BaseException:
+            self.close()
+            raise
+
+    def stop_taking_work(self) -> None:
+        """Hang up on Slack: it sends new events to the app's other connections (or holds them until one opens)."""
+        self._handler.close()  # type: ignore[no-untyped-call]
+
+    def close(self) -> None:
+        self.stop_taking_work()
+        if self._health is not None:
+            self._health.close()

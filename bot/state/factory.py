@@ -22,9 +22,12 @@ from bot.state.redis.dedupe import RedisEventDeduper
 from bot.state.redis.limits import RedisRequestLimiter
 from bot.state.redis.mirror import RedisMirror
 from bot.state.redis.watches import RedisWatchStore
-from bot.state.sqlite import SqliteWatchStore
+from bot.state.redis.work import RedisWorkStore
+from bot.state.sqlite import SqliteWatchStore, sqlite_path
 from bot.state.urls import is_redis_url
 from bot.state.watches import WatchStore
+from bot.state.work import MemoryWorkStore, WorkStore
+from bot.state.work_sqlite import SqliteWorkStore
 
 # With several processes the lease is renewed every half interval and lasts 1.5 intervals, so a process that
 # dies is replaced within two intervals (one SQLite file keeps the single-process 2.5 intervals).
@@ -54,6 +57,14 @@ class StateBackend:
         if self.shared is None:
             return SqliteWatchStore.from_url(self.options.url)
         return RedisWatchStore(self.shared)
+
+    def work_store(self) -> WorkStore:
+        """Where acknowledged commands wait until answered: Redis, the SQLite file, or (`:memory:`) this process."""
+        if self.shared is not None:
+            return RedisWorkStore(self.shared)
+        if sqlite_path(self.options.url) == ":memory:":
+            return MemoryWorkStore()
+        return SqliteWorkStore(self.options.url)
 
     def mirror(self, max_alerts: int = MAX_ALERTS) -> MirrorStore:
         """Where the Graph alert mirror keeps alerts: this process, or Redis for every process."""

@@ -1,9 +1,10 @@
 """Bot processes for the system tests: start them, wait for them, read what they logged, stop them; and crashes.
 
 `BotProcesses(directory)` starts each process in `directory` (no `.env` there) with only the environment a test
-gives it, its stderr in a file the test can read; `stop()` ends every one still running. A `Crash` is a process
-dying at one step inside a test's own process: a `BaseException`, so no `except Exception` in the bot can
-swallow it, as nothing survives a real kill.
+gives it, its stderr in a file the test can read; `stop()` ends every one still running. `send_burst` sends
+signed Slack requests at once and does something (a signal) mid-burst. A `Crash` is a process dying at one step
+inside a test's own process: a `BaseException`, so no `except Exception` in the bot can swallow it, as nothing
+survives a real kill.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx
 import pytest
@@ -119,3 +122,57 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str, process
             logs = "\n".join(f"--- process {n}:\n{p.stderr[-3000:]}" for n, p in enumerate(processes))
             pytest.fail(f"{why} waiting for {what}\n{logs}")
         time.sleep(0.05)
+
+
+@dataclass
+class Burst:
+    """What a burst of requests got: each request's acknowledgement (its JSON body) by index, or nothing."""
+
+    acks: dict[int, dict[str, Any]] = field(default_factory=dict)
+    unanswered: set[int] = field(default_factory=set)  # the connection failed, or no 200 came back
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def acked_with(self, text: str) -> set[int]:
+        """The requests acknowledged with exactly `text` ("Looking up …")."""
+        with self.lock:
+            return {index for index, ack in self.acks.items() if ack.get("text") == text}
+
+
+def send_burst(
+    process: BotProcess,
+    requests: Sequence[tuple[bytes, dict[str, str]]],
+    *,
+    mid_burst: Callable[[], None],
+    after_acks: int,
+) -> Burst:
+    """Send every request at once, each on its own connection; once `after_acks` are acknowledged (or 10 s
+    passed), call `mid_burst` (a signal), and wait for every request to end either way."""
+    burst = Burst()
+    limits = httpx.Limits(max_connections=len(requests), max_keepalive_connections=0)
+    with httpx.Client(timeout=10.0, limits=limits) as client:
+
+        def fire(index: int) -> None:
+            body, headers = requests[index]
+            try:
+                response = client.post(f"{process.url}/slack/events", content=body, headers=headers)
+                ack = response.json() if response.status_code == 200 else None
+            except (httpx.TransportError, ValueError):
+                ack = None
+            with burst.lock:
+                if ack is None:
+                    burst.unanswered.add(index)
+                else:
+                    burst.acks[index] = ack
+
+        with ThreadPoolExecutor(max_workers=len(requests)) as senders:
+            futures = [senders.submit(fire, index) for index in range(len(requests))]
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                with burst.lock:
+                    if len(burst.acks) >= after_acks:
+                        break
+                time.sleep(0.001)
+            mid_burst()
+            for future in futures:
+                future.result()
+    return burst

@@ -363,9 +363,9 @@ def signed() -> Iterator[SignedRig]:
     submit = h.bot.pool.submit
     in_background = listeners._in_background
 
-    def counting_submit(job: Callable[[], None]) -> bool:
+    def counting_submit(job: Callable[[], None], on_abandon: Callable[[], object] | None = None) -> bool:
         traces.jobs += 1
-        return submit(job)
+        return submit(job, on_abandon)
 
     def counting_background(work: Callable[[], object]) -> None:
         traces.notes += 1

@@ -59,9 +59,9 @@ def _count_jobs(rig: Harness, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     jobs = [0]
     submit = rig.bot.pool.submit
 
-    def counting(job: object) -> bool:
+    def counting(job: object, on_abandon: object = None) -> bool:
         jobs[0] += 1
-        return submit(job)  # type: ignore[arg-type]
+        return submit(job, on_abandon)  # type: ignore[arg-type]
 
     monkeypatch.setattr(rig.bot.pool, "submit", counting)
     monkeypatch.setattr(listeners, "_in_background", lambda work: jobs.__setitem__(0, jobs[0] + 1))

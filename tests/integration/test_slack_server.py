@@ -290,26 +290,18 @@ def _answers_only_on(host: str, port: int) -> None:
         pass
 
 
-def test_run_http_listens_on_the_configured_host(monkeypatch: pytest.MonkeyPatch) -> None:
-    started: list[HttpServer] = []
-
-    class InAThread(HttpServer):
-        def serve_forever(self) -> None:  # so that the test can stop it
-            started.append(self.start())
-
-    monkeypatch.setattr(server_module, "HttpServer", InAThread)
+def test_serve_http_listens_on_the_configured_host() -> None:
     for rig in harness():
         port = free_port()
         bot = SimpleNamespace(
             app=rig.bot.app, settings=replace(rig.bot.settings, host="127.0.0.2", port=port),
-            health=rig.bot.health, metrics=rig.bot.metrics,
+            health=rig.bot.health, metrics=rig.bot.metrics, draining=threading.Event(),
         )  # fmt: skip
+        server = server_module.serve_http(bot)
         try:
-            server_module.run_http(bot)
             _answers_only_on("127.0.0.2", port)
         finally:
-            for server in started:
-                close_server(server)
+            close_server(server)
 
 
 def test_socket_mode_health_endpoint_listens_on_the_configured_host(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -322,7 +314,7 @@ def test_socket_mode_health_endpoint_listens_on_the_configured_host(monkeypatch:
         def __init__(self, *args: object, **kwargs: object) -> None:
             pass
 
-        def start(self) -> None:
+        def connect(self) -> None:
             _answers_only_on("127.0.0.2", port)
             checked.append(True)
 
@@ -333,7 +325,7 @@ def test_socket_mode_health_endpoint_listens_on_the_configured_host(monkeypatch:
     for rig in harness():
         settings = replace(rig.bot.settings, host="127.0.0.2", port=port, app_token=Secret(fake_secrets.APP_TOKEN))
         bot = SimpleNamespace(app=rig.bot.app, settings=settings, health=rig.bot.health, metrics=rig.bot.metrics)
-        socket_mode.run_socket_mode(bot)
+        socket_mode.SocketModeConnection(bot).close()
     assert checked == [True]
 
 
@@ -416,3 +408,29 @@ def test_a_signed_request_passes_the_edge_check_and_bolt_reads_the_same_body(edg
     [card] = edge.rig.standin.wait_for_posts(1)
     assert card.target == "edge"
     edge.rig.wait_idle()
+
+
+def test_while_draining_a_command_is_told_to_ask_again_an_event_gets_503_and_nothing_starts() -> None:
+    """After SIGTERM the process finishes what it acknowledged but starts nothing new: a slash command (which
+    Slack does not retry) hears at once that the bot is restarting; an event gets 503, so Slack delivers it again
+    later or to another process; a forged request is still refused first."""
+    for rig in harness():
+        slack, verify = SlackRequestHandler(rig.bot.app), SignatureCheck((SIGNING_SECRET,))
+        application = wsgi_app(rig.bot.health, slack, verify=verify, draining=rig.bot.draining)
+        server = HttpServer(application, "127.0.0.1", 0).start()
+        url = f"http://127.0.0.1:{server.port}/slack/events"
+        try:
+            rig.bot.draining.set()
+            requests = SlackRequests(SIGNING_SECRET)
+            body, headers = requests.command("ws-fin-014", response_url=rig.standin.response_url("drain"))
+            answer = httpx.post(url, content=body, headers=headers, timeout=5.0)
+            assert (answer.status_code, answer.json()["text"]) == (200, server_module.RESTARTING)
+            body, headers = requests.event(requests.mention("ws-fin-014"))
+            assert httpx.post(url, content=body, headers=headers, timeout=5.0).status_code == 503
+            forged = SlackRequests(fake_secrets.FOREIGN_SIGNING_SECRET)
+            body, headers = forged.command("ws-fin-014", response_url=rig.standin.response_url("forged"))
+            assert httpx.post(url, content=body, headers=headers, timeout=5.0).status_code == 401
+            assert httpx.get(f"http://127.0.0.1:{server.port}/healthz", timeout=5.0).status_code == 200
+            assert rig.bot.pool.in_use == 0 and rig.standin.posts == []  # no work was started
+        finally:
+            close_server(server)

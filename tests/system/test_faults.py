@@ -28,8 +28,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,6 +36,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 import trustme
 
 from bot.alerts.mirror import GraphAlertSource
@@ -47,13 +47,26 @@ from bot.defender.client import DefenderClient
 from bot.defender.graph import GraphClient
 from bot.defender.simulator import SimulatedTenant
 from bot.demo.slack_requests import SlackRequests
-from bot.demo.standin import Posted, SlackStandIn
+from bot.demo.standin import RESPONSE_PATH, Posted, SlackStandIn
 from bot.runtime import SlackBot, build_runtime, build_slack_bot
+from bot.slack.server import RESTARTING
+from bot.state.redis.flight import LOCK_TTL
 from bot.state.watches import WatchStatus
 from tests.doubles import secrets as fake_secrets
+from tests.doubles.bot_process import ROOT
+from tests.doubles.bot_process import command as bot_process_command
 from tests.doubles.defender import DefenderServer, Fault, machine_id
 from tests.doubles.oidc import OidcDouble, trust
-from tests.doubles.processes import BotProcess, BotProcesses, Crash, bot_command, free_port, wait_until
+from tests.doubles.processes import (
+    BotProcess,
+    BotProcesses,
+    Crash,
+    bot_command,
+    free_port,
+    send_burst,
+    wait_until,
+)
+from tests.doubles.redis import REDIS_URL, delete_prefix, require_redis, unique_prefix, url_with_prefix
 from tests.doubles.slack import (
     MEMORY_STATE_URL,
     SIGNING_SECRET,
@@ -796,8 +809,13 @@ BURST_LOOKUPS = ("ws-fin-014", "ws-fin-015", "ws-eng-101", "srv-sql-02", "srv-dc
 def test_fault_kill_9_during_a_burst_of_commands(
     tmp_path: Path, processes: Callable[[dict[str, str]], BotProcess]
 ) -> None:
-    """kill -9 while a burst of lookups and watches is in flight; the restarted bot serves, its store is intact,
-    the watch made before the burst is still there once, and each device watched in the burst has one watch."""
+    """kill -9 while a burst of lookups and watches is in flight; the restarted bot answers every command the
+    killed one acknowledged, its store is intact, the watch made before the burst is still there once, and each
+    device watched in the burst has one watch.
+
+    A command can be answered without its acknowledgement reaching Slack: the work starts on the pool before Bolt
+    writes the acknowledgement, and the kill can land in between (a lookup the simulator answers in a millisecond
+    is posted first). So an answered command was received, not necessarily acknowledged."""
     standin = SlackStandIn()
     try:
         db = tmp_path / "state.db"
@@ -808,6 +826,7 @@ def test_fault_kill_9_during_a_burst_of_commands(
             "BOT_STATE_URL": f"sqlite:///{db}",
             "BOT_USER_RATE_PER_MINUTE": "0",  # the burst is one person's: no per-person limit in the way
             "BOT_CHANNEL_RATE_PER_MINUTE": "0",
+            "BOT_TAKEOVER_SECONDS": "1",  # the restarted process answers what the killed one left after 1 s
         }
         requests = SlackRequests(SIGNING_SECRET)
         first = processes(env)
@@ -818,44 +837,36 @@ def test_fault_kill_9_during_a_burst_of_commands(
 
         texts = [f"watch {d}" for d in BURST_WATCHES] * 2 + list(BURST_LOOKUPS) * 4
         burst = [requests.command(t, response_url=standin.response_url(f"b{i}")) for i, t in enumerate(texts)]
-        outcome: dict[int, str] = {}  # request index -> "acked" or "refused" (no acknowledgement: the kill)
-        lock = threading.Lock()
-        limits = httpx.Limits(max_connections=len(burst), max_keepalive_connections=0)
-        with httpx.Client(timeout=10.0, limits=limits) as client:
-
-            def fire(index: int) -> None:
-                try:
-                    send(first, burst[index], client)
-                except (httpx.TransportError, AssertionError):
-                    result = "refused"
-                else:
-                    result = "acked"
-                with lock:
-                    outcome[index] = result
-
-            with ThreadPoolExecutor(max_workers=len(burst)) as senders:
-                futures = [senders.submit(fire, index) for index in range(len(burst))]
-                deadline = time.monotonic() + 10
-                while sum(v == "acked" for v in dict(outcome).values()) < 8 and time.monotonic() < deadline:
-                    time.sleep(0.001)
-                first.popen.send_signal(signal.SIGKILL)  # mid-burst
-                assert first.popen.wait(timeout=10) == -signal.SIGKILL
-                for future in futures:
-                    future.result()
-        answered = {int(p.target[1:]) for p in standin.posts if p.target.startswith("b")}
-        acked = {i for i, v in outcome.items() if v == "acked"}
+        outcome = send_burst(first, burst, after_acks=8, mid_burst=lambda: first.popen.send_signal(signal.SIGKILL))
+        assert first.popen.wait(timeout=10) == -signal.SIGKILL
+        acked = set(outcome.acks)
         assert acked  # the kill came during the burst, not before it
-        assert answered <= acked
+        assert acked | outcome.unanswered == set(range(len(burst)))
         lookups = {i for i, t in enumerate(texts) if not t.startswith("watch")}
+        left = left_in_the_file(db)  # what the restarted process will answer, and nothing else
+
+        second = processes(env)  # a new process on the same state file answers what the killed one left
+        wait_until(
+            lambda: acked <= set(answers_by_request(standin)), 30, "every acknowledged command answered", [second]
+        )
+        wait_until(lambda: read_state(db, "SELECT count(*) FROM accepted_work") == [(0,)], 30, "records", [second])
+        answers = answers_by_request(standin)
+        assert left <= set(answers)
+        # At least once: an answer posted as the kill landed, before its record was deleted, is posted again by
+        # the restarted process. Nothing else is: a command whose record was gone is never answered again.
+        assert {i for i, n in answers.items() if n > 1} <= left
+        assert set(answers.values()) <= {1, 2}
+        for post in standin.posts:
+            if post.target.startswith("b") and int(post.target[1:]) in lookups:
+                assert header(post).startswith(texts[int(post.target[1:])])  # a card, never "Something went wrong"
         print(
             f"\nkill -9 during a burst of {len(burst)} ({len(burst) - len(lookups)} watch, {len(lookups)} lookups): "
             f"{len(acked)} acknowledged ({len(acked - lookups)} watch, {len(acked & lookups)} lookups), "
-            f"{len(burst) - len(acked)} never acknowledged; lookups answered {len(answered & lookups)}, "
-            f"acknowledged but unanswered {len((acked & lookups) - answered)}; "
-            f"watch confirmations before the kill {len(answered - lookups)}"
+            f"{len(outcome.unanswered)} never acknowledged; {len(left)} left in the state file "
+            f"({len(left - acked)} of them never acknowledged); after the restart every acknowledged command "
+            f"answered, {sum(n - 1 for n in answers.values())} twice"
         )
 
-        second = processes(env)  # a new process on the same state file
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as check:
             assert check.execute("PRAGMA integrity_check").fetchone() == ("ok",)
             cardless = check.execute("SELECT count(*) FROM watches WHERE status = 'active' AND root_ts IS NULL")
@@ -888,3 +899,207 @@ def test_fault_kill_9_during_a_burst_of_commands(
         assert "Traceback" not in second.stderr
     finally:
         close_soon(standin)
+
+
+# -- stopping and restarting: SIGTERM, SIGINT, a drain that runs out, kill -9 on Redis ----------------------------
+
+RESTART_DEVICES = ("ws-fin-014", "ws-fin-015", "ws-eng-101", "srv-sql-02", "srv-dc-01", "lt-hr-031", "ws-kiosk-03")
+
+
+def slow_bot_env(standin: SlackStandIn, state_url: str, **extra: str) -> dict[str, str]:
+    """A server on the simulator served by the test (`--defender-url`), one person's burst not rate-limited."""
+    return {
+        **slack_env(standin),
+        **BOT_ENV,
+        "PYTHONPATH": str(ROOT),
+        "DEFENDER_BACKEND": "simulator",
+        "BOT_STATE_URL": state_url,
+        "BOT_USER_RATE_PER_MINUTE": "0",
+        "BOT_CHANNEL_RATE_PER_MINUTE": "0",
+        **extra,
+    }
+
+
+def read_state(db: Path, query: str) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as check:
+        return check.execute(query).fetchall()
+
+
+def burst_requests_in(records: Iterable[str | bytes]) -> set[int]:
+    """The burst requests (`b<index>`) whose acknowledged command is among these records, not yet answered."""
+    names = [json.loads(record)["response_url"].split(RESPONSE_PATH, 1)[1] for record in records]
+    return {int(name[1:]) for name in names if name.startswith("b")}
+
+
+def left_in_the_file(db: Path) -> set[int]:
+    return burst_requests_in(command for (command,) in read_state(db, "SELECT command FROM accepted_work"))
+
+
+def lease_holders(db: Path) -> list[tuple[Any, ...]]:
+    return read_state(db, "SELECT holder FROM lease WHERE name = 'poller'")
+
+
+def lookups_burst(standin: SlackStandIn, copies: int = 4) -> tuple[list[str], list[tuple[bytes, dict[str, str]]]]:
+    """Lookups of seven devices, `copies` of each, each with its own response_url `b<index>`."""
+    requests = SlackRequests(SIGNING_SECRET)
+    texts = list(RESTART_DEVICES) * copies
+    return texts, [requests.command(t, response_url=standin.response_url(f"b{i}")) for i, t in enumerate(texts)]
+
+
+def answers_by_request(standin: SlackStandIn) -> Counter[int]:
+    """How many posts each burst request's response_url received."""
+    return Counter(int(p.target[1:]) for p in standin.posts if p.target.startswith("b"))
+
+
+def stop_line(process: BotProcess) -> str:
+    [line] = [line for line in process.stderr.splitlines() if "stopped taking work" in line]
+    return line
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
+def test_fault_stop_signal_during_a_burst_answers_every_acknowledged_lookup_once(
+    tmp_path: Path, signal_name: str
+) -> None:
+    """SIGTERM (a deploy, Heroku's daily restart) or SIGINT while lookups wait on a slow Defender: each lookup
+    acknowledged before the signal is answered exactly once with its card, a request after it is told the bot is
+    restarting, the watch lease is released, and the process exits 0 with one line of counts."""
+    standin = SlackStandIn()
+    defender = DefenderServer(SimulatedTenant(latency=0.3), keep_alive=True)
+    bots = BotProcesses(tmp_path)
+    try:
+        db = tmp_path / "state.db"
+        command = bot_process_command("http", defender_url=defender.base_url, poll_seconds=1.0)
+        process = bots.start(command, slow_bot_env(standin, f"sqlite:///{db}"), port=free_port())
+        wait_until(process.healthy, 30, "/healthz", [process])
+        wait_until(lambda: len(lease_holders(db)) == 1, 30, "the watch lease", [process])
+        texts, requests = lookups_burst(standin)
+        burst = send_burst(
+            process, requests, after_acks=8, mid_burst=lambda: process.popen.send_signal(getattr(signal, signal_name))
+        )
+        assert process.popen.wait(timeout=60) == 0, process.stderr
+        acknowledged = {i for i, ack in burst.acks.items() if ack["text"] == f"Looking up {texts[i]}…"}
+        turned_away = burst.acked_with(RESTARTING)
+        assert acknowledged  # the signal came during the burst
+        assert acknowledged | turned_away == set(burst.acks)  # nothing else was said (no "busy")
+        answers = answers_by_request(standin)
+        assert set(answers) == acknowledged  # every acknowledged lookup answered; none that was turned away
+        assert set(answers.values()) == {1}  # once each
+        for post in standin.posts:
+            if post.target.startswith("b"):
+                assert header(post).startswith(texts[int(post.target[1:])])  # its card, no "Something went wrong"
+        assert lease_holders(db) == []  # released: the next process's poller takes it at its first try
+        assert read_state(db, "SELECT count(*) FROM accepted_work") == [(0,)]
+        assert " 0 abandoned" in stop_line(process)
+        assert "Traceback" not in process.stderr
+        print(
+            f"\n{signal_name} during a burst of {len(requests)} lookups: {len(acknowledged)} acknowledged and answered "
+            f"once, {len(turned_away)} told the bot is restarting, {len(burst.unanswered)} refused; "
+            f"{stop_line(process).split(': ', 1)[-1]}"
+        )
+    finally:
+        bots.stop()
+        defender.close()
+        close_soon(standin)
+
+
+def test_fault_drain_deadline_leaves_lookups_to_the_restarted_process(tmp_path: Path) -> None:
+    """A drain that runs out (`BOT_DRAIN_SECONDS=0` against a Defender slower than that): the lookups left are kept
+    in the state file, not answered with an error, and the restarted process answers each exactly once."""
+    standin = SlackStandIn()
+    defender = DefenderServer(SimulatedTenant(latency=1.0), keep_alive=True)
+    bots = BotProcesses(tmp_path)
+    try:
+        db = tmp_path / "state.db"
+        env = slow_bot_env(standin, f"sqlite:///{db}", BOT_DRAIN_SECONDS="0", BOT_TAKEOVER_SECONDS="1")
+        command = bot_process_command("http", defender_url=defender.base_url)
+        first = bots.start(command, env, port=free_port())
+        wait_until(first.healthy, 30, "/healthz", [first])
+        texts, requests = lookups_burst(standin, copies=2)
+        burst = send_burst(first, requests, after_acks=len(requests), mid_burst=first.popen.terminate)
+        assert first.popen.wait(timeout=60) == 0, first.stderr
+        acknowledged = {i for i, ack in burst.acks.items() if ack["text"] == f"Looking up {texts[i]}…"}
+        assert acknowledged
+        kept = read_state(db, "SELECT count(*) FROM accepted_work")[0][0]
+        assert kept > 0  # the drain ran out with lookups still waiting on Defender
+        answered_by_first = set(answers_by_request(standin))
+
+        second = bots.start(command, env, port=free_port())
+        wait_until(lambda: set(answers_by_request(standin)) >= acknowledged, 60, "every lookup answered", [second])
+        answers = answers_by_request(standin)
+        assert set(answers) == acknowledged
+        assert set(answers.values()) == {1}
+        for post in standin.posts:
+            if post.target.startswith("b"):
+                assert header(post).startswith(texts[int(post.target[1:])])
+        wait_until(lambda: read_state(db, "SELECT count(*) FROM accepted_work") == [(0,)], 10, "records gone", [second])
+        assert "took over" in second.stderr
+        assert "Traceback" not in first.stderr + second.stderr
+        print(
+            f"\ndrain deadline 0 s: {len(acknowledged)} acknowledged, {len(answered_by_first)} answered before exit, "
+            f"{kept} kept in the state file and answered once by the restarted process"
+        )
+    finally:
+        bots.stop()
+        defender.close()
+        close_soon(standin)
+
+
+def test_fault_kill_9_of_one_of_two_processes_on_redis(tmp_path: Path) -> None:
+    """Two processes on one Redis; one is SIGKILLed while its acknowledged lookups wait on a slow Defender, holding
+    the cluster's single-flight locks. The dead process's locks lapse within `LOCK_TTL` (no renewal comes), so the
+    survivor's own lookups of the same devices are answered; and the survivor answers every lookup the dead one
+    acknowledged, each once, through its response_url."""
+    require_redis()
+    prefix = unique_prefix()
+    standin = SlackStandIn()
+    defender = DefenderServer(SimulatedTenant(latency=1.0), keep_alive=True)
+    bots = BotProcesses(tmp_path)
+    store = redis.Redis.from_url(REDIS_URL)
+    try:
+        env = slow_bot_env(standin, url_with_prefix(prefix), BOT_PROCESSES="2", BOT_TAKEOVER_SECONDS="1")
+        command = bot_process_command("http", defender_url=defender.base_url)
+        doomed, survivor = (bots.start(command, env, port=free_port()) for _ in range(2))
+        wait_until(lambda: doomed.healthy() and survivor.healthy(), 30, "two healthy bots", [doomed, survivor])
+        texts, requests = lookups_burst(standin, copies=2)
+        burst = send_burst(doomed, requests, after_acks=len(requests), mid_burst=lambda: None)
+        acknowledged = {i for i, ack in burst.acks.items() if ack["text"] == f"Looking up {texts[i]}…"}
+        assert acknowledged == set(range(len(requests)))
+        wait_until(lambda: bool(list(store.scan_iter(f"{prefix}:flight:*"))), 10, "a flight lock", [doomed])
+        doomed.popen.send_signal(signal.SIGKILL)
+        killed_at = time.monotonic()
+        assert doomed.popen.wait(timeout=10) == -signal.SIGKILL
+        left = burst_requests_in(store.hvals(f"{prefix}:work:items"))  # what the survivor will answer
+        lock_ttls = [store.pttl(key) for key in store.scan_iter(f"{prefix}:flight:*")]
+        assert all(0 < ttl <= LOCK_TTL * 1000 for ttl in lock_ttls)  # a dead holder's lock lapses within LOCK_TTL
+
+        asked = SlackRequests(SIGNING_SECRET)
+        with httpx.Client(timeout=10.0) as client:
+            for device in RESTART_DEVICES:  # the same devices, on the survivor
+                ack = send(survivor, asked.command(device, response_url=standin.response_url(f"s-{device}")), client)
+                assert ack["text"] == f"Looking up {device}…"
+            for device in RESTART_DEVICES:
+                assert header(wait_for_target(standin, f"s-{device}", timeout=30)).startswith(device)
+        own_answered = time.monotonic() - killed_at
+        everything = "every lookup of the dead process answered"
+        wait_until(lambda: acknowledged <= set(answers_by_request(standin)), 60, everything, [survivor])
+        taken_over = time.monotonic() - killed_at
+        answers = answers_by_request(standin)
+        assert {i for i, n in answers.items() if n > 1} <= left  # only one posted as the kill landed
+        for post in standin.posts:
+            if post.target.startswith("b"):
+                assert header(post).startswith(texts[int(post.target[1:])])
+        assert "took over" in survivor.stderr
+        assert "Traceback" not in survivor.stderr
+        print(
+            f"\nkill -9 of one of two processes on Redis with {len(acknowledged)} acknowledged lookups in flight "
+            f"({len(lock_ttls)} flight locks held, {max(lock_ttls, default=0)} ms left on them at the kill): the "
+            f"survivor answered its own lookups of the same devices {own_answered:.1f} s after the kill and every "
+            f"lookup of the dead process {taken_over:.1f} s after it ({len(left)} left in Redis, "
+            f"{sum(n - 1 for n in answers.values())} twice)"
+        )
+    finally:
+        bots.stop()
+        defender.close()
+        close_soon(standin)
+        store.close()
+        delete_prefix(prefix)

@@ -2,9 +2,12 @@
 
 The caller that wins `SET key token NX PX lock_ttl` makes the call; it checks first whether a result
 landed just before it won (so a result written between a waiter's cache check and its lock attempt is not
-fetched again). The others poll for the result (`landed`) every `poll` seconds. The lock expires on its
-own, so a holder that dies mid-call does not wedge anyone: when the lock is gone and no result landed
-(the holder failed or died), the next waiter takes the lock and calls itself. Release deletes the lock
+fetched again). The others poll for the result (`landed`) every `poll` seconds. The lock is short-lived
+(`lock_ttl`, 3 s) and the holder renews it every third of that while its call runs, however long the call
+takes; a holder that dies (kill -9) stops renewing, so its lock is gone within `lock_ttl` and no one waits on
+it longer than that (a 30 s lock without renewal held every waiter, and so every worker, for up to 30 s).
+When the lock is gone and no result landed (the holder failed or died), the next waiter takes the lock and
+calls itself. Release deletes the lock
 only if it still holds this caller's token. When Redis is unavailable the call is made locally (the
 process-local single flight in front still collapses this process's threads).
 """
@@ -13,9 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from bot.state.redis.connection import RedisConnection, RedisUnavailable
@@ -24,12 +28,19 @@ log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-LOCK_TTL = 30.0  # longer than one Defender call with its retries (20 s timeout, 15 s retry budget)
+LOCK_TTL = 3.0  # how long a lock outlives its holder's last renewal (renewed every LOCK_TTL / 3)
 POLL = 0.05
 
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 0
 """
@@ -49,6 +60,7 @@ class ClusterFlight:
         self._poll = poll
         self._sleep = sleep
         self._release = shared.client.register_script(_RELEASE)
+        self._renew = shared.client.register_script(_RENEW)
 
     def run(self, key: str, work: Callable[[], _T], landed: Callable[[], _T | None]) -> tuple[_T, bool]:
         lock = self._shared.key("flight", key)
@@ -64,7 +76,8 @@ class ClusterFlight:
                     value = landed()  # a result that landed just before the lock was free
                     if value is not None:
                         return value, True
-                    return work(), False
+                    with self._renewed(lock, token, millis):
+                        return work(), False
                 finally:
                     with contextlib.suppress(RedisUnavailable):  # if Redis is away, the lock expires by itself
                         self._shared.run(lambda r: self._release(keys=[lock], args=[token], client=r))
@@ -84,3 +97,19 @@ class ClusterFlight:
                         return value, True
                     log.debug("flight %s: the holder finished without a result; trying", key)
                     break
+
+    @contextlib.contextmanager
+    def _renewed(self, lock: str, token: str, millis: int) -> Iterator[None]:
+        """Keep the lock alive while the call runs: a thread renews it every third of its lifetime."""
+        stop = threading.Event()
+
+        def renew() -> None:
+            while not stop.wait(self._lock_ttl / 3):
+                with contextlib.suppress(RedisUnavailable):  # Redis away: the lock lapses, a waiter may call too
+                    self._shared.run(lambda r: self._renew(keys=[lock], args=[token, millis], client=r))
+
+        threading.Thread(target=renew, daemon=True, name="flight-renewal").start()
+        try:
+            yield
+        finally:
+            stop.set()  # a renewal racing the release finds another token (or none) and does nothing

@@ -218,3 +218,32 @@ def test_in_use_after_shutdown_without_waiting_counts_no_cancelled_jobs(pools: l
     gate.release.set()
     assert wait_for(lambda: gate.finished == 1)
     assert wait_for(lambda: pool.in_use == 0, timeout=0.5)
+
+
+def test_drain_lets_running_and_waiting_jobs_finish_then_refuses(pools: list[WorkPool]) -> None:
+    pool = make(pools, 1, 4)
+    gate = Gate()
+    abandoned: list[int] = []
+    for number in range(3):  # one runs, two wait
+        assert pool.submit(gate.job, on_abandon=lambda number=number: abandoned.append(number))
+    threading.Timer(0.2, gate.release.set).start()
+    drained = pool.drain(grace=WAIT)
+    assert (drained.finished, drained.abandoned) == (3, 0)
+    assert gate.finished == 3 and abandoned == [] and not pool.abandoned
+    assert not pool.submit(gate.job)  # drained: no more work
+
+
+def test_drain_abandons_what_is_left_at_the_deadline_and_says_so_for_each(pools: list[WorkPool]) -> None:
+    pool = make(pools, 1, 4)
+    gate = Gate()
+    abandoned: list[int] = []
+    for number in range(3):
+        assert pool.submit(gate.job, on_abandon=lambda number=number: abandoned.append(number))
+    assert wait_for(lambda: gate.started == 1)
+    drained = pool.drain(grace=0.05)
+    gate.release.set()
+    assert (drained.finished, drained.abandoned) == (0, 3)
+    assert sorted(abandoned) == [0, 1, 2]  # the running one and the two that never started
+    assert pool.abandoned
+    assert wait_for(lambda: gate.finished == 1)  # the waiting two never run
+    assert gate.started == 1
