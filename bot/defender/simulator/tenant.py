@@ -158,11 +158,18 @@ class SimulatedTenant:
             self.links.setdefault(alert_id, []).append(machine_id)
 
     def fail_next(
-        self, status_code: int, *, code: str | None = None, times: int = 1, retry_after: int | None = None
+        self,
+        status_code: int,
+        *,
+        code: str | None = None,
+        times: int = 1,
+        retry_after: int | None = None,
+        path: str | None = None,
     ) -> None:
-        """Answer the next `times` requests with this error (code defaults to the API's own for the status)."""
+        """Answer the next `times` requests (those under `path` only, when given: concurrent calls of one lookup
+        take faults in any order) with this error; the code defaults to the API's own for the status."""
         with self._lock:
-            self._faults.extend([Fault(status_code, code, retry_after)] * times)
+            self._faults.extend([Fault(status_code, code, retry_after, path)] * times)
 
     # -- HTTP ----------------------------------------------------------------------------------------------------------
 
@@ -180,8 +187,9 @@ class SimulatedTenant:
                 return error.response(graph=request.url.path.lower().startswith("/v1.0/"))
 
     def _dispatch(self, request: httpx.Request) -> httpx.Response:
-        if self._faults:
-            fault = self._faults.popleft()
+        fault = next((f for f in self._faults if f.path is None or request.url.path.startswith(f.path)), None)
+        if fault is not None:
+            self._faults.remove(fault)
             headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else None
             raise ApiError(fault.status, "Injected fault", fault.code, headers)
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")

@@ -13,7 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.alerts.service import MAX_SUGGESTIONS, AlertService
+from bot.alerts.devices import MAX_SUGGESTIONS
+from bot.alerts.service import AlertService
 from bot.defender.auth import StaticTokenProvider
 from bot.defender.client import PREFIX_MATCHES, DefenderClient
 from bot.defender.errors import BadResponse, DeviceNotFound, Throttled
