@@ -1044,6 +1044,84 @@ def test_fault_drain_deadline_leaves_lookups_to_the_restarted_process(tmp_path: 
         close_soon(standin)
 
 
+def mentions_and_dms(copies: int = 2) -> tuple[list[str], list[tuple[bytes, dict[str, str]]]]:
+    """Mentions of seven devices (`copies` of each), each in its own thread (`ts` 1700000000.<index>), then one
+    top-level DM per device: the events as Slack delivers them."""
+    requests = SlackRequests(SIGNING_SECRET)
+    texts = list(RESTART_DEVICES) * copies
+    mentions = [requests.event(requests.mention(t, ts=f"1700000000.{i:06d}")) for i, t in enumerate(texts)]
+    dm = {"type": "message", "channel": "D0ALICE", "channel_type": "im", "user": "U0ALICE"}
+    dms = [
+        requests.event({**dm, "text": device, "ts": f"1700000001.{i:06d}"}) for i, device in enumerate(RESTART_DEVICES)
+    ]
+    return texts + list(RESTART_DEVICES), mentions + dms
+
+
+def answers_by_event(standin: SlackStandIn, texts: list[str]) -> Counter[int]:
+    """How many answers each event of `mentions_and_dms` got: a mention's in its thread, a DM's in the DM (its
+    card names the device, one DM per device)."""
+    mentions = len(texts) - len(RESTART_DEVICES)
+    counted: Counter[int] = Counter()
+    for post in standin.posts:
+        if post.via != "chat.postMessage":
+            continue
+        if post.target == CHANNEL and str(post.payload.get("thread_ts", "")).startswith("1700000000."):
+            counted[int(str(post.payload["thread_ts"]).split(".")[1])] += 1
+        elif post.target == "D0ALICE":
+            counted[mentions + RESTART_DEVICES.index(header(post).split(".")[0])] += 1
+    return counted
+
+
+@pytest.mark.parametrize(("stop", "drain_seconds"), [("SIGKILL", "25"), ("SIGTERM", "0")])
+def test_fault_stopped_with_mentions_and_dms_acknowledged_the_restarted_process_answers_each_in_its_thread(
+    tmp_path: Path, stop: str, drain_seconds: str
+) -> None:
+    """Mentions and DMs are acknowledged (HTTP 200 to their events, which Slack then never delivers again) and
+    answered later with chat.postMessage. kill -9, or SIGTERM with a drain that runs out at once, while they wait
+    on a slow Defender: the restarted process on the same file answers every one in its thread (a DM in the DM),
+    with its card; none is lost, and nobody is told to ask again."""
+    standin = SlackStandIn()
+    defender = DefenderServer(SimulatedTenant(latency=1.0), keep_alive=True)
+    bots = BotProcesses(tmp_path)
+    try:
+        db = tmp_path / "state.db"
+        env = slow_bot_env(standin, f"sqlite:///{db}", BOT_TAKEOVER_SECONDS="1", BOT_DRAIN_SECONDS=drain_seconds)
+        command = bot_process_command("http", defender_url=defender.base_url)
+        first = bots.start(command, env, port=free_port())
+        wait_until(first.healthy, 30, "/healthz", [first])
+        texts, events = mentions_and_dms()
+        burst = send_burst(first, events, after_acks=len(events), mid_burst=lambda: None)
+        assert set(burst.acks) == set(range(len(events)))  # every event acknowledged: Slack will not send it again
+        first.popen.send_signal(getattr(signal, stop))
+        assert first.popen.wait(timeout=30) == (-signal.SIGKILL if stop == "SIGKILL" else 0), first.stderr
+        left = read_state(db, "SELECT count(*) FROM accepted_work")[0][0]
+        assert left > 0  # the kill came while lookups waited on Defender
+        answered_before = sum(answers_by_event(standin, texts).values())
+
+        second = bots.start(command, env, port=free_port())
+        everything = "every mention and DM answered"
+        wait_until(lambda: set(answers_by_event(standin, texts)) == set(burst.acks), 60, everything, [second])
+        wait_until(lambda: read_state(db, "SELECT count(*) FROM accepted_work") == [(0,)], 10, "records", [second])
+        answers = answers_by_event(standin, texts)
+        # At least once: an answer posted as the kill landed, before its record was deleted, comes twice.
+        assert sum(n - 1 for n in answers.values()) <= left
+        for post in standin.posts:
+            assert post.via == "chat.postMessage"  # the cards themselves, no ephemeral "ask again"
+            assert header(post).split(".")[0] in RESTART_DEVICES  # its card, never "Something went wrong"
+        assert "took over" in second.stderr
+        assert "Traceback" not in first.stderr + second.stderr
+        print(
+            f"\n{stop} with {len(events)} mentions and DMs acknowledged ({len(events) - len(RESTART_DEVICES)} "
+            f"mentions, {len(RESTART_DEVICES)} DMs): {answered_before} answered before the kill, {left} left in the "
+            f"state file; after the restart all {len(answers)} answered in their thread, "
+            f"{sum(n - 1 for n in answers.values())} twice"
+        )
+    finally:
+        bots.stop()
+        defender.close()
+        close_soon(standin)
+
+
 def test_fault_kill_9_of_one_of_two_processes_on_redis(tmp_path: Path) -> None:
     """Two processes on one Redis; one is SIGKILLed while its acknowledged lookups wait on a slow Defender, holding
     the cluster's single-flight locks. The dead process's locks lapse within `LOCK_TTL` (no renewal comes), so the
