@@ -22,8 +22,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -50,7 +53,9 @@ from bot.demo.slack_requests import SlackRequests
 from bot.demo.standin import RESPONSE_PATH, Posted, SlackStandIn
 from bot.runtime import SlackBot, build_runtime, build_slack_bot
 from bot.slack.server import RESTARTING
+from bot.state.redis.connection import RedisConnection
 from bot.state.redis.flight import LOCK_TTL
+from bot.state.redis.mirror import RedisMirror
 from bot.state.watches import WatchStatus
 from tests.doubles import secrets as fake_secrets
 from tests.doubles.bot_process import ROOT
@@ -1179,5 +1184,52 @@ def test_fault_kill_9_of_one_of_two_processes_on_redis(tmp_path: Path) -> None:
         bots.stop()
         defender.close()
         close_soon(standin)
+        store.close()
+        delete_prefix(prefix)
+
+
+SYNC_HOLDER = """
+import sys, time
+from bot.state.redis.connection import RedisConnection
+from bot.state.redis.mirror import RedisMirror
+
+def backfill():
+    print("syncing", flush=True)
+    time.sleep(600)  # a long backfill, killed part way
+
+RedisMirror(RedisConnection(sys.argv[1])).single_flight("sync", backfill, lambda: None)
+"""
+
+
+def test_fault_kill_9_of_the_process_syncing_the_graph_mirror() -> None:
+    """A process killed while it syncs the Graph mirror on Redis (a backfill reading many pages) leaves its sync
+    lock; it lapses within `LOCK_TTL`, as no renewal comes, and another process syncs."""
+    require_redis()
+    prefix = unique_prefix()
+    store = redis.Redis.from_url(REDIS_URL)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", SYNC_HOLDER, url_with_prefix(prefix)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == b"syncing\n"
+        lock = f"{prefix}:flight:mirror:sync"
+        holder.send_signal(signal.SIGKILL)
+        assert holder.wait(timeout=10) == -signal.SIGKILL
+        left = store.pttl(lock)
+        assert 0 < left <= LOCK_TTL * 1000  # before: up to 180,000 ms, renewed every minute
+        survivor = RedisConnection(url_with_prefix(prefix))
+        try:
+            synced = RedisMirror(survivor).single_flight("sync", lambda: "synced by the survivor", lambda: None)
+        finally:
+            survivor.close()
+        assert synced == ("synced by the survivor", False)
+        print(f"\nkill -9 mid-sync of the Graph mirror: {left} ms left on its sync lock at the kill")
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        holder.wait(timeout=10)
         store.close()
         delete_prefix(prefix)
