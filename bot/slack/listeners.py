@@ -38,6 +38,7 @@ from bot.slack.requester import identify, requester_in, verified_requester
 from bot.slack.watching import SlackWatches
 from bot.slack.work import WorkPool
 from bot.state.dedupe import EventDeduper
+from bot.state.redis.connection import RedisUnavailable
 from bot.state.watches import StoreFailing
 from bot.state.work import AcceptedCommand, Origin
 from bot.telemetry import logs
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 
 COMMAND = "/device-alerts"
 INVALID_BUTTON = "That button's data is not valid. Run the command again."
+WATCHES_UNAVAILABLE = "Watches are unavailable while the shared state store (Redis) is unreachable; lookups still work."
 
 
 def _in_background(work: Callable[[], object]) -> None:
@@ -340,9 +342,16 @@ class Listeners:
         """Run quick work inside the acknowledgement; a failure (the state store down) is still an answer."""
         try:
             return self._run(plan.action, requester, plan.work).message
+        except RedisUnavailable:  # `watches` reads them from Redis
+            return self._watches_unavailable(plan.action, requester)
         except Exception as exc:
             self._audit.record(plan.action, requester, Outcome(Result.ERROR, reason="unexpected"))
             return _oops(_report(exc, requester, "a command"))
+
+    def _watches_unavailable(self, kind: Action, requester: Requester) -> Message:
+        log.warning("answered that watches are unavailable: the shared state store (Redis) is unreachable")
+        self._audit.record(kind, requester, Outcome(Result.ERROR, reason="shared_state_unavailable"))
+        return cards.notice(WATCHES_UNAVAILABLE)
 
     def _run(self, kind: Action, requester: Requester, work: Callable[[], Answer]) -> Answer:
         """Do the work, counting the Defender requests it makes, and write its audit record."""
@@ -365,6 +374,8 @@ class Listeners:
                 log.error("the watch store cannot be written: %s", exc.reason)
                 self._audit.record(kind, requester, Outcome(Result.ERROR, reason="store_failing"))
                 deliver(cards.notice(f"The bot cannot save watches right now: {exc.reason}. Lookups still work."))
+            except RedisUnavailable:  # watches live in Redis: say so, rather than "something went wrong"
+                deliver(self._watches_unavailable(kind, requester))
             except Exception as exc:
                 if not self._pool.abandoned:  # once the process is stopping, `on_abandon` spoke for the job
                     reference = _report(exc, requester, "a background lookup")
