@@ -96,7 +96,8 @@ class SlackBot:
         """A small status document for `GET /healthz`: no secrets, no alert data.
 
         Always HTTP 200 (a restart does not bring Redis or a disk back, and the bot still answers lookups): `status`
-        is `degraded` when a configured dependency is down, and `problems` names each with a fixed word.
+        is `draining` once the process is stopping (it finishes acknowledged work; `/readyz` answers 503), else
+        `degraded` when a configured dependency is down, and `problems` names each with a fixed word.
         """
         budget = {
             endpoint: {"minute_left": minute_left, "hour_left": hour_left}
@@ -106,7 +107,7 @@ class SlackBot:
         store_problem = watch_store_problem(self.store)  # e.g. "its database is full"
         problems = health_problems(shared_state, self.poller.failing or store_problem, self.poller.state_lost)
         return {
-            "status": "degraded" if problems else "ok",
+            "status": "draining" if self.draining.is_set() else "degraded" if problems else "ok",
             "problems": problems,
             "defender_backend": self.runtime.settings.defender.backend.value,
             "defender_api": self.runtime.settings.defender.api.value,
