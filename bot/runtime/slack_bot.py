@@ -84,6 +84,7 @@ class SlackBot:
     registry: CollectorRegistry
     listeners: Listeners
     accepted: AcceptedWork
+    memberships: SlackMemberships
     draining: threading.Event = field(default_factory=threading.Event)  # set on SIGTERM: no new work is taken
 
     def start_background(self) -> None:
@@ -146,6 +147,7 @@ class SlackBot:
         self.accepted.stop()
         self.pool.shutdown(wait=False)
         self.accepted.close()
+        self.memberships.close()  # its readers: a read under way ends on its own (2 s timeout)
         self.store.close()
         self.runtime.close()
         self.audit.close()
@@ -199,7 +201,9 @@ def build_slack_bot(runtime: Runtime, settings: SlackSettings, *, poll_seconds: 
     controls = ControlDeps(runtime.service, gate, audit, seal, poster, modals, card_context, listeners.submit)
     _register_alert_controls(app, runtime, settings, controls, memberships, listeners, (store, poller))
     registry = _registry(runtime, store, pool)
-    return SlackBot(app, pool, runtime, settings, store, poller, seal, audit, registry, listeners, accepted)
+    return SlackBot(
+        app, pool, runtime, settings, store, poller, seal, audit, registry, listeners, accepted, memberships
+    )
 
 
 def _register_alert_controls(
