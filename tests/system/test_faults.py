@@ -1127,6 +1127,50 @@ def test_fault_stopped_with_mentions_and_dms_acknowledged_the_restarted_process_
         close_soon(standin)
 
 
+def test_fault_kill_9_of_one_of_two_processes_on_redis_with_mentions_and_dms_acknowledged(tmp_path: Path) -> None:
+    """Two processes on one Redis; the one that acknowledged a burst of mentions and DMs is SIGKILLed while they
+    wait on a slow Defender. The survivor takes each over and answers it once, in its thread."""
+    require_redis()
+    prefix = unique_prefix()
+    standin = SlackStandIn()
+    defender = DefenderServer(SimulatedTenant(latency=1.0), keep_alive=True)
+    bots = BotProcesses(tmp_path)
+    store = redis.Redis.from_url(REDIS_URL)
+    try:
+        env = slow_bot_env(standin, url_with_prefix(prefix), BOT_PROCESSES="2", BOT_TAKEOVER_SECONDS="1")
+        command = bot_process_command("http", defender_url=defender.base_url)
+        doomed, survivor = (bots.start(command, env, port=free_port()) for _ in range(2))
+        wait_until(lambda: doomed.healthy() and survivor.healthy(), 30, "two healthy bots", [doomed, survivor])
+        texts, events = mentions_and_dms()
+        burst = send_burst(doomed, events, after_acks=len(events), mid_burst=lambda: None)
+        assert set(burst.acks) == set(range(len(events)))
+        doomed.popen.send_signal(signal.SIGKILL)
+        killed_at = time.monotonic()
+        assert doomed.popen.wait(timeout=10) == -signal.SIGKILL
+        left = store.hlen(f"{prefix}:work:items")
+        assert left > 0
+        everything = "every mention and DM answered by the survivor"
+        wait_until(lambda: set(answers_by_event(standin, texts)) == set(burst.acks), 60, everything, [survivor])
+        taken_over = time.monotonic() - killed_at
+        wait_until(lambda: store.hlen(f"{prefix}:work:items") == 0, 10, "records", [survivor])
+        answers = answers_by_event(standin, texts)
+        assert sum(n - 1 for n in answers.values()) <= left  # only ones posted as the kill landed come twice
+        for post in standin.posts:
+            assert post.via == "chat.postMessage" and header(post).split(".")[0] in RESTART_DEVICES
+        assert "took over" in survivor.stderr and "Traceback" not in survivor.stderr
+        print(
+            f"\nkill -9 of one of two processes on Redis with {len(events)} mentions and DMs acknowledged: {left} "
+            f"left in Redis; the survivor answered all {len(answers)} in their thread {taken_over:.1f} s after the "
+            f"kill, {sum(n - 1 for n in answers.values())} twice"
+        )
+    finally:
+        bots.stop()
+        defender.close()
+        close_soon(standin)
+        store.close()
+        delete_prefix(prefix)
+
+
 def test_fault_kill_9_of_one_of_two_processes_on_redis(tmp_path: Path) -> None:
     """Two processes on one Redis; one is SIGKILLed while its acknowledged lookups wait on a slow Defender, holding
     the cluster's single-flight locks. The dead process's locks lapse within `LOCK_TTL` (no renewal comes), so the
