@@ -1117,7 +1117,7 @@ def test_fault_stopped_with_mentions_and_dms_acknowledged_the_restarted_process_
         assert "Traceback" not in first.stderr + second.stderr
         print(
             f"\n{stop} with {len(events)} mentions and DMs acknowledged ({len(events) - len(RESTART_DEVICES)} "
-            f"mentions, {len(RESTART_DEVICES)} DMs): {answered_before} answered before the kill, {left} left in the "
+            f"mentions, {len(RESTART_DEVICES)} DMs): {answered_before} answered before it stopped, {left} left in the "
             f"state file; after the restart all {len(answers)} answered in their thread, "
             f"{sum(n - 1 for n in answers.values())} twice"
         )
