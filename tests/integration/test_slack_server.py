@@ -324,7 +324,8 @@ def test_socket_mode_health_endpoint_listens_on_the_configured_host(monkeypatch:
     monkeypatch.setattr(socket_mode, "SocketModeHandler", NoWebSocket)
     for rig in harness():
         settings = replace(rig.bot.settings, host="127.0.0.2", port=port, app_token=Secret(fake_secrets.APP_TOKEN))
-        bot = SimpleNamespace(app=rig.bot.app, settings=settings, health=rig.bot.health, metrics=rig.bot.metrics)
+        bot = SimpleNamespace(settings=settings, app=rig.bot.app, health=rig.bot.health, metrics=rig.bot.metrics)
+        bot.draining = rig.bot.draining
         socket_mode.SocketModeConnection(bot).close()
     assert checked == [True]
 
