@@ -5,6 +5,7 @@ commands are answered through their response_url, mentions and DMs in their thre
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -92,4 +93,31 @@ def test_left_mentions_and_dms_are_answered_in_their_thread_after_checking_acces
         assert left.claim_due(now=time.time() + 3600, claim_until=0.0, limit=10) == []  # both done
         assert rig.bot.accepted.recover_once(rig.bot.listeners.answer_accepted) == 0
         assert len(rig.standin.posts) == 2
+        left.close()
+
+
+def test_a_left_command_the_full_pool_cannot_take_is_kept_and_answered_once_there_is_room(tmp_path: Path) -> None:
+    """Before, a taken-over command that met a full pool had its record deleted as if answered: never answered."""
+    state_url = f"sqlite:///{tmp_path}/state.db"
+    for rig in harness(env={"BOT_WORKERS": "1", "BOT_MAX_PENDING": "0"}, state_url=state_url):
+        left = SqliteWorkStore(state_url)
+        url = rig.standin.response_url("left")
+        team = rig.requests.team_id
+        left.record(
+            AcceptedCommand("c1", "ws-fin-014", url, team, "C0INCIDENT", "U0ALICE", None, None, False, time.time()),
+            claim_until=0.0,
+        )
+        busy = threading.Event()
+        assert rig.bot.pool.submit(busy.wait)  # the only worker is taken
+        answer = rig.bot.listeners.answer_accepted
+        assert rig.bot.accepted.recover_once(answer) == 1  # taken, but the pool refused it
+        assert [r.id for r in accepted_records(state_url)] == ["c1"]  # kept: its claim lapses, it is taken again
+        busy.set()
+        rig.wait_idle()
+        [command] = left.claim_due(now=time.time() + 3600, claim_until=0.0, limit=10)  # as once its claim lapsed
+        assert rig.bot.listeners.answer_accepted(command)
+        rig.wait_idle()
+        [card] = rig.standin.wait_for_posts(1)
+        assert (card.target, header(card).startswith(f"{FIN_014} · ")) == ("left", True)
+        assert accepted_records(state_url) == []
         left.close()
