@@ -7,6 +7,7 @@ only, never for a channel (sign-in details help an admin, not an attacker).
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 
 from bot.alerts.query import QueryError
@@ -50,6 +51,13 @@ class Problem:
     operator_detail: str | None = None
 
 
+def retry_hint(seconds: float) -> str:
+    """When to ask again: in seconds up to 90 s, in minutes (rounded up) beyond ("Try again in 35 min.")."""
+    if seconds <= 90:
+        return f"Try again in {seconds:.0f} s."
+    return f"Try again in {math.ceil(seconds / 60)} min."
+
+
 def explain(exc: Exception) -> Problem:
     """Map a lookup failure to a `Problem`; re-raise anything that is not a lookup failure."""
     if isinstance(exc, QueryError | InvalidDeviceReference):
@@ -67,7 +75,7 @@ def explain(exc: Exception) -> Problem:
         return Problem(
             ProblemKind.THROTTLED,
             "Defender is throttling the bot's requests.",
-            f"Try again in {exc.retry_after:.0f} s.",
+            retry_hint(exc.retry_after),
             retry_after=exc.retry_after,
             tracking_id=exc.target,
         )
@@ -75,7 +83,7 @@ def explain(exc: Exception) -> Problem:
         return Problem(
             ProblemKind.BUDGET,
             "The bot has used its Defender call budget for the moment (it keeps under Defender's rate limits).",
-            f"Try again in {exc.retry_after:.0f} s.",
+            retry_hint(exc.retry_after),
             retry_after=exc.retry_after,
         )
     if isinstance(exc, AuthError):

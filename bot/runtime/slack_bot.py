@@ -84,6 +84,7 @@ class SlackBot:
     registry: CollectorRegistry
     listeners: Listeners
     accepted: AcceptedWork
+    memberships: SlackMemberships
     draining: threading.Event = field(default_factory=threading.Event)  # set on SIGTERM: no new work is taken
 
     def start_background(self) -> None:
@@ -96,7 +97,8 @@ class SlackBot:
         """A small status document for `GET /healthz`: no secrets, no alert data.
 
         Always HTTP 200 (a restart does not bring Redis or a disk back, and the bot still answers lookups): `status`
-        is `degraded` when a configured dependency is down, and `problems` names each with a fixed word.
+        is `draining` once the process is stopping (it finishes acknowledged work; `/readyz` answers 503), else
+        `degraded` when a configured dependency is down, and `problems` names each with a fixed word.
         """
         budget = {
             endpoint: {"minute_left": minute_left, "hour_left": hour_left}
@@ -106,7 +108,7 @@ class SlackBot:
         store_problem = watch_store_problem(self.store)  # e.g. "its database is full"
         problems = health_problems(shared_state, self.poller.failing or store_problem, self.poller.state_lost)
         return {
-            "status": "degraded" if problems else "ok",
+            "status": "draining" if self.draining.is_set() else "degraded" if problems else "ok",
             "problems": problems,
             "defender_backend": self.runtime.settings.defender.backend.value,
             "defender_api": self.runtime.settings.defender.api.value,
@@ -145,6 +147,7 @@ class SlackBot:
         self.accepted.stop()
         self.pool.shutdown(wait=False)
         self.accepted.close()
+        self.memberships.close()  # its readers: a read under way ends on its own (2 s timeout)
         self.store.close()
         self.runtime.close()
         self.audit.close()
@@ -198,7 +201,9 @@ def build_slack_bot(runtime: Runtime, settings: SlackSettings, *, poll_seconds: 
     controls = ControlDeps(runtime.service, gate, audit, seal, poster, modals, card_context, listeners.submit)
     _register_alert_controls(app, runtime, settings, controls, memberships, listeners, (store, poller))
     registry = _registry(runtime, store, pool)
-    return SlackBot(app, pool, runtime, settings, store, poller, seal, audit, registry, listeners, accepted)
+    return SlackBot(
+        app, pool, runtime, settings, store, poller, seal, audit, registry, listeners, accepted, memberships
+    )
 
 
 def _register_alert_controls(

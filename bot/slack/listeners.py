@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 from slack_bolt import Ack, App, BoltContext
@@ -24,9 +23,6 @@ from bot.slack import actions, cards, middleware
 from bot.slack.blockkit import Message
 from bot.slack.commands import (
     Command,
-    Help,
-    Invalid,
-    ListWatches,
     Lookup,
     StartWatch,
     StopWatch,
@@ -34,7 +30,7 @@ from bot.slack.commands import (
     parse_command,
 )
 from bot.slack.gate import Denied, Gate
-from bot.slack.plans import Plan, action_of, costly, for_asker_only
+from bot.slack.plans import Plan, action_of, costly, for_asker_only, plan_for
 from bot.slack.poster import Poster
 from bot.slack.recovery import RESTARTING, AcceptedWork, requester_of
 from bot.slack.replies import BUSY, Answer, Replier
@@ -42,8 +38,9 @@ from bot.slack.requester import identify, requester_in, verified_requester
 from bot.slack.watching import SlackWatches
 from bot.slack.work import WorkPool
 from bot.state.dedupe import EventDeduper
+from bot.state.redis.connection import RedisUnavailable
 from bot.state.watches import StoreFailing
-from bot.state.work import AcceptedCommand
+from bot.state.work import AcceptedCommand, Origin
 from bot.telemetry import logs
 from bot.watch.terms import DEFAULT_DURATION
 
@@ -51,6 +48,7 @@ log = logging.getLogger(__name__)
 
 COMMAND = "/device-alerts"
 INVALID_BUTTON = "That button's data is not valid. Run the command again."
+WATCHES_UNAVAILABLE = "Watches are unavailable while the shared state store (Redis) is unreachable; lookups still work."
 
 
 def _in_background(work: Callable[[], object]) -> None:
@@ -100,21 +98,6 @@ class Listeners:
         self._seal = seal
         self._accepted = accepted
 
-    def _plan(self, parsed: Command, requester: Requester, scope: DeviceScope) -> Plan:
-        channel, user, action = requester.channel_id, requester.user_id, action_of(parsed)
-        if isinstance(parsed, Help | Invalid):
-            return Plan(action, partial(self._replier.immediate, parsed, scope), private=True)
-        if isinstance(parsed, ListWatches):
-            return Plan(action, partial(self._watches.list, channel))
-        if isinstance(parsed, StartWatch):
-            start = partial(self._watches.start, channel, user, parsed.query, parsed.duration, scope)
-            return Plan(action, work=start, note=f"Setting up a watch on {parsed.text}…")
-        if isinstance(parsed, StopWatch):
-            stop = partial(self._watches.stop, channel, user, parsed.query)
-            return Plan(action, work=stop, note="Stopping the watch…")
-        lookup = partial(self._replier.lookup, parsed.query, parsed.text, scope=scope)
-        return Plan(action, work=lookup, note=f"Looking up {parsed.text}…", card=True)
-
     def register(self, app: App, deduper: EventDeduper) -> None:
         app.middleware(middleware.correlate)
         app.middleware(middleware.repair_form_body)
@@ -138,24 +121,33 @@ class Listeners:
         if isinstance(admitted, Denied):
             ack(**cards.notice(admitted.message).payload())
             return
-        plan = self._plan(parsed, requester, admitted)
+        plan = plan_for(parsed, requester, admitted, self._replier, self._watches)
         if plan.at_once:
             ack(**self._answer_now(plan, requester).payload())
             return
         url = str(command["response_url"])
-        submitted = self._command_on_pool(plan, requester, url, self._accepted.accept(requester, text, url))
+        accepted = self._accepted.accept(requester, text, url)
+        submitted = self._command_on_pool(plan, requester, url, accepted)
+        if not submitted:  # told the bot is busy: nothing is left to answer
+            self._accepted.finish(accepted)
         ack(**cards.notice(plan.note if submitted else BUSY).payload())
 
     def answer_accepted(self, command: AcceptedCommand) -> bool:
-        """Answer a command another process acknowledged and left: access is checked again (fail closed)."""
+        """Answer a command (slash, mention or DM) another process acknowledged and left, where it was asked;
+        access is checked again (fail closed). False when the pool is full: its claim lapses, it is taken again."""
         requester, parsed = requester_of(command), parse_command(command.text)
         admitted = self._admit(requester, parsed)
         if isinstance(admitted, Denied):  # their access changed since: they are told, as they would be now
-            self._tell(command.response_url, cards.notice(admitted.message))
+            if command.origin is Origin.COMMAND:
+                self._tell(command.response_url, cards.notice(admitted.message))
+            else:
+                self._refuse_in_thread(requester, admitted, command.thread_ts)
             self._accepted.finish(command.id)
             return True
-        plan = self._plan(parsed, requester, admitted)
-        return self._command_on_pool(plan, requester, command.response_url, command.id)
+        plan = plan_for(parsed, requester, admitted, self._replier, self._watches)
+        if command.origin is Origin.COMMAND:
+            return self._command_on_pool(plan, requester, command.response_url, command.id)
+        return self._message_on_pool(plan, requester, command.origin, command.thread_ts, command.id)
 
     def _command_on_pool(self, plan: Plan, requester: Requester, url: str, accepted: str | None) -> bool:
         """Queue a slash command's work; its record is deleted once answered, or kept if the process stops first."""
@@ -176,10 +168,7 @@ class Listeners:
                 self._poster.respond(url, cards.notice(RESTARTING))
                 self._accepted.finish(accepted)
 
-        submitted = self.submit(plan.action, requester, job, reply, left_behind)
-        if not submitted:  # told the bot is busy: nothing is left to answer
-            self._accepted.finish(accepted)
-        return submitted
+        return self.submit(plan.action, requester, job, reply, left_behind)
 
     # Mentions and direct messages --------------------------------------------------------------
 
@@ -194,31 +183,53 @@ class Listeners:
         self._answer_message(requester_in(context), event, thread_ts=event.get("thread_ts"))
 
     def _answer_message(self, requester: Requester, event: dict[str, Any], *, thread_ts: str | None) -> None:
-        channel = requester.channel_id
-        parsed = parse_command(message_text(str(event.get("text", ""))))
+        """A mention or DM: recorded before its work starts, like a slash command, then answered in its thread."""
+        text = message_text(str(event.get("text", "")))
+        parsed = parse_command(text)
         admitted = self._admit(requester, parsed)
         if isinstance(admitted, Denied):
-            note = cards.notice(admitted.message)
-            _in_background(lambda: self._poster.post_ephemeral(channel, requester.user_id, note, thread_ts=thread_ts))
+            self._refuse_in_thread(requester, admitted, thread_ts)
             return
-        plan = self._plan(parsed, requester, admitted)
-        in_dm = event.get("channel_type") == "im"  # only the asker reads a DM: a normal message is private
+        plan = plan_for(parsed, requester, admitted, self._replier, self._watches)
+        origin = Origin.DIRECT if event.get("channel_type") == "im" else Origin.MENTION
+        accepted = self._accepted.accept(requester, text, origin=origin, thread_ts=thread_ts)
+        if not self._message_on_pool(plan, requester, origin, thread_ts, accepted):
+            self._accepted.finish(accepted)
+            channel = requester.channel_id
+            _in_background(lambda: self._poster.post(channel, cards.notice(BUSY), thread_ts=thread_ts))
+
+    def _refuse_in_thread(self, requester: Requester, denied: Denied, thread_ts: str | None) -> None:
+        channel, user, note = requester.channel_id, requester.user_id, cards.notice(denied.message)
+        _in_background(lambda: self._poster.post_ephemeral(channel, user, note, thread_ts=thread_ts))
+
+    def _message_on_pool(
+        self, plan: Plan, requester: Requester, origin: Origin, thread_ts: str | None, accepted: str | None
+    ) -> bool:
+        """Queue a mention's or DM's work; its record is deleted once answered, or kept if the process stops first."""
+        channel, in_dm = requester.channel_id, origin is Origin.DIRECT  # only the asker reads a DM
         # A card stays with the asker where cards are private (BOT_RESPONSE_VISIBILITY=ephemeral), or where
         # another organisation reads the channel (Slack Connect) and BOT_ALLOW_EXTERNAL does not allow it.
         cards_private = not self._in_channel or (requester.shared_channel and not self._gate.external_readers_allowed)
 
+        def post(message: Message, *, private: bool = False) -> None:
+            if self._pool.abandoned:  # the process is stopping: `left_behind` spoke for this message
+                return
+            if private:
+                self._poster.post_ephemeral(channel, requester.user_id, message, thread_ts=thread_ts)
+            else:
+                self._poster.post(channel, message, thread_ts=thread_ts)
+            self._accepted.finish(accepted)
+
         def job() -> None:
             answer = self._run(plan.action, requester, plan.work)
-            if not in_dm and (cards_private or for_asker_only(plan, answer)):
-                self._poster.post_ephemeral(channel, requester.user_id, answer.message, thread_ts=thread_ts)
-            else:
-                self._poster.post(channel, answer.message, thread_ts=thread_ts)
+            post(answer.message, private=not in_dm and (cards_private or for_asker_only(plan, answer)))
 
-        def deliver(message: Message) -> None:
-            self._poster.post(channel, message, thread_ts=thread_ts)
+        def left_behind() -> None:  # the grace period ran out: the next process answers, or the person is told
+            if accepted is None or not self._accepted.durable:
+                self._poster.post(channel, cards.notice(RESTARTING), thread_ts=thread_ts)
+                self._accepted.finish(accepted)
 
-        if not self.submit(plan.action, requester, job, deliver):
-            _in_background(lambda: self._poster.post(channel, cards.notice(BUSY), thread_ts=thread_ts))
+        return self.submit(plan.action, requester, job, post, left_behind)
 
     # Buttons -----------------------------------------------------------------------------------
 
@@ -238,8 +249,8 @@ class Listeners:
         root = self._watches.root_card_for(channel, message_ts, scope) if message_ts else None
         return root or self._replier.lookup(query, refresh=refresh, scope=scope)
 
-    def on_open_device(self, ack: Ack) -> None:
-        ack()  # a link button: Slack opens the URL itself, but still expects the interaction acknowledged
+    def on_open_device(self, ack: Ack) -> None:  # a link button: Slack opens it, but expects an acknowledgement
+        ack()
 
     def on_watch(self, ack: Ack, body: dict[str, Any], action: dict[str, Any], context: BoltContext) -> None:
         """Watch from a card: the device and filters come from the button, the channel from the payload."""
@@ -298,8 +309,7 @@ class Listeners:
         if not self.submit(kind, requester, job, lambda message: self._poster.respond(url, message)):
             self._tell(url, cards.notice(BUSY))
 
-    def _tell(self, response_url: str, message: Message) -> None:
-        """An ephemeral note to the person who pressed a button."""
+    def _tell(self, response_url: str, message: Message) -> None:  # an ephemeral note to who asked or pressed
         if response_url:
             _in_background(lambda: self._poster.respond(response_url, message))
 
@@ -332,9 +342,16 @@ class Listeners:
         """Run quick work inside the acknowledgement; a failure (the state store down) is still an answer."""
         try:
             return self._run(plan.action, requester, plan.work).message
+        except RedisUnavailable:  # `watches` reads them from Redis
+            return self._watches_unavailable(plan.action, requester)
         except Exception as exc:
             self._audit.record(plan.action, requester, Outcome(Result.ERROR, reason="unexpected"))
             return _oops(_report(exc, requester, "a command"))
+
+    def _watches_unavailable(self, kind: Action, requester: Requester) -> Message:
+        log.warning("answered that watches are unavailable: the shared state store (Redis) is unreachable")
+        self._audit.record(kind, requester, Outcome(Result.ERROR, reason="shared_state_unavailable"))
+        return cards.notice(WATCHES_UNAVAILABLE)
 
     def _run(self, kind: Action, requester: Requester, work: Callable[[], Answer]) -> Answer:
         """Do the work, counting the Defender requests it makes, and write its audit record."""
@@ -357,6 +374,8 @@ class Listeners:
                 log.error("the watch store cannot be written: %s", exc.reason)
                 self._audit.record(kind, requester, Outcome(Result.ERROR, reason="store_failing"))
                 deliver(cards.notice(f"The bot cannot save watches right now: {exc.reason}. Lookups still work."))
+            except RedisUnavailable:  # watches live in Redis: say so, rather than "something went wrong"
+                deliver(self._watches_unavailable(kind, requester))
             except Exception as exc:
                 if not self._pool.abandoned:  # once the process is stopping, `on_abandon` spoke for the job
                     reference = _report(exc, requester, "a background lookup")

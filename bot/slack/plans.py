@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from bot.access.audit import Action, Result
-from bot.slack.commands import Command, Help, ListWatches, Lookup, StartWatch, StopWatch
-from bot.slack.replies import Answer
+from bot.access.policy import Requester
+from bot.alerts.scope import DeviceScope
+from bot.slack.commands import Command, Help, Invalid, ListWatches, Lookup, StartWatch, StopWatch
+from bot.slack.replies import Answer, Replier
+from bot.slack.watching import SlackWatches
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,3 +47,22 @@ def for_asker_only(plan: Plan, answer: Answer) -> bool:
 def costly(parsed: Command) -> bool:
     """Whether answering may call Defender: only those requests count against the rate limits."""
     return isinstance(parsed, Lookup | StartWatch)
+
+
+def plan_for(
+    parsed: Command, requester: Requester, scope: DeviceScope, replier: Replier, watches: SlackWatches
+) -> Plan:
+    """How to answer `parsed` for `requester` (already admitted, with what they may see)."""
+    channel, user, action = requester.channel_id, requester.user_id, action_of(parsed)
+    if isinstance(parsed, Help | Invalid):
+        return Plan(action, partial(replier.immediate, parsed, scope), private=True)
+    if isinstance(parsed, ListWatches):
+        return Plan(action, partial(watches.list, channel))
+    if isinstance(parsed, StartWatch):
+        start = partial(watches.start, channel, user, parsed.query, parsed.duration, scope)
+        return Plan(action, work=start, note=f"Setting up a watch on {parsed.text}…")
+    if isinstance(parsed, StopWatch):
+        stop = partial(watches.stop, channel, user, parsed.query)
+        return Plan(action, work=stop, note="Stopping the watch…")
+    lookup = partial(replier.lookup, parsed.query, parsed.text, scope=scope)
+    return Plan(action, work=lookup, note=f"Looking up {parsed.text}…", card=True)

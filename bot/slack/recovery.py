@@ -1,10 +1,12 @@
-"""Acknowledged slash commands that outlive their process: recorded before work starts, answered after a restart.
+"""Acknowledged commands that outlive their process: recorded before work starts, answered after a restart.
 
-`AcceptedWork.accept` records a command in the state store (`bot.state.work`) with a claim this process renews
-while it lives; `finish` deletes it once answered. A background loop renews this process's claims and takes
-the commands whose claim ran out (their process stopped or died): each is answered by exactly one process,
-with access checked again (it may have changed since), through the `response_url`, which Slack keeps valid
-for 30 minutes. Older ones are dropped with a log line. The `response_url` itself is never logged.
+`AcceptedWork.accept` records a command (a slash command, a mention or a DM) in the state store
+(`bot.state.work`) with a claim this process renews while it lives; `finish` deletes it once answered. A
+background loop renews this process's claims and takes the commands whose claim ran out (their process stopped
+or died): each is answered by one process, with access checked again (it may have changed since), where it was
+asked: through the `response_url`, which Slack keeps valid for 30 minutes, or in the mention's or DM's thread.
+Older ones are dropped with a log line (an answer that late would surprise more than help). The `response_url`
+itself is never logged.
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from bot.access.policy import Requester
-from bot.state.work import AcceptedCommand, WorkStore
+from bot.state.work import AcceptedCommand, Origin, WorkStore
 
 log = logging.getLogger(__name__)
 
 RESPONSE_URL_LIFETIME = 30 * 60.0  # Slack's limit; a minute is kept in hand for the answer to arrive
 CLAIM_BATCH = 50
 RESTARTING = "The bot restarted before it could answer this. Ask again in a minute."
+_DESCRIBED = {Origin.COMMAND: "slash command", Origin.MENTION: "mention", Origin.DIRECT: "direct message"}
 
 
 def requester_of(command: AcceptedCommand) -> Requester:
@@ -53,8 +56,18 @@ class AcceptedWork:
         """Whether a command left unanswered here is answered by another (or the restarted) process."""
         return self._store.durable
 
-    def accept(self, requester: Requester, text: str, response_url: str) -> str | None:
-        """Record an acknowledged command; None when the store cannot keep it (it is still answered here)."""
+    def accept(
+        self,
+        requester: Requester,
+        text: str,
+        response_url: str = "",
+        *,
+        origin: Origin = Origin.COMMAND,
+        thread_ts: str | None = None,
+    ) -> str | None:
+        """Record an acknowledged command; None when the store cannot keep it (it is still answered here).
+
+        A slash command is answered through `response_url`; a mention or DM (`origin`) in `thread_ts`."""
         command = AcceptedCommand(
             uuid.uuid4().hex,
             text,
@@ -66,6 +79,8 @@ class AcceptedWork:
             requester.user_team_id,
             requester.shared_channel,
             self._clock(),
+            origin,
+            thread_ts,
         )
         try:
             self._store.record(command, self._clock() + self._takeover)
@@ -97,10 +112,12 @@ class AcceptedWork:
         for command in taken:
             if command.accepted_at < now - RESPONSE_URL_LIFETIME + 60:
                 log.warning(
-                    "dropped a command acknowledged at %s (channel %s, user %s): its response_url has expired",
+                    "dropped a %s acknowledged at %s (channel %s, user %s): %s",
+                    _DESCRIBED[command.origin],
                     datetime.fromtimestamp(command.accepted_at, UTC).isoformat(timespec="seconds"),
                     command.channel_id,
                     command.user_id,
+                    "its response_url has expired" if command.origin is Origin.COMMAND else "too late to answer",
                 )
                 self._store.done(command.id)
                 continue

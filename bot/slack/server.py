@@ -28,7 +28,8 @@ from bot.telemetry.metrics import ACK_SECONDS, CONTENT_TYPE
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
-HEALTH_PATH = "/healthz"
+HEALTH_PATH = "/healthz"  # liveness: 200 while the process serves, draining included
+READY_PATH = "/readyz"  # readiness: 503 once the process is stopping, so a load balancer sends it nothing new
 METRICS_PATH = "/metrics"
 
 
@@ -69,7 +70,8 @@ def wsgi_app(
     verify: SignatureCheck | None = None,
     draining: threading.Event | None = None,
 ) -> WSGIApplication:
-    """Routes Slack's POSTs to Bolt, `GET /healthz` to `health` and `GET /metrics` to `metrics`; else 404.
+    """Routes Slack's POSTs to Bolt, `GET /healthz` to `health`, `GET /readyz` to whether the process takes new work,
+    and `GET /metrics` to `metrics`; else 404.
 
     With `verify`, a POST's signature is checked on its raw bytes before Bolt parses anything: a request that
     fails gets 401 whatever its body holds (Bolt would answer 500 to a body it cannot parse).
@@ -80,6 +82,10 @@ def wsgi_app(
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
         if path == HEALTH_PATH and method in ("GET", "HEAD"):
             return _json(start_response, "200 OK", health())
+        if path == READY_PATH and method in ("GET", "HEAD"):
+            if draining is not None and draining.is_set():
+                return _json(start_response, "503 Service Unavailable", {"status": "draining"})
+            return _json(start_response, "200 OK", {"status": "ready"})
         if path == METRICS_PATH and metrics is not None and method in ("GET", "HEAD"):
             body = metrics()
             start_response("200 OK", [("Content-Type", CONTENT_TYPE), ("Content-Length", str(len(body)))])
@@ -194,8 +200,9 @@ class HttpServer:
 def serve_http(bot: Served) -> HttpServer:
     """Serve Slack and the health endpoint on $BOT_HTTP_HOST:$PORT (0.0.0.0:3000 by default), in a thread.
 
-    While `bot.draining` is set, Slack requests are refused (`_refuse_while_draining`) and `/healthz` still
-    answers; the caller closes the server once the acknowledged work is done.
+    While `bot.draining` is set, Slack requests are refused (`_refuse_while_draining`), `/readyz` answers 503 and
+    `/healthz` still answers 200 (`"status": "draining"`); the caller closes the server once the acknowledged work
+    is done.
     """
     verify = SignatureCheck(bot.settings.request_secrets)
     slack = SlackRequestHandler(bot.app)

@@ -20,7 +20,8 @@ class SocketModeConnection:
             raise ValueError("Socket Mode needs SLACK_APP_TOKEN")
         self._health: HttpServer | None = None
         if bot.settings.port is not None:
-            self._health = HttpServer(wsgi_app(bot.health, None, bot.metrics), bot.settings.host, bot.settings.port)
+            application = wsgi_app(bot.health, None, bot.metrics, draining=bot.draining)
+            self._health = HttpServer(application, bot.settings.host, bot.settings.port)
             self._health.start()
             log.info("health endpoint on %s port %d", bot.settings.host, self._health.port)
         self._handler = SocketModeHandler(bot.app, app_token.reveal(), web_client=bot.app.client)

@@ -1,7 +1,9 @@
 """Acknowledged work kept until it is answered, so a process that stops or dies does not lose it.
 
 A slash command is acknowledged at once ("Looking up …") and answered later through its `response_url`, which
-Slack keeps valid for 30 minutes. Each acknowledged command is recorded here before its work starts and deleted
+Slack keeps valid for 30 minutes; a mention or a direct message is acknowledged (HTTP 200 to its event, which
+Slack then never delivers again) and answered later with `chat.postMessage` in its thread. Each acknowledged
+command, whatever its origin, is recorded here before its work starts and deleted
 once answered. Every record carries a claim (an expiry time): the process working on it renews the claim while
 it lives; a claim that expires marks work whose process is gone, and `claim_due` hands it to exactly one other
 process (or the restarted one), which answers it.
@@ -9,7 +11,7 @@ process (or the restarted one), which answers it.
 `MemoryWorkStore` keeps the code path one for a single process without a file (it survives nothing);
 `bot.state.work_sqlite` and `bot.state.redis.work` keep the records where a restarted or surviving process
 finds them. A record holds what answering needs and nothing more: the command text, who asked where, the
-`response_url` (a capability: never logged) and when it was accepted.
+`response_url` (a capability: never logged) or the thread to answer in, and when it was accepted.
 """
 
 from __future__ import annotations
@@ -18,16 +20,28 @@ import json
 import threading
 from collections.abc import Collection
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 from typing import Protocol
+
+
+class Origin(StrEnum):
+    """How a command arrived, and so how it is answered."""
+
+    COMMAND = "command"  # a slash command: through its `response_url`
+    MENTION = "mention"  # an @mention in a channel: `chat.postMessage` in the mention's thread
+    DIRECT = "im"  # a direct message: `chat.postMessage` in the DM (in its thread, if it was in one)
 
 
 @dataclass(frozen=True, slots=True)
 class AcceptedCommand:
-    """One acknowledged slash command: enough to check access again and answer it through its `response_url`."""
+    """One acknowledged command: enough to check access again and answer it where it was asked.
+
+    A record written before mentions and DMs were kept has no `origin`: it is a slash command.
+    """
 
     id: str
     text: str
-    response_url: str
+    response_url: str  # "" for a mention or a DM
     team_id: str
     channel_id: str
     user_id: str
@@ -35,6 +49,8 @@ class AcceptedCommand:
     user_team_id: str | None
     shared_channel: bool
     accepted_at: float  # seconds since the epoch
+    origin: Origin = Origin.COMMAND
+    thread_ts: str | None = None  # a mention's (or a DM's) thread: where the answer goes
 
     def encode(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -45,6 +61,7 @@ class AcceptedCommand:
         fields = json.loads(text)
         if not isinstance(fields, dict):
             raise ValueError("not a record")
+        fields["origin"] = Origin(fields.get("origin", Origin.COMMAND))  # ValueError for one it does not know
         return cls(**fields)
 
 

@@ -155,7 +155,8 @@ def send_burst(
             body, headers = requests[index]
             try:
                 response = client.post(f"{process.url}/slack/events", content=body, headers=headers)
-                ack = response.json() if response.status_code == 200 else None
+                # An event's acknowledgement is a 200 with an empty body; a command's carries its note.
+                ack = (response.json() if response.content else {}) if response.status_code == 200 else None
             except (httpx.TransportError, ValueError):
                 ack = None
             with burst.lock:

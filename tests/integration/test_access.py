@@ -494,3 +494,13 @@ def test_an_old_membership_serves_while_slack_is_slow_to_give_the_new_one() -> N
             standin.release(READS)
         wait_for(lambda: memberships.members("S0SOC") == {"U0BOB"})
         memberships.close()
+
+
+def test_closing_the_bot_stops_its_user_group_readers() -> None:
+    """The readers' pool ends with the bot: nothing reads Slack for a bot that has closed."""
+    for rig in harness(env={"BOT_ALLOWED_USERGROUPS": SOC}, usergroups={SOC: {"U0ALICE"}}):
+        rig.bot.memberships.prepare([SOC])
+        assert rig.bot.memberships.members(SOC) == {"U0ALICE"}
+        memberships = rig.bot.memberships
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        memberships.read([SOC])

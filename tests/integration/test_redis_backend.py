@@ -199,10 +199,11 @@ def test_a_bot_started_without_its_redis_answers_lookups_from_a_local_share() ->
 
 
 def test_watch_commands_without_redis_are_answered_not_dropped() -> None:
-    """`watches` runs inside the acknowledgement: with the store down it still answers, with a reference."""
+    """`watches` runs inside the acknowledgement: with the store down it still answers, and says why."""
+    from bot.slack.listeners import WATCHES_UNAVAILABLE
     from tests.doubles.slack import ack_json, harness
 
     dead = f"redis://127.0.0.1:{free_port()}/0"
     for rig in harness(state_url=dead, env={"BOT_AUDIT_LOG": "off"}):
         ack = ack_json(rig.command("watches"))
-        assert str(ack["text"]).startswith("Something went wrong on the bot's side (reference ")
+        assert ack["text"] == WATCHES_UNAVAILABLE

@@ -324,7 +324,8 @@ def test_socket_mode_health_endpoint_listens_on_the_configured_host(monkeypatch:
     monkeypatch.setattr(socket_mode, "SocketModeHandler", NoWebSocket)
     for rig in harness():
         settings = replace(rig.bot.settings, host="127.0.0.2", port=port, app_token=Secret(fake_secrets.APP_TOKEN))
-        bot = SimpleNamespace(app=rig.bot.app, settings=settings, health=rig.bot.health, metrics=rig.bot.metrics)
+        bot = SimpleNamespace(settings=settings, app=rig.bot.app, health=rig.bot.health, metrics=rig.bot.metrics)
+        bot.draining = rig.bot.draining
         socket_mode.SocketModeConnection(bot).close()
     assert checked == [True]
 
@@ -413,13 +414,17 @@ def test_a_signed_request_passes_the_edge_check_and_bolt_reads_the_same_body(edg
 def test_while_draining_a_command_is_told_to_ask_again_an_event_gets_503_and_nothing_starts() -> None:
     """After SIGTERM the process finishes what it acknowledged but starts nothing new: a slash command (which
     Slack does not retry) hears at once that the bot is restarting; an event gets 503, so Slack delivers it again
-    later or to another process; a forged request is still refused first."""
+    later or to another process; a forged request is still refused first. `/healthz` stays 200 and says
+    `draining`; `/readyz` turns 503, so a load balancer or readiness probe stops sending it work."""
     for rig in harness():
         slack, verify = SlackRequestHandler(rig.bot.app), SignatureCheck((SIGNING_SECRET,))
         application = wsgi_app(rig.bot.health, slack, verify=verify, draining=rig.bot.draining)
         server = HttpServer(application, "127.0.0.1", 0).start()
         url = f"http://127.0.0.1:{server.port}/slack/events"
+        base = f"http://127.0.0.1:{server.port}"
         try:
+            assert httpx.get(f"{base}/readyz", timeout=5.0).status_code == 200
+            assert httpx.get(f"{base}/healthz", timeout=5.0).json()["status"] == "ok"
             rig.bot.draining.set()
             requests = SlackRequests(SIGNING_SECRET)
             body, headers = requests.command("ws-fin-014", response_url=rig.standin.response_url("drain"))
@@ -430,7 +435,10 @@ def test_while_draining_a_command_is_told_to_ask_again_an_event_gets_503_and_not
             forged = SlackRequests(fake_secrets.FOREIGN_SIGNING_SECRET)
             body, headers = forged.command("ws-fin-014", response_url=rig.standin.response_url("forged"))
             assert httpx.post(url, content=body, headers=headers, timeout=5.0).status_code == 401
-            assert httpx.get(f"http://127.0.0.1:{server.port}/healthz", timeout=5.0).status_code == 200
+            health = httpx.get(f"{base}/healthz", timeout=5.0)  # liveness: the process is fine, it is stopping
+            assert (health.status_code, health.json()["status"]) == (200, "draining")
+            ready = httpx.get(f"{base}/readyz", timeout=5.0)  # readiness: send it nothing new
+            assert (ready.status_code, ready.json()) == (503, {"status": "draining"})
             assert rig.bot.pool.in_use == 0 and rig.standin.posts == []  # no work was started
         finally:
             close_server(server)

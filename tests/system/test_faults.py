@@ -22,8 +22,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -50,7 +53,9 @@ from bot.demo.slack_requests import SlackRequests
 from bot.demo.standin import RESPONSE_PATH, Posted, SlackStandIn
 from bot.runtime import SlackBot, build_runtime, build_slack_bot
 from bot.slack.server import RESTARTING
+from bot.state.redis.connection import RedisConnection
 from bot.state.redis.flight import LOCK_TTL
+from bot.state.redis.mirror import RedisMirror
 from bot.state.watches import WatchStatus
 from tests.doubles import secrets as fake_secrets
 from tests.doubles.bot_process import ROOT
@@ -1044,6 +1049,128 @@ def test_fault_drain_deadline_leaves_lookups_to_the_restarted_process(tmp_path: 
         close_soon(standin)
 
 
+def mentions_and_dms(copies: int = 2) -> tuple[list[str], list[tuple[bytes, dict[str, str]]]]:
+    """Mentions of seven devices (`copies` of each), each in its own thread (`ts` 1700000000.<index>), then one
+    top-level DM per device: the events as Slack delivers them."""
+    requests = SlackRequests(SIGNING_SECRET)
+    texts = list(RESTART_DEVICES) * copies
+    mentions = [requests.event(requests.mention(t, ts=f"1700000000.{i:06d}")) for i, t in enumerate(texts)]
+    dm = {"type": "message", "channel": "D0ALICE", "channel_type": "im", "user": "U0ALICE"}
+    dms = [
+        requests.event({**dm, "text": device, "ts": f"1700000001.{i:06d}"}) for i, device in enumerate(RESTART_DEVICES)
+    ]
+    return texts + list(RESTART_DEVICES), mentions + dms
+
+
+def answers_by_event(standin: SlackStandIn, texts: list[str]) -> Counter[int]:
+    """How many answers each event of `mentions_and_dms` got: a mention's in its thread, a DM's in the DM (its
+    card names the device, one DM per device)."""
+    mentions = len(texts) - len(RESTART_DEVICES)
+    counted: Counter[int] = Counter()
+    for post in standin.posts:
+        if post.via != "chat.postMessage":
+            continue
+        if post.target == CHANNEL and str(post.payload.get("thread_ts", "")).startswith("1700000000."):
+            counted[int(str(post.payload["thread_ts"]).split(".")[1])] += 1
+        elif post.target == "D0ALICE":
+            counted[mentions + RESTART_DEVICES.index(header(post).split(".")[0])] += 1
+    return counted
+
+
+@pytest.mark.parametrize(("stop", "drain_seconds"), [("SIGKILL", "25"), ("SIGTERM", "0")])
+def test_fault_stopped_with_mentions_and_dms_acknowledged_the_restarted_process_answers_each_in_its_thread(
+    tmp_path: Path, stop: str, drain_seconds: str
+) -> None:
+    """Mentions and DMs are acknowledged (HTTP 200 to their events, which Slack then never delivers again) and
+    answered later with chat.postMessage. kill -9, or SIGTERM with a drain that runs out at once, while they wait
+    on a slow Defender: the restarted process on the same file answers every one in its thread (a DM in the DM),
+    with its card; none is lost, and nobody is told to ask again."""
+    standin = SlackStandIn()
+    defender = DefenderServer(SimulatedTenant(latency=1.0), keep_alive=True)
+    bots = BotProcesses(tmp_path)
+    try:
+        db = tmp_path / "state.db"
+        env = slow_bot_env(standin, f"sqlite:///{db}", BOT_TAKEOVER_SECONDS="1", BOT_DRAIN_SECONDS=drain_seconds)
+        command = bot_process_command("http", defender_url=defender.base_url)
+        first = bots.start(command, env, port=free_port())
+        wait_until(first.healthy, 30, "/healthz", [first])
+        texts, events = mentions_and_dms()
+        burst = send_burst(first, events, after_acks=len(events), mid_burst=lambda: None)
+        assert set(burst.acks) == set(range(len(events)))  # every event acknowledged: Slack will not send it again
+        first.popen.send_signal(getattr(signal, stop))
+        assert first.popen.wait(timeout=30) == (-signal.SIGKILL if stop == "SIGKILL" else 0), first.stderr
+        left = read_state(db, "SELECT count(*) FROM accepted_work")[0][0]
+        assert left > 0  # the kill came while lookups waited on Defender
+        answered_before = sum(answers_by_event(standin, texts).values())
+
+        second = bots.start(command, env, port=free_port())
+        everything = "every mention and DM answered"
+        wait_until(lambda: set(answers_by_event(standin, texts)) == set(burst.acks), 60, everything, [second])
+        wait_until(lambda: read_state(db, "SELECT count(*) FROM accepted_work") == [(0,)], 10, "records", [second])
+        answers = answers_by_event(standin, texts)
+        # At least once: an answer posted as the kill landed, before its record was deleted, comes twice.
+        assert sum(n - 1 for n in answers.values()) <= left
+        for post in standin.posts:
+            assert post.via == "chat.postMessage"  # the cards themselves, no ephemeral "ask again"
+            assert header(post).split(".")[0] in RESTART_DEVICES  # its card, never "Something went wrong"
+        assert "took over" in second.stderr
+        assert "Traceback" not in first.stderr + second.stderr
+        print(
+            f"\n{stop} with {len(events)} mentions and DMs acknowledged ({len(events) - len(RESTART_DEVICES)} "
+            f"mentions, {len(RESTART_DEVICES)} DMs): {answered_before} answered before it stopped, {left} left in the "
+            f"state file; after the restart all {len(answers)} answered in their thread, "
+            f"{sum(n - 1 for n in answers.values())} twice"
+        )
+    finally:
+        bots.stop()
+        defender.close()
+        close_soon(standin)
+
+
+def test_fault_kill_9_of_one_of_two_processes_on_redis_with_mentions_and_dms_acknowledged(tmp_path: Path) -> None:
+    """Two processes on one Redis; the one that acknowledged a burst of mentions and DMs is SIGKILLed while they
+    wait on a slow Defender. The survivor takes each over and answers it once, in its thread."""
+    require_redis()
+    prefix = unique_prefix()
+    standin = SlackStandIn()
+    defender = DefenderServer(SimulatedTenant(latency=1.0), keep_alive=True)
+    bots = BotProcesses(tmp_path)
+    store = redis.Redis.from_url(REDIS_URL)
+    try:
+        env = slow_bot_env(standin, url_with_prefix(prefix), BOT_PROCESSES="2", BOT_TAKEOVER_SECONDS="1")
+        command = bot_process_command("http", defender_url=defender.base_url)
+        doomed, survivor = (bots.start(command, env, port=free_port()) for _ in range(2))
+        wait_until(lambda: doomed.healthy() and survivor.healthy(), 30, "two healthy bots", [doomed, survivor])
+        texts, events = mentions_and_dms()
+        burst = send_burst(doomed, events, after_acks=len(events), mid_burst=lambda: None)
+        assert set(burst.acks) == set(range(len(events)))
+        doomed.popen.send_signal(signal.SIGKILL)
+        killed_at = time.monotonic()
+        assert doomed.popen.wait(timeout=10) == -signal.SIGKILL
+        left = store.hlen(f"{prefix}:work:items")
+        assert left > 0
+        everything = "every mention and DM answered by the survivor"
+        wait_until(lambda: set(answers_by_event(standin, texts)) == set(burst.acks), 60, everything, [survivor])
+        taken_over = time.monotonic() - killed_at
+        wait_until(lambda: store.hlen(f"{prefix}:work:items") == 0, 10, "records", [survivor])
+        answers = answers_by_event(standin, texts)
+        assert sum(n - 1 for n in answers.values()) <= left  # only ones posted as the kill landed come twice
+        for post in standin.posts:
+            assert post.via == "chat.postMessage" and header(post).split(".")[0] in RESTART_DEVICES
+        assert "took over" in survivor.stderr and "Traceback" not in survivor.stderr
+        print(
+            f"\nkill -9 of one of two processes on Redis with {len(events)} mentions and DMs acknowledged: {left} "
+            f"left in Redis; the survivor answered all {len(answers)} in their thread {taken_over:.1f} s after the "
+            f"kill, {sum(n - 1 for n in answers.values())} twice"
+        )
+    finally:
+        bots.stop()
+        defender.close()
+        close_soon(standin)
+        store.close()
+        delete_prefix(prefix)
+
+
 def test_fault_kill_9_of_one_of_two_processes_on_redis(tmp_path: Path) -> None:
     """Two processes on one Redis; one is SIGKILLed while its acknowledged lookups wait on a slow Defender, holding
     the cluster's single-flight locks. The dead process's locks lapse within `LOCK_TTL` (no renewal comes), so the
@@ -1101,5 +1228,52 @@ def test_fault_kill_9_of_one_of_two_processes_on_redis(tmp_path: Path) -> None:
         bots.stop()
         defender.close()
         close_soon(standin)
+        store.close()
+        delete_prefix(prefix)
+
+
+SYNC_HOLDER = """
+import sys, time
+from bot.state.redis.connection import RedisConnection
+from bot.state.redis.mirror import RedisMirror
+
+def backfill():
+    print("syncing", flush=True)
+    time.sleep(600)  # a long backfill, killed part way
+
+RedisMirror(RedisConnection(sys.argv[1])).single_flight("sync", backfill, lambda: None)
+"""
+
+
+def test_fault_kill_9_of_the_process_syncing_the_graph_mirror() -> None:
+    """A process killed while it syncs the Graph mirror on Redis (a backfill reading many pages) leaves its sync
+    lock; it lapses within `LOCK_TTL`, as no renewal comes, and another process syncs."""
+    require_redis()
+    prefix = unique_prefix()
+    store = redis.Redis.from_url(REDIS_URL)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", SYNC_HOLDER, url_with_prefix(prefix)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == b"syncing\n"
+        lock = f"{prefix}:flight:mirror:sync"
+        holder.send_signal(signal.SIGKILL)
+        assert holder.wait(timeout=10) == -signal.SIGKILL
+        left = store.pttl(lock)
+        assert 0 < left <= LOCK_TTL * 1000  # before: up to 180,000 ms, renewed every minute
+        survivor = RedisConnection(url_with_prefix(prefix))
+        try:
+            synced = RedisMirror(survivor).single_flight("sync", lambda: "synced by the survivor", lambda: None)
+        finally:
+            survivor.close()
+        assert synced == ("synced by the survivor", False)
+        print(f"\nkill -9 mid-sync of the Graph mirror: {left} ms left on its sync lock at the kill")
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        holder.wait(timeout=10)
         store.close()
         delete_prefix(prefix)

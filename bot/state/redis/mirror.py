@@ -5,6 +5,10 @@ by last update, for deltas and eviction), `mirror:device:{machine id}` (set of a
 (hash: machine id → packed device), `mirror:names` (hash: lowercase hostname → machine id), `mirror:meta`
 (hash: watermark, synced_at). A merge is one pipeline (MULTI/EXEC), so a reader never sees half of it.
 
+One process syncs at a time: the sync holds a `ClusterFlight` lock, short (`LOCK_TTL`, 3 s) and renewed while the
+sync runs, however many pages a backfill reads; a process killed mid-sync stops renewing, so the others sync
+again within 3 s (a 180 s lock without renewal held their syncs, and the lookups waiting on them, for 3 minutes).
+
 While Redis is away every call falls back to this process's own `MemoryMirror`, which every merge also feeds,
 so lookups go on from the process's latest copy.
 """
@@ -21,14 +25,13 @@ from bot.defender.models import Alert, Machine
 from bot.state.mirror import MAX_ALERTS, MemoryMirror, updated_at
 from bot.state.redis.codec import CodecError, Packer
 from bot.state.redis.connection import RedisConnection, RedisUnavailable
-from bot.state.redis.flight import ClusterFlight
+from bot.state.redis.flight import LOCK_TTL, ClusterFlight
 
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 _ALERT = Packer(Alert)
 _MACHINE = Packer(Machine)
-SYNC_LOCK_TTL = 180.0  # a backfill of a large tenant reads many pages
 
 
 def _text(value: Any) -> str:
@@ -38,11 +41,11 @@ def _text(value: Any) -> str:
 class RedisMirror:
     """A `MirrorStore` shared by every process on the same Redis."""
 
-    def __init__(self, shared: RedisConnection, max_alerts: int = MAX_ALERTS) -> None:
+    def __init__(self, shared: RedisConnection, max_alerts: int = MAX_ALERTS, *, lock_ttl: float = LOCK_TTL) -> None:
         self.max_alerts = max_alerts
         self.local = MemoryMirror(max_alerts)
         self._shared = shared
-        self._flight = ClusterFlight(shared, lock_ttl=SYNC_LOCK_TTL)
+        self._flight = ClusterFlight(shared, lock_ttl=lock_ttl)
 
     def _key(self, *parts: str) -> str:
         return self._shared.key("mirror", *parts)

@@ -9,7 +9,7 @@ import pytest
 
 from bot.access.policy import Requester
 from bot.slack.recovery import RESPONSE_URL_LIFETIME, AcceptedWork, requester_of
-from bot.state.work import AcceptedCommand, MemoryWorkStore
+from bot.state.work import AcceptedCommand, MemoryWorkStore, Origin
 
 URL = "https://hooks.slack.com/commands/T0/1/capability"
 ALICE = Requester("T0", "C0INCIDENT", "U0ALICE", user_team_id="T0", shared_channel=True)
@@ -91,3 +91,21 @@ def test_a_command_whose_answer_fails_is_not_kept_renewed_forever(caplog: pytest
     assert "trying again later" in caplog.text and URL not in caplog.text
     clock.now += 16  # not renewed: taken again
     assert survivor.recover_once(lambda command: True) == 1
+
+
+def test_a_mention_is_taken_over_with_its_thread_and_one_too_old_is_dropped_without_an_answer(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store, clock = MemoryWorkStore(), Clock()
+    dead = AcceptedWork(store, takeover=15, clock=clock)
+    dead.accept(ALICE, "ws-fin-014", origin=Origin.MENTION, thread_ts="1700000000.000100")
+    clock.now += 16
+    answered: list[AcceptedCommand] = []
+    assert AcceptedWork(store, takeover=15, clock=clock).recover_once(lambda c: answered.append(c) or False) == 1
+    [mention] = answered  # not answered (the pool was full): taken again later
+    assert (mention.origin, mention.thread_ts, mention.response_url) == (Origin.MENTION, "1700000000.000100", "")
+    clock.now += RESPONSE_URL_LIFETIME
+    with caplog.at_level(logging.WARNING):
+        AcceptedWork(store, takeover=15, clock=clock).recover_once(lambda command: pytest.fail("too old"))
+    assert store.pending() == 0
+    assert "dropped a mention acknowledged at" in caplog.text and "too late to answer" in caplog.text

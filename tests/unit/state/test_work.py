@@ -4,6 +4,7 @@ to exactly one caller."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bot.state.redis.work import RedisWorkStore
-from bot.state.work import AcceptedCommand, MemoryWorkStore, WorkStore
+from bot.state.work import AcceptedCommand, MemoryWorkStore, Origin, WorkStore
 from bot.state.work_sqlite import SqliteWorkStore
 from tests.doubles.redis import shared_state
 
@@ -84,3 +85,16 @@ def test_a_record_this_version_cannot_read_is_dropped_not_handed_out(tmp_path: P
             assert other.execute("SELECT count(*) FROM accepted_work").fetchone() == (0,)
     finally:
         sqlite.close()
+
+
+def test_a_mention_keeps_its_origin_and_thread_and_an_older_record_is_a_slash_command(store: WorkStore) -> None:
+    mention = AcceptedCommand(
+        "m1", "ws-fin-014", "", "T0", "C0INCIDENT", "U0ALICE", None, None, False, 1000.0, Origin.MENTION, "17.0001"
+    )
+    store.record(mention, claim_until=1000.0)
+    assert store.claim_due(now=1001.0, claim_until=2000.0, limit=10) == [mention]
+    older = json.loads(command(1).encode())  # written before mentions and DMs were kept
+    del older["origin"], older["thread_ts"]
+    assert AcceptedCommand.decode(json.dumps(older)) == command(1)
+    with pytest.raises(ValueError, match="carrier-pigeon"):  # a newer version's origin: dropped, never guessed
+        AcceptedCommand.decode(json.dumps({**older, "origin": "carrier-pigeon"}))

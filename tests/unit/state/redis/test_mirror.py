@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -16,7 +18,7 @@ from bot.defender.simulator import GRAPH_SIMULATOR_BASE_URL, SimulatedTenant, Si
 from bot.state.mirror import MemoryMirror, MirrorStore
 from bot.state.redis.connection import RedisConnection
 from bot.state.redis.mirror import RedisMirror
-from tests.doubles.redis import shared_state
+from tests.doubles.redis import shared_state, url_with_prefix
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 ONE, TWO = "1" * 40, "2" * 40
@@ -118,3 +120,44 @@ def test_while_redis_is_away_a_process_mirrors_for_itself() -> None:
         assert alert_calls(tenant) == 1
     finally:
         away.close()
+
+
+def test_a_sync_longer_than_many_lock_lifetimes_keeps_its_lock_and_no_other_process_syncs_meanwhile() -> None:
+    """A backfill reading page after page renews its short lock: the lock keeps the holder's token the whole time,
+    and another process asking for a sync meanwhile waits for the holder's result instead of syncing again."""
+    with shared_state() as shared:
+        other = RedisConnection(url_with_prefix(shared.prefix))
+        try:
+            holder, waiter = RedisMirror(shared, lock_ttl=0.3), RedisMirror(other, lock_ttl=0.3)
+            lock = shared.key("flight", "mirror:sync")
+            tokens: set[bytes | None] = set()
+            renewals = 0
+            synced: list[str] = []
+            in_sync = threading.Event()
+
+            def backfill() -> str:
+                nonlocal renewals
+                in_sync.set()
+                left = shared.client.pttl(lock)
+                while renewals < 10:  # ten renewals: over three lock lifetimes, whatever the machine's speed
+                    tokens.add(shared.client.get(lock))
+                    now_left = shared.client.pttl(lock)
+                    renewals += now_left > left
+                    left = now_left
+                    time.sleep(0.01)
+                synced.append("holder")
+                return "synced"
+
+            thread = threading.Thread(target=lambda: holder.single_flight("sync", backfill, lambda: None))
+            thread.start()
+            assert in_sync.wait(5)
+            result = waiter.single_flight(
+                "sync", lambda: synced.append("waiter") or "again", lambda: "landed" if synced else None
+            )
+            thread.join()
+            assert result == ("landed", True)
+            assert synced == ["holder"]
+            assert len(tokens) == 1 and None not in tokens  # never lapsed, never another holder's
+            assert shared.client.exists(lock) == 0  # released at the end
+        finally:
+            other.close()
