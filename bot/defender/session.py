@@ -27,6 +27,7 @@ import httpx
 from bot.defender.auth import TokenProvider
 from bot.defender.errors import BadResponse, DefenderError, DefenderUnavailable, Throttled
 from bot.defender.limits import Api, Priority, SharedThrottle
+from bot.defender.skew import ClockSkew
 from bot.telemetry.metrics import DEFENDER_REQUESTS, defender_outcome
 
 log = logging.getLogger(__name__)
@@ -185,6 +186,7 @@ class ApiSession:
         self._clock = clock
         self._sleep = sleep
         self._blocked_until: dict[Api, float] = {}
+        self.clock_skew = ClockSkew(service)  # this host's clock against the API's `Date` header
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -307,6 +309,7 @@ class ApiSession:
                 failure = f"{type(exc).__name__} talking to {self.service}"
             else:
                 DEFENDER_REQUESTS.labels(api.value, defender_outcome(response.status_code)).inc()
+                self.clock_skew.note(response)
                 if response.status_code == 401 and not refreshed:
                     refreshed = True
                     attempt -= 1  # a token refresh is not a failure of the service's

@@ -290,8 +290,8 @@ class DefenderServer:
                 self._send(status, json.dumps(envelope).encode(), {**kind, **(headers or {})})
 
             def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
-                self.send_response(status)
-                for key, value in headers.items():
+                self.send_response_only(status)  # its Date is the tenant's (Defender's clock), not this host's
+                for key, value in {"Date": self.date_time_string(), **headers}.items():
                     self.send_header(key, value)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()

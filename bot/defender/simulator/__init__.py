@@ -20,7 +20,8 @@ from bot.defender.simulator.dataset import (
     Json,
 )
 from bot.defender.simulator.fleet import FleetSpec
-from bot.defender.simulator.tenant import SimulatedTenant, SimulatorTransport
+from bot.defender.simulator.tenant import SimulatedTenant
+from bot.defender.simulator.transport import SimulatorTransport
 
 __all__ = [
     "AAD_TENANT_ID",

@@ -9,6 +9,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from typing import Any
 
 import httpx
@@ -182,9 +183,11 @@ class SimulatedTenant:
             query = "&".join(f"{key}={value}" for key, value in request.url.params.multi_items())
             self.request_log.append((request.method, request.url.path + (f"?{query}" if query else "")))
             try:
-                return self._dispatch(request)
+                response = self._dispatch(request)
             except ApiError as error:
-                return error.response(graph=request.url.path.lower().startswith("/v1.0/"))
+                response = error.response(graph=request.url.path.lower().startswith("/v1.0/"))
+            response.headers["Date"] = format_datetime(self._now(), usegmt=True)  # as every HTTP answer has
+            return response
 
     def _dispatch(self, request: httpx.Request) -> httpx.Response:
         fault = next((f for f in self._faults if f.path is None or request.url.path.startswith(f.path)), None)
@@ -387,14 +390,3 @@ class SimulatedTenant:
             if alert_id not in self._alert_ids:
                 self._alert_ids.add(alert_id)
                 return alert_id
-
-
-class SimulatorTransport(httpx.BaseTransport):
-    """httpx transport that routes every request to a SimulatedTenant instead of the network."""
-
-    def __init__(self, tenant: SimulatedTenant) -> None:
-        self.tenant = tenant
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        """Serve `request` from the simulated tenant (thread-safe; the tenant holds its own lock)."""
-        return self.tenant.serve(request)

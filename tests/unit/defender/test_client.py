@@ -6,8 +6,9 @@ The same client over real sockets on 127.0.0.1 is in tests/integration/test_defe
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import httpx
@@ -25,6 +26,7 @@ from bot.defender.errors import (
 )
 from bot.defender.limits import Api, BudgetExhausted, Priority
 from bot.defender.models import Severity
+from bot.defender.simulator import SIMULATOR_BASE_URL, SimulatedTenant, SimulatorTransport
 from bot.demo.clock import FakeClock
 from bot.state.budget import RateBudget
 from tests.doubles.defender import CountingTokens, nth_machine_id
@@ -338,3 +340,22 @@ def test_alerts_updated_since_uses_the_documented_filter(clock: FakeClock) -> No
     assert recorder.requests[0].url.path == "/api/alerts"
     assert params["$filter"] == "lastUpdateTime ge 2026-11-26T10:00:05Z"
     assert params["$top"] == "10000"
+
+
+@pytest.mark.parametrize(("defender_ahead", "said"), [(240, "behind"), (-240, "ahead of"), (20, None)])
+def test_a_host_clock_minutes_off_defenders_is_said_once_with_the_figure(
+    caplog: pytest.LogCaptureFixture, defender_ahead: int, said: str | None
+) -> None:
+    """Defender's `Date` header shows this host's clock off either way (a clock ahead is invisible in alert
+    timestamps); said once however many answers show it, and not at all within a minute."""
+    tenant = SimulatedTenant(now=lambda: datetime.now(UTC) + timedelta(seconds=defender_ahead))
+    client = DefenderClient(SIMULATOR_BASE_URL, CountingTokens(), transport=SimulatorTransport(tenant))
+    with caplog.at_level(logging.WARNING, logger="bot.defender.skew"):
+        for _ in range(3):
+            client.list_alerts_updated_since(datetime.now(UTC) - timedelta(hours=1))
+    told = [r.getMessage() for r in caplog.records if r.name == "bot.defender.skew"]
+    if said is None:
+        assert told == []
+        return
+    [message] = told  # the Date header has whole seconds: 239 to 241
+    assert re.fullmatch(rf"this host's clock is 2(39|40|41) s {said} Defender's \(its Date header\): .*NTP\)", message)
