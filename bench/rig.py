@@ -373,7 +373,7 @@ def _serve(argv: Sequence[str] | None = None) -> None:
                  "SLACK_API_URL": args.slack_api_url, **env}  # fmt: skip
     bot_health: Any = None
     if args.kind == "ours":
-        runtime = build_runtime(load_settings(env), tenant=tenant)
+        runtime = build_runtime(load_settings(env), tenant=tenant, warm_up=True)  # as `python -m bot http`
         bot = build_slack_bot(runtime, load_slack_settings(SlackMode.HTTP, slack_env))
         bot.start_background()
         app, bot_health = bot.app, bot.health
