@@ -69,6 +69,7 @@ class GraphAlertSource:
         self._now = now
         self._unfinished: _Cursor | None = None  # a sync that failed part of the way (this process's own)
         self._warming: threading.Thread | None = None
+        self._closed = False
 
     def warm_up(self) -> None:
         """Start the first sync in the background (at start-up): a first lookup then finds the mirror synced, or
@@ -81,10 +82,15 @@ class GraphAlertSource:
             self.sync(Priority.BACKGROUND)
         except DefenderError as exc:  # the first lookup syncs instead, and says what went wrong
             log.warning("Graph alert mirror: the start-up sync failed (%s); the first lookup tries again", exc)
+        except RuntimeError:  # httpx's "client has been closed": a backfill that outlasted `close`'s wait
+            if not self._closed:
+                raise
+            log.info("Graph alert mirror: the start-up sync stopped as the bot closed")
 
     def close(self) -> None:
+        self._closed = True
         if self._warming is not None:
-            self._warming.join(timeout=5.0)  # a backfill still running after that fails on the closed client
+            self._warming.join(timeout=5.0)  # a backfill still running after that stops on the closed client
         self._client.close()
 
     # AlertSource ----------------------------------------------------------------------------

@@ -334,3 +334,17 @@ def test_a_start_up_sync_that_fails_is_logged_and_the_first_lookup_syncs(
     assert mirror.store.synced_at() is None
     assert mirror.get_device_alerts(machine_id(tenant, FIN))
     assert graph_calls(tenant) == 2  # the refused warm-up, then the lookup's own backfill
+
+
+def test_a_start_up_sync_cut_short_by_closing_ends_quietly(
+    mirror: GraphAlertSource, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The bot closing under a backfill that outlasts `close`'s wait: its client is closed under the sync."""
+    mirror.close()
+    with caplog.at_level(logging.INFO):
+        mirror.warm_up()
+        for thread in threading.enumerate():
+            if thread.name == "graph-mirror-warm-up":
+                thread.join()
+    assert "the start-up sync stopped as the bot closed" in caplog.text
+    assert mirror.store.synced_at() is None
