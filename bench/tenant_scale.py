@@ -9,10 +9,9 @@ fill, minus before), so it counts what the bot keeps, not the generated tenant:
 - cached device: one lookup by hostname of every device into an `AlertService` bounded at the tenant's size (its
   alert list, details, hostname -> id entry; the default bound `ALERT_CACHE_MAXSIZE` of 2,048 caps the total);
 - name map: the hostname -> machine id entries alone (what the service keeps per name, `bot.alerts.devices`);
-- watched device: one watch per device, up to `--watches` (10,000: starting a watch in the SQLite store scans
-  the live watches, so filling 100,000 would take many minutes), in the SQLite watch store (a file, as in
-  production: bytes on disk), and the Python memory of one poll's `live_watches()` (every watch loaded, as the
-  poller does each interval);
+- watched device: one watch per device, up to `--watches` (default 100,000: every device), in the SQLite watch
+  store (a file, as in production: bytes on disk), the time to start each, and the Python memory of one poll's
+  `live_watches()` (every watch loaded, as the poller does each interval);
 - largest card: the device with the most alerts (`--largest`, the simulator's hostile alerts included), rendered,
   checked against Block Kit's limits and serialised, median of 20; the baseline's text card beside it.
 
@@ -242,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> list[Scale]:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--devices", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--alerts-each", type=int, default=3)
-    parser.add_argument("--watches", type=int, default=10_000, help="at most this many watched devices")
+    parser.add_argument("--watches", type=int, default=100_000, help="at most this many watched devices")
     parser.add_argument("--largest", type=int, default=1000, help="alerts on the largest device")
     parser.add_argument("--quick", action="store_true", help="CI smoke size: 1,000 devices")
     args = parser.parse_args(argv)

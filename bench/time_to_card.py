@@ -110,7 +110,10 @@ def report(results: dict[str, CardTimes]) -> str:
     calls = [results[name].defender or empty for name in names]
     for label, counts in (
         ("alert-list calls (MDE: per device; Graph: alerts_v2 pages)", [c.alerts + c.graph_alerts for c in calls]),
-        ("device calls (MDE: `/api/machines/{id or name}`; Graph: hunting)", [c.details + c.hunting for c in calls]),
+        (
+            "device calls (MDE: `/api/machines…`, a name by `$filter`; Graph: hunting)",
+            [c.details + c.other + c.hunting for c in calls],
+        ),
         ("calls, all APIs", [c.total for c in calls]),
     ):
         by = dict(zip(names, counts, strict=True))

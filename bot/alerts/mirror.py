@@ -19,11 +19,12 @@ the least recently updated dropped first).
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from bot.defender.errors import DeviceNotFound
+from bot.defender.errors import DefenderError, DeviceNotFound
 from bot.defender.graph import GraphClient
 from bot.defender.limits import Priority
 from bot.defender.models import Alert, Machine
@@ -67,8 +68,29 @@ class GraphAlertSource:
         self._max_age = timedelta(seconds=max_age)
         self._now = now
         self._unfinished: _Cursor | None = None  # a sync that failed part of the way (this process's own)
+        self._warming: threading.Thread | None = None
+        self._closed = False
+
+    def warm_up(self) -> None:
+        """Start the first sync in the background (at start-up): a first lookup then finds the mirror synced, or
+        joins the sync under way (one sync at a time), instead of paying for the backfill itself."""
+        self._warming = threading.Thread(target=self._warm, name="graph-mirror-warm-up", daemon=True)
+        self._warming.start()
+
+    def _warm(self) -> None:
+        try:
+            self.sync(Priority.BACKGROUND)
+        except DefenderError as exc:  # the first lookup syncs instead, and says what went wrong
+            log.warning("Graph alert mirror: the start-up sync failed (%s); the first lookup tries again", exc)
+        except RuntimeError:  # httpx's "client has been closed": a backfill that outlasted `close`'s wait
+            if not self._closed:
+                raise
+            log.info("Graph alert mirror: the start-up sync stopped as the bot closed")
 
     def close(self) -> None:
+        self._closed = True
+        if self._warming is not None:
+            self._warming.join(timeout=5.0)  # a backfill still running after that stops on the closed client
         self._client.close()
 
     # AlertSource ----------------------------------------------------------------------------

@@ -189,6 +189,27 @@ class AlertService:
         self._shared.put_alerts(machine_id, snapshot.alerts, snapshot.fetched_at)
         return True
 
+    def replace_alert(self, machine_id: str, written: Alert) -> bool:
+        """Put an alert just written (a triage change) into the device's cached list, keeping the list's age.
+
+        The rest of the list is no fresher for the write, so it ages (and is refreshed) as before; a redrawn card
+        shows the write at no cost. Returns whether a cached list took it.
+        """
+        self._latest(machine_id)  # another process's newer list, if there is one, becomes the base
+        with self._lock:
+            cached = self._alerts.get(machine_id)
+            if cached is None:
+                return False
+            # A version cached after the write (a lookup's, or another process's) is kept.
+            alerts = {alert.id: alert for alert in cached.alerts}
+            known = alerts.get(written.id)
+            if known is None or not _newer(known, written):
+                alerts[written.id] = written
+            snapshot = _Snapshot(tuple(alerts.values()), cached.fetched_at, cached.fetched_mono)
+            self._alerts[machine_id] = snapshot
+        self._shared.put_alerts(machine_id, snapshot.alerts, snapshot.fetched_at)
+        return True
+
     # Alerts ---------------------------------------------------------------------------------
 
     def _alerts_beside_details(self, device: DeviceRef, priority: Priority, refresh: bool) -> Future[_Fetched] | None:

@@ -222,9 +222,9 @@ class Triage:
         return self._first_time(f"triage-comment:{digest}")
 
     def _remember(self, machine_id: str, alert: Alert) -> None:
-        """Fold the written alert into the cached list, so the redrawn card shows the new state at no cost."""
-        result = self._service.device_alerts(machine_id)  # the list just refreshed: from the cache
-        self._service.merge_updates(machine_id, [alert], covered_since=result.fetched_at)
+        """Fold the written alert into the cached list, so the redrawn card shows the new state at no cost (the
+        list keeps its age: the other alerts are no fresher for the write)."""
+        self._service.replace_alert(machine_id, alert)
 
     def _lock_for(self, alert_id: str) -> threading.Lock:
         return self._locks[int(hashlib.sha256(alert_id.encode()).hexdigest()[:8], 16) % LOCK_STRIPES]

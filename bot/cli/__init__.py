@@ -117,7 +117,7 @@ def _build(
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=err)
         return EXIT_BAD_INPUT
-    runtime = build_runtime(settings, defender_url=defender_url)
+    runtime = build_runtime(settings, defender_url=defender_url, warm_up=True)
     try:
         return build_slack_bot(runtime, slack, poll_seconds=poll_seconds)
     except StoreUnopenable as exc:

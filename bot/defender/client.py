@@ -54,6 +54,10 @@ class DefenderClient:
     def close(self) -> None:
         self._session.close()
 
+    def open_connection(self) -> None:
+        """Connect to the API ahead of the first lookup (`ApiSession.open_connection`)."""
+        self._session.open_connection()
+
     def __enter__(self) -> DefenderClient:
         return self
 

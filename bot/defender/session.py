@@ -192,6 +192,16 @@ class ApiSession:
     def close(self) -> None:
         self._http.close()
 
+    def open_connection(self) -> None:
+        """Open the pooled connection (TCP and TLS) ahead of the first request, at start-up, so that a person's
+        first lookup does not wait for the handshake. The request carries no token, so the API answers 401 and
+        there is no call of the app's to count (nor budget to spend); any answer will do, and a failure is left to
+        the first real request, which connects again."""
+        try:
+            self._http.get("")
+        except httpx.HTTPError as exc:
+            log.info("no connection to %s ahead of use: %s", self.service, type(exc).__name__)
+
     # Requests -------------------------------------------------------------------------------
 
     def get_json(

@@ -345,7 +345,7 @@ def run_demo(
                 defender=dataclasses.replace(settings.defender, backend=Backend.SIMULATOR),
                 state=dataclasses.replace(settings.state, url=MEMORY_STATE),
             )
-            runtime = build_runtime(demo_settings)
+            runtime = build_runtime(demo_settings, warm_up=True)
             stack.callback(runtime.close)  # in case the bot fails to build; closing twice is harmless
             try:  # auth.test, the bot's first call to the stand-in
                 bot = build_slack_bot(runtime, load_slack_settings(SlackMode.HTTP, env))

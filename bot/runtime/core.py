@@ -78,12 +78,19 @@ def _token_provider(settings: DefenderSettings, scope: str) -> MsalTokenProvider
 
 
 def build_runtime(
-    settings: Settings, *, tenant: SimulatedTenant | None = None, defender_url: str | None = None
+    settings: Settings,
+    *,
+    tenant: SimulatedTenant | None = None,
+    defender_url: str | None = None,
+    warm_up: bool = False,
 ) -> Runtime:
     """Wire the process; with the simulator backend, `tenant` replaces the built-in data set.
 
     `defender_url` is a simulator served over HTTP by another process (tests of several bot processes): the
-    client calls it with a static token instead of running the simulator in this process.
+    client calls it with a static token instead of running the simulator in this process. `warm_up` (the
+    serving processes) starts the Graph alert mirror's first sync in the background, so the first lookup does not
+    wait for the backfill, and opens the connection to a real MDE API; tests leave it off so that the Defender
+    calls they script are the ones they expect.
     """
     defender = settings.defender
     if defender_url is not None and defender.backend is not Backend.SIMULATOR:
@@ -113,6 +120,10 @@ def build_runtime(
     keeper = TokenKeeper(tokens) if tokens is not None else None
     if keeper is not None:
         keeper.start()  # the first lookup finds the token there
+    if warm_up and isinstance(client, GraphAlertSource):
+        client.warm_up()  # its first sync opens the connection to Graph as well
+    elif warm_up and isinstance(client, DefenderClient) and not simulated:
+        client.open_connection()  # a real tenant's TLS handshake, paid here rather than by the first lookup
     return Runtime(settings, state.budget, client, service, tenant, state, keeper)
 
 

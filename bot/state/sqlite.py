@@ -74,6 +74,16 @@ _MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     CREATE TABLE lease (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires REAL NOT NULL);
     """,
+    # 2: the live watch of a device in a channel, found through an index of live watches only (`status != 'ended'`
+    # cannot use an index led by status: starting a watch scanned every live watch); newest first without a sort
+    """
+    DROP INDEX watches_live;
+    CREATE INDEX watches_live_by_device ON watches (channel, machine_id, id) WHERE status != 'ended';
+    """,
+)
+# The live (active or paused) watch of one device in one channel; the newest, should there ever be two.
+LIVE_WATCH_OF_DEVICE = (
+    "SELECT * FROM watches WHERE channel = ? AND machine_id = ? AND status != 'ended' ORDER BY id DESC"
 )
 
 
@@ -240,10 +250,7 @@ class SqliteWatchStore:
 
     @staticmethod
     def _live_row(db: sqlite3.Connection, channel: str, machine_id: str) -> sqlite3.Row | None:
-        row: sqlite3.Row | None = db.execute(
-            "SELECT * FROM watches WHERE channel = ? AND machine_id = ? AND status != 'ended' ORDER BY id DESC",
-            (channel, machine_id),
-        ).fetchone()
+        row: sqlite3.Row | None = db.execute(LIVE_WATCH_OF_DEVICE, (channel, machine_id)).fetchone()
         return row
 
     def watch(self, watch_id: int) -> Watch | None:

@@ -181,6 +181,7 @@ class DefenderServer:
         self.revoked: set[str] = set()
         self.tokens: list[str] = []  # bearer tokens seen, in order of first use (kept in memory only)
         self.rejected = 0  # 401s for revoked tokens
+        self.connections: set[int] = set()  # the client ports requests came from: one per connection opened
         self._lock = threading.Lock()
         self._release = threading.Event()
         self._server: _QuietServer | None = None
@@ -245,6 +246,7 @@ class DefenderServer:
                 authorization = self.headers.get("Authorization") or ""
                 token = authorization.removeprefix("Bearer ")
                 with rig._lock:
+                    rig.connections.add(self.client_address[1])
                     fault, release = rig.fault, rig._release
                     if token and token not in rig.tokens:
                         rig.tokens.append(token)

@@ -520,3 +520,30 @@ def test_a_runtime_signs_in_at_start_up_and_its_first_lookup_asks_defender_only(
         runtime.close()
         defender.close()
     assert not any(t.name == "defender-token" and t.is_alive() for t in threading.enumerate())
+
+
+def test_a_serving_runtime_connects_to_the_mde_api_at_start_up_and_its_first_lookup_uses_that_connection(
+    oidc: OidcDouble,
+) -> None:
+    defender = DefenderServer(SimulatedTenant(), keep_alive=True)
+    env = {
+        "DEFENDER_BACKEND": "api",
+        "DEFENDER_API": "mde",
+        "DEFENDER_TENANT_ID": oidc.tenant,
+        "DEFENDER_CLIENT_ID": CLIENT_ID,
+        "DEFENDER_CLIENT_SECRET": SECRET,
+        "DEFENDER_AUTHORITY_URL": f"https://127.0.0.1:{oidc.port}",
+        "DEFENDER_API_URL": defender.base_url,
+        "BOT_STATE_URL": "sqlite:///:memory:",
+    }
+    runtime = build_runtime(load_settings(env), warm_up=True)
+    try:
+        # One request without a token (answered 401, no call of the app's), and the connection stays open.
+        assert (defender.requests, defender.tokens, len(defender.connections)) == (1, [], 1)
+        result = runtime.service.device_alerts("ws-fin-014")  # a hostname: its id, then its alerts, in turn
+        assert result.total > 0
+        assert defender.requests > 1 and len(defender.connections) == 1
+        assert set(defender.tokens) == set(oidc.issued_tokens)
+    finally:
+        runtime.close()
+        defender.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -318,3 +319,32 @@ def test_a_backfill_stopped_by_the_budget_resumes_where_it_stopped(
     pages = graph_calls(tenant)
     assert attempts > 1 and pages <= len(recent) // 5 + 2  # each page once (plus the last, empty read)
     source.close()
+
+
+def test_a_start_up_sync_that_fails_is_logged_and_the_first_lookup_syncs(
+    mirror: GraphAlertSource, tenant: SimulatedTenant, caplog: pytest.LogCaptureFixture
+) -> None:
+    tenant.fail_next(403, code="Forbidden")  # refused, never retried: the warm-up gives up at once
+    with caplog.at_level(logging.WARNING):
+        mirror.warm_up()
+        for thread in threading.enumerate():
+            if thread.name == "graph-mirror-warm-up":
+                thread.join()
+    assert "the start-up sync failed" in caplog.text
+    assert mirror.store.synced_at() is None
+    assert mirror.get_device_alerts(machine_id(tenant, FIN))
+    assert graph_calls(tenant) == 2  # the refused warm-up, then the lookup's own backfill
+
+
+def test_a_start_up_sync_cut_short_by_closing_ends_quietly(
+    mirror: GraphAlertSource, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The bot closing under a backfill that outlasts `close`'s wait: its client is closed under the sync."""
+    mirror.close()
+    with caplog.at_level(logging.INFO):
+        mirror.warm_up()
+        for thread in threading.enumerate():
+            if thread.name == "graph-mirror-warm-up":
+                thread.join()
+    assert "the start-up sync stopped as the bot closed" in caplog.text
+    assert mirror.store.synced_at() is None

@@ -6,11 +6,12 @@ over the Graph client (alerts from one tenant-wide read, devices from advanced h
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import threading
 from collections import Counter
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import httpx
@@ -612,3 +613,33 @@ def test_an_id_outside_the_scope_never_shows_the_alerts_fetched_beside_its_detai
         world.service.device_alerts(hidden, scope=WORKSTATIONS)
     assert caught.value.suggestions == ()
     assert world.service.device_alerts(hidden).total == len(world.shown(hidden))  # an unscoped person may see them
+
+
+def _written(alert: Alert, wall: datetime) -> Alert:
+    """`alert` as Defender answers a status change made now."""
+    return dataclasses.replace(alert, status=AlertStatus.RESOLVED, last_update=wall)
+
+
+def test_a_written_alert_replaces_its_cached_copy_and_the_list_keeps_its_age(world: World) -> None:
+    mid = world.machine_id(FIN)
+    first = world.service.device_alerts(mid)
+    world.clock.advance(40)
+    target = next(a for a in first.alerts if a.status is not AlertStatus.RESOLVED)
+    assert world.service.replace_alert(mid, _written(target, world.clock.wall()))
+    after = world.service.device_alerts(mid)
+    assert after.from_cache and after.fetched_at == first.fetched_at and after.age == timedelta(seconds=40)
+    assert next(a for a in after.alerts if a.id == target.id).status is AlertStatus.RESOLVED
+    assert {a.id for a in after.alerts} == {a.id for a in first.alerts}
+    calls = world.calls("alerts")
+    world.clock.advance(21)  # the list is past its TTL, counted from its fetch and not from the write
+    assert not world.service.device_alerts(mid).from_cache
+    assert world.calls("alerts") == calls + 1
+
+
+def test_a_written_alert_needs_a_cached_list_and_never_replaces_a_newer_version(world: World) -> None:
+    mid = world.machine_id(FIN)
+    cached = world.service.device_alerts(mid).alerts[0]
+    assert world.service.replace_alert("f" * 40, cached) is False  # no list for that device: the next lookup reads
+    older = dataclasses.replace(cached, status=AlertStatus.NEW, last_update=datetime(2020, 1, 1, tzinfo=UTC))
+    assert world.service.replace_alert(mid, older)
+    assert next(a for a in world.service.device_alerts(mid).alerts if a.id == cached.id) == cached

@@ -13,6 +13,7 @@ from bot.defender.limits import Api
 from bot.defender.models import AlertStatus, Classification, parse_alert
 from bot.defender.simulator import SIMULATOR_BASE_URL, SimulatedTenant, SimulatorTransport
 from bot.defender.updates import determination
+from bot.demo.clock import FakeClock
 from bot.state.budget import RateBudget
 from bot.state.dedupe import EventDeduper
 
@@ -86,3 +87,19 @@ def test_already_done_compares_either_spelling_of_a_determination() -> None:
     assert already_done(alert, request)
     assert already_done(alert, TriageRequest(Verb.STATUS, "m", "a", status=AlertStatus.RESOLVED))
     assert not already_done(alert, TriageRequest(Verb.COMMENT, "m", "a", comment="x"))
+
+
+def test_a_write_shows_in_the_cached_list_without_making_the_other_alerts_look_fresher() -> None:
+    clock = FakeClock()
+    tenant = SimulatedTenant(now=clock.wall, clock=clock)
+    client = DefenderClient(SIMULATOR_BASE_URL, StaticTokenProvider("t"), transport=SimulatorTransport(tenant))
+    service = AlertService(client, clock=clock, now=clock.wall)
+    triage = Triage(service, client, EventDeduper().first_time)
+    alert = next(a for a in tenant.alerts if a["status"] == "New")
+    looked_up = service.device_alerts(alert["machineId"])
+    clock.advance(4)  # younger than the refresh floor: the write's own read reuses this list
+    request = TriageRequest(Verb.STATUS, alert["machineId"], alert["id"], status=AlertStatus.RESOLVED)
+    assert triage.apply(request, ACTOR, EVERY_DEVICE).outcome is Outcome.WRITTEN
+    after = service.device_alerts(alert["machineId"])
+    assert after.from_cache and after.fetched_at == looked_up.fetched_at  # as old as the list, not as the write
+    assert next(a for a in after.alerts if a.id == alert["id"]).status is AlertStatus.RESOLVED

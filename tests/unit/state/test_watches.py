@@ -19,12 +19,13 @@ import pytest
 
 from bot.state.redis.connection import RedisConnection
 from bot.state.redis.watches import RedisWatchStore
-from bot.state.sqlite import SqliteWatchStore, sqlite_path
+from bot.state.sqlite import _MIGRATIONS, LIVE_WATCH_OF_DEVICE, SqliteWatchStore, sqlite_path
 from bot.state.watches import AlertState, Change, ChangeKind, WatchStatus, WatchStore
 from tests.doubles.concurrency import run_concurrently
 from tests.doubles.redis import delete_prefix, require_redis, unique_prefix, url_with_prefix
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+LATEST = len(_MIGRATIONS)
 MID_A = "a" * 40
 MID_B = "b" * 40
 
@@ -89,17 +90,17 @@ def status(alert_id: str, old: str, new_status: str, at: str) -> Change:
 # -- SQLite specifics -------------------------------------------------------------------------------------------
 
 
-def test_migrations_create_version_1_and_reopening_is_idempotent(tmp_path: Path) -> None:
+def test_migrations_create_the_latest_version_and_reopening_is_idempotent(tmp_path: Path) -> None:
     path = tmp_path / "w.db"
     first = SqliteWatchStore(path)
-    assert first.schema_version == 1
+    assert first.schema_version == LATEST
     watch, _ = start(first)
     first.set_meta("watermark", "x")
     first.close()
 
-    again = SqliteWatchStore(path)  # must not re-run migration 1 (CREATE TABLE would fail) nor lose data
+    again = SqliteWatchStore(path)  # must not re-run the migrations (CREATE TABLE would fail) nor lose data
     try:
-        assert again.schema_version == 1
+        assert again.schema_version == LATEST
         assert again.watch(watch.id) == watch
         assert again.get_meta("watermark") == "x"
     finally:
@@ -108,9 +109,47 @@ def test_migrations_create_version_1_and_reopening_is_idempotent(tmp_path: Path)
     try:
         tables = {row[0] for row in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         assert {"watches", "alert_state", "changes", "meta", "lease"} <= tables
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == LATEST
     finally:
         raw.close()
+
+
+def test_a_version_1_file_gets_the_live_watch_index_on_open_and_keeps_its_watches(tmp_path: Path) -> None:
+    path = tmp_path / "w.db"
+    raw = sqlite3.connect(path)
+    raw.executescript(_MIGRATIONS[0] + "PRAGMA user_version = 1;")
+    raw.execute(
+        "INSERT INTO watches (channel, machine_id, device_name, filter_text, created_by, created_at, expires_at,"
+        " status) VALUES ('C1', ?, 'host', '', 'U1', ?, ?, 'active')",
+        (MID_A, T0.isoformat(), (T0 + timedelta(hours=2)).isoformat()),
+    )
+    raw.commit()
+    raw.close()
+    store = SqliteWatchStore(path)
+    try:
+        assert store.schema_version == LATEST
+        found = store.find_watch("C1", MID_A)
+        assert found is not None and found.device_name == "host"
+        assert start(store)[1] is False  # the same live watch, found through the new index
+    finally:
+        store.close()
+
+
+def test_finding_a_live_watch_reads_the_index_of_live_watches_not_the_table(tmp_path: Path) -> None:
+    store = SqliteWatchStore(tmp_path / "w.db")
+    for n in range(50):
+        watch, _ = start(store, channel=f"C{n % 5}", machine_id=f"{n:040x}")
+        if n % 2:
+            store.set_status(watch.id, WatchStatus.ENDED)
+    store.close()
+    raw = sqlite3.connect(tmp_path / "w.db")
+    try:
+        raw.execute("ANALYZE")  # with the table's statistics, as a long-lived file may have them
+        plan = " / ".join(row[3] for row in raw.execute(f"EXPLAIN QUERY PLAN {LIVE_WATCH_OF_DEVICE}", ("C1", MID_A)))
+    finally:
+        raw.close()
+    assert "USING INDEX watches_live_by_device (channel=? AND machine_id=?)" in plan
+    assert "SCAN watches" not in plan, plan  # not one row of the table beyond the device's own
 
 
 def test_database_is_in_wal_mode(tmp_path: Path) -> None:
