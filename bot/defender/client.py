@@ -29,6 +29,7 @@ from bot.defender.session import (
     CallGate,
     ErrorReply,
     RequestCount,
+    SessionClient,
     SessionOptions,
     counting_requests,
     parse_all,
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 PREFIX_MATCHES = 25  # records a prefix search reads: a few names, each with a few re-onboarded records
 
 
-class DefenderClient:
+class DefenderClient(SessionClient):
     """Typed access to the few Defender endpoints the bot uses.
 
     `transport` swaps the network for another httpx transport (the built-in simulator, tests).
@@ -50,19 +51,6 @@ class DefenderClient:
 
     def __init__(self, base_url: str, tokens: TokenProvider, **options: Unpack[SessionOptions]) -> None:
         self._session = ApiSession(base_url, tokens, service="Defender", errors=_defender_error, **options)
-
-    def close(self) -> None:
-        self._session.close()
-
-    def open_connection(self) -> None:
-        """Connect to the API ahead of the first lookup (`ApiSession.open_connection`)."""
-        self._session.open_connection()
-
-    def __enter__(self) -> DefenderClient:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
 
     # Public API -----------------------------------------------------------------------------
 

@@ -36,7 +36,7 @@ from bot.defender.graph_models import evidence_machines, parse_device_info, pars
 from bot.defender.limits import Api, Priority
 from bot.defender.models import Alert, Machine, format_timestamp, parse_timestamp
 from bot.defender.refs import RefKind, parse_device_ref
-from bot.defender.session import ApiSession, ErrorReply, SessionOptions, parse_all
+from bot.defender.session import ApiSession, ErrorReply, SessionClient, SessionOptions, parse_all
 from bot.defender.updates import AlertUpdate
 
 SERVICE = "Microsoft Graph"
@@ -74,7 +74,7 @@ class GraphAlerts:
     complete: bool
 
 
-class GraphClient:
+class GraphClient(SessionClient):
     """Typed access to Microsoft Graph's security alerts and advanced hunting.
 
     `base_url` is the cloud's Graph host (`CloudEndpoints.graph_base`); the token must be for its scope
@@ -94,15 +94,6 @@ class GraphClient:
         self.scope = graph_scope_for(base_url)
         self._page_size = page_size
         self._session = ApiSession(base_url, tokens, service=SERVICE, errors=self._graph_error, **options)
-
-    def close(self) -> None:
-        self._session.close()
-
-    def __enter__(self) -> GraphClient:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
 
     # Alerts ---------------------------------------------------------------------------------
 

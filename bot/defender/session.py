@@ -19,7 +19,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, NamedTuple, NoReturn, Protocol, TypedDict, TypeVar
+from typing import Any, NamedTuple, NoReturn, Protocol, Self, TypedDict, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -376,3 +376,22 @@ def error_fields(response: httpx.Response) -> tuple[str | None, str | None, str 
     inner = error.get("innerError") or error.get("innererror")
     request_id = inner.get("request-id") if isinstance(inner, dict) else None
     return text(error.get("code")), text(error.get("message")), text(error.get("target") or request_id)
+
+
+class SessionClient:
+    """What every API client shares: one `ApiSession`, opened early, closed with the client."""
+
+    _session: ApiSession
+
+    def close(self) -> None:
+        self._session.close()
+
+    def open_connection(self) -> None:
+        """Connect to the API ahead of the first lookup (`ApiSession.open_connection`)."""
+        self._session.open_connection()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
