@@ -177,25 +177,14 @@ class Harness:
         close_soon(self.standin)
 
 
-def harness(
-    *,
-    env: Mapping[str, str] | None = None,
-    tenant: SimulatedTenant | None = None,
-    clock: Callable[[], float] | None = None,
-    state_url: str = MEMORY_STATE_URL,
-    settings_env: Mapping[str, str] | None = None,
-    api: str = "mde",
-    usergroups: Mapping[str, set[str]] | None = None,
-) -> Iterator[Harness]:
+def harness(*, usergroups: Mapping[str, set[str]] | None = None, **options: Any) -> Iterator[Harness]:
     """Generator for fixtures: yields a ready `Harness` (`make_bot`'s options) and tears it down afterwards.
 
     `usergroups` exist in Slack before the bot starts (the bot reads them at start-up, as in production)."""
     standin = SlackStandIn()
     standin.usergroups.update({group: set(members) for group, members in (usergroups or {}).items()})
     try:
-        bot = make_bot(
-            standin, env=env, tenant=tenant, clock=clock, state_url=state_url, settings_env=settings_env, api=api
-        )
+        bot = make_bot(standin, **options)
     except BaseException:
         close_soon(standin)
         raise
