@@ -34,7 +34,7 @@ class Pacing:
     ) -> None:
         if not 0.0 <= reserve < 1.0:
             raise ValueError("the reserve must be a share below 1")
-        self._ttl = ttl
+        self.ttl = ttl
         self._share_left = share_left
         self._reserve = reserve
         self.longest = max(ttl, longest) if share_left is not None else ttl
@@ -42,10 +42,10 @@ class Pacing:
     def fresh_for(self, priority: Priority) -> float:
         """Seconds a cached alert list counts as fresh for a lookup of `priority`, right now."""
         if self._share_left is None:
-            return self._ttl
+            return self.ttl
         usable = (self._share_left(priority) - self._reserve) / (1.0 - self._reserve)
         if usable >= 1.0:
-            return self._ttl
-        if usable <= 0.0 or self._ttl / usable**2 >= self.longest:
+            return self.ttl
+        if usable <= 0.0 or self.ttl / usable**2 >= self.longest:
             return self.longest
-        return self._ttl / usable**2
+        return self.ttl / usable**2

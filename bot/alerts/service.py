@@ -223,8 +223,12 @@ class AlertService:
         return self._fetchers.submit(context.run, self._snapshot, device.value, priority, refresh)
 
     def _snapshot(self, machine_id: str, priority: Priority, refresh: bool) -> _Fetched:
-        fresh_for = self._min_refresh if refresh else self._pacing.fresh_for(priority)
+        fresh_for = self._min_refresh if refresh else self._pacing.ttl
         cached = self._latest(machine_id, fresh_for)
+        if not refresh and (cached is None or self._clock() - cached.fetched_mono >= fresh_for):
+            # Pacing only ever lengthens the TTL, and reading the budget is a Redis call with several processes:
+            # a copy within the plain TTL is fresh without asking.
+            fresh_for = self._pacing.fresh_for(priority)
         if cached is not None:
             age = self._clock() - cached.fetched_mono
             if age < fresh_for:

@@ -48,7 +48,7 @@ from bot.demo.clock import FakeClock
 from bot.state.budget import RateBudget
 from bot.telemetry.metrics import DEFENDER_REQUESTS
 from tests.doubles.concurrency import run_concurrently
-from tests.doubles.defender import graph_source, kind_of, nth_machine_id, shown_alerts
+from tests.doubles.defender import graph_source, kind_of, machine_id, nth_machine_id, shown_alerts
 
 FIN = "ws-fin-014.contoso.local"
 
@@ -643,3 +643,23 @@ def test_a_written_alert_needs_a_cached_list_and_never_replaces_a_newer_version(
     older = dataclasses.replace(cached, status=AlertStatus.NEW, last_update=datetime(2020, 1, 1, tzinfo=UTC))
     assert world.service.replace_alert(mid, older)
     assert next(a for a in world.service.device_alerts(mid).alerts if a.id == cached.id) == cached
+
+
+def test_a_copy_within_the_plain_ttl_is_served_without_reading_the_budget() -> None:
+    """Pacing only lengthens the TTL; reading the hour's share left is a Redis call with several processes."""
+    clock, reads = FakeClock(), []
+    tenant = SimulatedTenant()
+    client = DefenderClient(SIMULATOR_BASE_URL, StaticTokenProvider("t"), transport=SimulatorTransport(tenant))
+
+    def share_left(priority: Priority) -> float:
+        reads.append(priority)
+        return 0.5  # a quarter of the hour's budget used: paced, the list counts as fresh for 4 × the TTL
+
+    service = AlertService(client, ttl=60.0, clock=clock, budget_share_left=share_left)
+    mid = machine_id(tenant, FIN)
+    service.device_alerts(mid)
+    first = len(reads)
+    clock.advance(59)
+    assert service.device_alerts(mid).from_cache and len(reads) == first  # within the TTL: no read
+    clock.advance(61)
+    assert service.device_alerts(mid).from_cache and len(reads) == first + 1  # past it: paced, one read
