@@ -46,6 +46,23 @@ class MembershipUnavailable(Exception):
     """A user group's members could not be read (Slack error, missing `usergroups:read`)."""
 
 
+def person_listed(user_id: str, users: frozenset[str], usergroups: frozenset[str], memberships: Memberships) -> bool:
+    """In `users`, or a member of one of `usergroups`. A group that cannot be read is passed over while another
+    lists the person; only when none does is it `MembershipUnavailable` (an unknown is never a yes)."""
+    if user_id in users:
+        return True
+    unread: MembershipUnavailable | None = None
+    for group in sorted(usergroups):
+        try:
+            if user_id in memberships.members(group):
+                return True
+        except MembershipUnavailable as exc:
+            unread = exc
+    if unread is not None:
+        raise unread
+    return False
+
+
 class Memberships(Protocol):
     def members(self, usergroup_id: str) -> frozenset[str]:
         """The user ids in a user group; raises `MembershipUnavailable` when they cannot be known."""
@@ -239,9 +256,7 @@ class AccessPolicy:
     def _person_listed(self, user_id: str, memberships: Memberships) -> bool:
         if self.users is None and self.usergroups is None:
             return True
-        if user_id in (self.users or ()):
-            return True
-        return any(user_id in memberships.members(group) for group in sorted(self.usergroups or ()))
+        return person_listed(user_id, self.users or frozenset(), self.usergroups or frozenset(), memberships)
 
     def _scope(self, requester: Requester, memberships: Memberships) -> DeviceScope:
         scope = self.groups.channel_scope(requester)

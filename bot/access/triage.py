@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.access.policy import Memberships
+from bot.access.policy import Memberships, person_listed
 
 NOT_ENABLED = "Changing alerts from Slack is switched off for this bot."
 NOT_LISTED = "You are not on this bot's list of people who may change alerts. Ask {contact} if you need it."
@@ -25,8 +25,6 @@ class TriagePolicy:
         """Why this person may not write (None: they may). A membership lookup failure propagates."""
         if not self.enabled:
             return NOT_ENABLED
-        if user_id in self.users:
-            return None
-        if any(user_id in memberships.members(group) for group in sorted(self.usergroups)):
+        if person_listed(user_id, self.users, self.usergroups, memberships):
             return None
         return NOT_LISTED.format(contact=contact)

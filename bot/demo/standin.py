@@ -152,6 +152,18 @@ class SlackStandIn:
                 self._changed.wait(remaining)
             return list(self._state.posts)
 
+    def posts_to(self, target: str, at_least: int = 1, timeout: float = 5.0) -> list[Posted]:
+        """The messages sent to `target` (a channel or response_url name), after waiting up to `timeout` for
+        `at_least` of them: notices are sent off the request thread, so they may still be on their way."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                found = [p for p in self._state.posts if p.target == target]
+                remaining = deadline - time.monotonic()
+                if len(found) >= at_least or remaining <= 0:
+                    return found
+                self._changed.wait(remaining)
+
     # Faults --------------------------------------------------------------------------------------------
 
     def fail_next(

@@ -174,7 +174,8 @@ def build_slack_bot(runtime: Runtime, settings: SlackSettings, *, poll_seconds: 
 
     # Membership is read in the background (a request waits for it a bounded time in all): see SlackMemberships.
     memberships = SlackMemberships(WebClient(token=settings.bot_token.reveal(), base_url=settings.api_url, timeout=2))
-    memberships.read(settings.access.policy.usergroup_ids)  # known before the first request, where Slack answers
+    # Known before the first request, where Slack answers: access rules' groups and triage's.
+    memberships.read(settings.access.policy.usergroup_ids | settings.access.triage.usergroups)
     limiter = runtime.state.request_limiter(  # per process, or in Redis for every process
         user_per_minute=settings.access.user_rate_per_minute, channel_per_minute=settings.access.channel_rate_per_minute
     )

@@ -31,7 +31,7 @@ from bot.slack.alert_views import details_view
 from bot.slack.blockkit import Message
 from bot.slack.gate import Denied, Gate
 from bot.slack.modal_api import SlackModals
-from bot.slack.poster import Poster
+from bot.slack.poster import Poster, in_background
 from bot.slack.replies import BUSY
 from bot.slack.requester import requester_in
 
@@ -77,9 +77,16 @@ class ControlDeps:
         if where.channel_id:
             self.poster.post_ephemeral(where.channel_id, where.user_id, message)
 
-    def refuse(self, kind: Action, requester: Requester, where: Where, outcome: Outcome, text: str) -> None:
+    def tell_soon(self, where: Where, message: Message) -> None:
+        """`tell`, from the request thread: the acknowledgement does not wait for it."""
+        in_background(lambda: self.tell(where, message))
+
+    def refuse(
+        self, kind: Action, requester: Requester, where: Where, outcome: Outcome, text: str, *, in_job: bool = False
+    ) -> None:
+        """Audit and tell a refusal; on the request thread (not `in_job`) the telling does not hold the ack."""
         self.audit.record(kind, requester, outcome)
-        self.tell(where, cards.notice(text))
+        (self.tell if in_job else self.tell_soon)(where, cards.notice(text))
 
 
 def where_of(body: dict[str, Any], requester: Requester) -> Where:
@@ -128,7 +135,7 @@ class AlertDetails:
         if not self._deps.submit(
             Action.ALERT_DETAILS, requester, lambda: self._open(ref, requester, where, admitted), self._teller(where)
         ):
-            self._deps.tell(where, cards.notice(BUSY))
+            self._deps.tell_soon(where, cards.notice(BUSY))
 
     def _teller(self, where: Where) -> Callable[[Message], None]:
         return lambda message: self._deps.tell(where, message)

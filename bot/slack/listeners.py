@@ -7,7 +7,6 @@ and must stay short: parsing and `WorkPool.submit`. Lookups and posts happen on 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -31,7 +30,7 @@ from bot.slack.commands import (
 )
 from bot.slack.gate import Denied, Gate
 from bot.slack.plans import Plan, action_of, costly, for_asker_only, plan_for
-from bot.slack.poster import Poster
+from bot.slack.poster import Poster, in_background
 from bot.slack.recovery import RESTARTING, AcceptedWork, requester_of
 from bot.slack.replies import BUSY, Answer, Replier
 from bot.slack.requester import identify, requester_in, verified_requester
@@ -49,11 +48,6 @@ log = logging.getLogger(__name__)
 COMMAND = "/device-alerts"
 INVALID_BUTTON = "That button's data is not valid. Run the command again."
 WATCHES_UNAVAILABLE = "Watches are unavailable while the shared state store (Redis) is unreachable; lookups still work."
-
-
-def _in_background(work: Callable[[], object]) -> None:
-    """For the 'busy' notice itself: it must not wait for the pool that is full."""
-    threading.Thread(target=work, daemon=True, name="busy-notice").start()
 
 
 def _report(error: Exception, requester: Requester, where: str) -> str:
@@ -196,11 +190,11 @@ class Listeners:
         if not self._message_on_pool(plan, requester, origin, thread_ts, accepted):
             self._accepted.finish(accepted)
             channel = requester.channel_id
-            _in_background(lambda: self._poster.post(channel, cards.notice(BUSY), thread_ts=thread_ts))
+            in_background(lambda: self._poster.post(channel, cards.notice(BUSY), thread_ts=thread_ts))
 
     def _refuse_in_thread(self, requester: Requester, denied: Denied, thread_ts: str | None) -> None:
         channel, user, note = requester.channel_id, requester.user_id, cards.notice(denied.message)
-        _in_background(lambda: self._poster.post_ephemeral(channel, user, note, thread_ts=thread_ts))
+        in_background(lambda: self._poster.post_ephemeral(channel, user, note, thread_ts=thread_ts))
 
     def _message_on_pool(
         self, plan: Plan, requester: Requester, origin: Origin, thread_ts: str | None, accepted: str | None
@@ -311,7 +305,7 @@ class Listeners:
 
     def _tell(self, response_url: str, message: Message) -> None:  # an ephemeral note to who asked or pressed
         if response_url:
-            _in_background(lambda: self._poster.respond(response_url, message))
+            in_background(lambda: self._poster.respond(response_url, message))
 
     # Errors ------------------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ success as a boolean, so a listener can log a lost answer instead of failing sil
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -198,3 +199,9 @@ class Poster:
             SLACK_ERRORS.labels(method, type(exc).__name__).inc()
             return Delivery(error=type(exc).__name__)
         return Delivery(ts=str(response.get("ts") or ""))
+
+
+def in_background(work: Callable[[], object]) -> None:
+    """Send a notice off the request thread: Bolt answers Slack only once the listener returns, and the 3 s
+    acknowledgement must not wait for a post (nor a "busy" notice for the full pool it reports)."""
+    threading.Thread(target=work, daemon=True, name="notice").start()

@@ -18,7 +18,7 @@ from typing import Any
 from slack_bolt import Ack, App, BoltContext
 
 from bot.access.audit import Action, Outcome, Result
-from bot.access.policy import Memberships, MembershipUnavailable, Requester
+from bot.access.policy import MembershipSource, MembershipUnavailable, Requester
 from bot.access.triage import TriagePolicy
 from bot.alerts.problems import explain
 from bot.alerts.query import DeviceQuery, QueryError, parse_query
@@ -84,7 +84,7 @@ class AlertTriage:
         details: AlertDetails,
         triage: Triage,
         policy: TriagePolicy,
-        memberships: Memberships,
+        memberships: MembershipSource,
         *,
         contact: str,
         redraw: Redraw,
@@ -146,14 +146,18 @@ class AlertTriage:
                 return
         self._deps.gate.settle(requester, count.requests)
         if alert is None:
-            self._deps.refuse(kind, requester, where, self._outcome(Result.NOT_FOUND, modal.ref, "gone"), ALERT_GONE)
+            self._deps.refuse(
+                kind, requester, where, self._outcome(Result.NOT_FOUND, modal.ref, "gone"), ALERT_GONE, in_job=True
+            )
             return
         opened = self._deps.modals.open(
             where.trigger_id, triage_view(Verb(modal.verb), alert, modal.sealed(self._deps.seal))
         )
         if opened.error:
             text = f"Slack did not open the form ({opened.error}). Choose the action again."
-            self._deps.refuse(kind, requester, where, self._outcome(Result.ERROR, modal.ref, "views_open"), text)
+            self._deps.refuse(
+                kind, requester, where, self._outcome(Result.ERROR, modal.ref, "views_open"), text, in_job=True
+            )
 
     # Form submitted ----------------------------------------------------------------------------
 
@@ -186,6 +190,7 @@ class AlertTriage:
     def _admit(self, kind: Action, requester: Requester, where: Where, ref: AlertRef) -> DeviceScope | None:
         """The triage switch and lists, then every rule a lookup passes; a refusal is audited and told."""
         try:
+            self._memberships.prepare(self._policy.usergroups)  # read at start-up; waits briefly only if not yet
             refusal = self._policy.refusal(requester.user_id, self._memberships, self._contact)
         except MembershipUnavailable:
             refusal = MEMBERSHIP_UNKNOWN
@@ -202,7 +207,7 @@ class AlertTriage:
 
     def _queue(self, kind: Action, requester: Requester, where: Where, job: Callable[[], None]) -> None:
         if not self._deps.submit(kind, requester, job, lambda message: self._deps.tell(where, message)):
-            self._deps.tell(where, cards.notice(BUSY))
+            self._deps.tell_soon(where, cards.notice(BUSY))
 
     def _write(
         self, requester: Requester, where: Where, modal: ModalContext, request: TriageRequest, scope: DeviceScope
@@ -213,7 +218,9 @@ class AlertTriage:
         except EmailUnavailable as exc:
             if request.verb is Verb.ASSIGN:
                 text = f"The alert cannot be assigned to you: {exc}."
-                self._deps.refuse(kind, requester, where, self._outcome(Result.REFUSED, modal.ref, "no_email"), text)
+                self._deps.refuse(
+                    kind, requester, where, self._outcome(Result.REFUSED, modal.ref, "no_email"), text, in_job=True
+                )
                 return
             email = None
         if request.verb is Verb.ASSIGN:

@@ -44,7 +44,8 @@ def details_value(rig: Harness, posted: Any, index: int = 0) -> tuple[str, str]:
 
 
 def notes(rig: Harness, name: str = "b1") -> list[str]:
-    return [all_text(p.payload) for p in rig.standin.posts if p.target == name]
+    rig.wait_idle()
+    return [all_text(p.payload) for p in rig.standin.posts_to(name)]
 
 
 def test_details_open_from_the_cached_list_with_no_defender_call(rig: Harness) -> None:

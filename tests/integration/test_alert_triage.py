@@ -64,7 +64,7 @@ def stored(rig: Harness, alert_id: str) -> dict[str, Any]:
 
 def told(rig: Harness, name: str = "b1") -> list[str]:
     rig.wait_idle()
-    return [all_text(p.payload) for p in rig.standin.posts if p.target == name]
+    return [all_text(p.payload) for p in rig.standin.posts_to(name)]
 
 
 def choose(rig: Harness, verb: Verb, index: int = 0) -> str:
@@ -110,6 +110,15 @@ def test_a_person_not_on_the_triage_lists_is_refused(rig: Harness) -> None:
     ))  # fmt: skip
     assert any("not on this bot's list of people who may change alerts" in text for text in told(rig))
     assert writes(rig) == []
+
+
+def test_a_member_of_a_triage_user_group_may_write_on_the_first_click(defender_api: str) -> None:
+    """The triage groups are read at start-up with the access rules' ones: the first click is not "could not check",
+    and a group Slack cannot read does not block a member of another."""
+    env = {"BOT_TRIAGE": "on", "BOT_TRIAGE_USERS": "", "BOT_TRIAGE_USERGROUPS": "S0GONE,S0TRIAGE"}
+    for rig in triage_rig(defender_api, env, usergroups={"S0TRIAGE": {ALICE}}):
+        alert_id = choose(rig, Verb.ASSIGN)
+        assert stored(rig, alert_id)["assignedTo"] == EMAIL
 
 
 # -- assign to me --------------------------------------------------------------------------------------------
