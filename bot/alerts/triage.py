@@ -16,16 +16,17 @@ import enum
 import hashlib
 import logging
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from bot.alerts.scope import DeviceScope
 from bot.alerts.service import AlertService
+from bot.defender.errors import DefenderError
 from bot.defender.limits import Priority
 from bot.defender.models import Alert, AlertStatus, Classification
 from bot.defender.updates import CLASSIFICATION_LABELS, AlertUpdate, Determination
 from bot.state.cache import NothingShared, SharedCache
+from bot.state.dedupe import EventDeduper
 
 log = logging.getLogger(__name__)
 
@@ -161,19 +162,24 @@ def update_for(request: TriageRequest, actor: Actor) -> AlertUpdate:
     )
 
 
+def _comment_key(request: TriageRequest, actor: Actor) -> str:
+    digest = hashlib.sha256(f"{request.alert_id}\x00{actor.user_id}\x00{request.comment}".encode()).hexdigest()
+    return f"triage-comment:{digest}"
+
+
 class Triage:
-    """Thread-safe; one per process. `first_time(key)` remembers recent comment writes (the event deduper)."""
+    """Thread-safe; one per process. `comments` (the event deduper) remembers recent comment writes."""
 
     def __init__(
         self,
         service: AlertService,
         writer: AlertWriter,
-        first_time: Callable[[str], bool],
+        comments: EventDeduper,
         shared: SharedCache | None = None,
     ) -> None:
         self._service = service
         self._writer = writer
-        self._first_time = first_time
+        self._comments = comments
         self._shared: SharedCache = shared or NothingShared()
         # Striped locks: writes to one alert never overlap; writes to two alerts rarely wait for each other.
         self._locks = tuple(threading.Lock() for _ in range(LOCK_STRIPES))
@@ -199,7 +205,11 @@ class Triage:
         before = describe(alert, request)
         if already_done(alert, request) or not self._comment_is_new(request, actor):
             return TriageResult(Outcome.UNCHANGED, before, before, alert)
-        written = self._writer.update_alert(alert.id, update_for(request, actor))
+        try:
+            written = self._writer.update_alert(alert.id, update_for(request, actor))
+        except DefenderError:
+            self._comments.forget(_comment_key(request, actor))  # not written: asking again must write it
+            raise
         now = written or alert  # a comment alone changes no property
         if written is not None:
             self._remember(request.machine_id, now)
@@ -218,8 +228,7 @@ class Triage:
     def _comment_is_new(self, request: TriageRequest, actor: Actor) -> bool:
         if request.verb is not Verb.COMMENT:
             return True
-        digest = hashlib.sha256(f"{request.alert_id}\x00{actor.user_id}\x00{request.comment}".encode()).hexdigest()
-        return self._first_time(f"triage-comment:{digest}")
+        return self._comments.first_time(_comment_key(request, actor))
 
     def _remember(self, machine_id: str, alert: Alert) -> None:
         """Fold the written alert into the cached list, so the redrawn card shows the new state at no cost (the

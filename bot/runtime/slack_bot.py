@@ -224,7 +224,7 @@ def _register_alert_controls(
     if writer is None:
         log.warning("this alert source cannot write alerts: triage from Slack is unavailable")
         return
-    triage = Triage(runtime.service, writer, runtime.state.event_deduper().first_time, runtime.state.cache)
+    triage = Triage(runtime.service, writer, runtime.state.event_deduper(), runtime.state.cache)
     store, poller = watching
 
     def tell_watches(result: TriageResult, actor: Actor) -> None:

@@ -20,3 +20,8 @@ class EventDeduper:
                 return False
             self._seen[event_id] = True
             return True
+
+    def forget(self, event_id: str) -> None:
+        """Take back a `first_time` whose work failed, so that trying again is not dropped as a repeat."""
+        with self._lock:
+            self._seen.pop(event_id, None)

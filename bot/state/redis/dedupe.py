@@ -7,6 +7,8 @@ still drops the retries that reach it.
 
 from __future__ import annotations
 
+import contextlib
+
 from bot.state.dedupe import EventDeduper
 from bot.state.redis.connection import RedisConnection, RedisUnavailable
 
@@ -26,3 +28,9 @@ class RedisEventDeduper(EventDeduper):
         except RedisUnavailable:
             return True  # only this process's memory, while Redis is away
         return bool(claimed)
+
+    def forget(self, event_id: str) -> None:
+        super().forget(event_id)
+        key = self._shared.key("event", event_id)
+        with contextlib.suppress(RedisUnavailable):  # it then lapses with its TTL
+            self._shared.run(lambda r: r.delete(key))

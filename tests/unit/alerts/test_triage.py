@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from bot.alerts.scope import EVERY_DEVICE
 from bot.alerts.service import AlertService
 from bot.alerts.triage import Actor, Outcome, Triage, TriageRequest, Verb, already_done, update_for
 from bot.defender.auth import StaticTokenProvider
 from bot.defender.client import DefenderClient
+from bot.defender.errors import DefenderUnavailable
 from bot.defender.limits import Api
 from bot.defender.models import AlertStatus, Classification, parse_alert
 from bot.defender.simulator import SIMULATOR_BASE_URL, SimulatedTenant, SimulatorTransport
@@ -27,7 +30,7 @@ def rig() -> tuple[SimulatedTenant, Triage, RateBudget, dict[str, str]]:
         SIMULATOR_BASE_URL, StaticTokenProvider("t"), transport=SimulatorTransport(tenant), gate=budget
     )
     alert = next(a for a in tenant.alerts if a["status"] == "New")
-    return tenant, Triage(AlertService(client), client, EventDeduper().first_time), budget, alert
+    return tenant, Triage(AlertService(client), client, EventDeduper()), budget, alert
 
 
 def test_a_burst_of_the_same_change_writes_once() -> None:
@@ -94,7 +97,7 @@ def test_a_write_shows_in_the_cached_list_without_making_the_other_alerts_look_f
     tenant = SimulatedTenant(now=clock.wall, clock=clock)
     client = DefenderClient(SIMULATOR_BASE_URL, StaticTokenProvider("t"), transport=SimulatorTransport(tenant))
     service = AlertService(client, clock=clock, now=clock.wall)
-    triage = Triage(service, client, EventDeduper().first_time)
+    triage = Triage(service, client, EventDeduper())
     alert = next(a for a in tenant.alerts if a["status"] == "New")
     looked_up = service.device_alerts(alert["machineId"])
     clock.advance(4)  # younger than the refresh floor: the write's own read reuses this list
@@ -103,3 +106,16 @@ def test_a_write_shows_in_the_cached_list_without_making_the_other_alerts_look_f
     after = service.device_alerts(alert["machineId"])
     assert after.from_cache and after.fetched_at == looked_up.fetched_at  # as old as the list, not as the write
     assert next(a for a in after.alerts if a.id == alert["id"]).status is AlertStatus.RESOLVED
+
+
+def test_a_comment_whose_write_failed_is_written_when_asked_again() -> None:
+    tenant, triage, _, alert = rig()
+    request = TriageRequest(Verb.COMMENT, alert["machineId"], alert["id"], comment="contained by the SOC")
+    triage.current(request, EVERY_DEVICE)  # the list is read before the fault: only the write fails
+    tenant.fail_next(500, path="/api/alerts/")
+    with pytest.raises(DefenderUnavailable):
+        triage.apply(request, ACTOR, EVERY_DEVICE)
+    assert tenant.writes.writes == []
+    assert triage.apply(request, ACTOR, EVERY_DEVICE).outcome is Outcome.WRITTEN  # not "you just added that"
+    assert triage.apply(request, ACTOR, EVERY_DEVICE).outcome is Outcome.UNCHANGED  # and then only once
+    assert len(tenant.writes.writes) == 1
