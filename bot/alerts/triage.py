@@ -133,6 +133,7 @@ def already_done(alert: Alert, request: TriageRequest) -> bool:
     if request.verb is Verb.STATUS:
         return alert.status is request.status
     if request.verb is Verb.CLASSIFY and request.determination is not None:
+        # Either spelling: the MDE API's values drifted (`Clean` and `NotMalicious` are both seen).
         spelled = {request.determination.mde.casefold(), request.determination.graph.casefold()}
         return alert.classification is request.classification and (alert.determination or "").casefold() in spelled
     return False

@@ -40,6 +40,7 @@ from bot.defender.models import (
     required_enum,
     string_list,
 )
+from bot.defender.updates import DETERMINATIONS
 
 DEVICE_EVIDENCE = "#microsoft.graph.security.deviceEvidence"
 USER_EVIDENCE = "#microsoft.graph.security.userEvidence"
@@ -71,13 +72,9 @@ def _classification(value: object) -> Classification | None:
     return Classification.parse(value)
 
 
-# Graph's names for the determinations the MDE API spells otherwise (alerts.md), so both backends say the same.
-_MDE_DETERMINATIONS = {
-    "notMalicious": "Clean",
-    "notEnoughDataToValidate": "InsufficientData",
-    "compromisedAccount": "CompromisedUser",
-    "confirmedActivity": "ConfirmedUserActivity",
-}
+# Graph's names for the determinations, in the MDE API's spelling (one table: `updates.DETERMINATIONS`), so both
+# backends say the same.
+_MDE_DETERMINATIONS = {d.graph: d.mde for kinds in DETERMINATIONS.values() for d in kinds}
 
 
 def _determination(value: object) -> str | None:

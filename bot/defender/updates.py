@@ -37,7 +37,7 @@ DETERMINATIONS: dict[Classification, tuple[Determination, ...]] = {
     Classification.INFORMATIONAL_EXPECTED_ACTIVITY: (
         Determination("Security test", "SecurityTesting", "securityTesting"),
         Determination("Line-of-business application", "LineOfBusinessApplication", "lineOfBusinessApplication"),
-        Determination("Confirmed activity", "ConfirmedActivity", "confirmedUserActivity"),
+        Determination("Confirmed activity", "ConfirmedUserActivity", "confirmedActivity"),
         _OTHER,
     ),
     Classification.FALSE_POSITIVE: (

@@ -43,18 +43,18 @@ MDE_CONTEXT = "https://api.security.microsoft.com/api/$metadata#Alerts/$entity"
 MDE_PAIRS = {
     "TruePositive": {"MultiStagedAttack", "MaliciousUserActivity", "CompromisedUser", "Malware", "Phishing",
                      "UnwantedSoftware", "Other"},
-    "InformationalExpectedActivity": {"SecurityTesting", "LineOfBusinessApplication", "ConfirmedActivity", "Other"},
+    "InformationalExpectedActivity": {"SecurityTesting", "LineOfBusinessApplication", "ConfirmedUserActivity", "Other"},
     "FalsePositive": {"Clean", "InsufficientData", "Other"},
 }
 GRAPH_PAIRS = {
     "truePositive": {"multiStagedAttack", "maliciousUserActivity", "compromisedAccount", "malware", "phishing",
                      "unwantedSoftware", "other"},
-    "informationalExpectedActivity": {"securityTesting", "lineOfBusinessApplication", "confirmedUserActivity",
+    "informationalExpectedActivity": {"securityTesting", "lineOfBusinessApplication", "confirmedActivity",
                                       "other"},
     "falsePositive": {"notMalicious", "notEnoughDataToValidate", "other"},
 }
 # Graph's names where the stored (Defender-shaped) record spells a determination differently.
-GRAPH_TO_MDE = {"compromisedAccount": "CompromisedUser", "confirmedUserActivity": "ConfirmedActivity",
+GRAPH_TO_MDE = {"compromisedAccount": "CompromisedUser", "confirmedActivity": "ConfirmedUserActivity",
                 "notMalicious": "Clean", "notEnoughDataToValidate": "InsufficientData"}
 MDE_STATUS = {"New", "InProgress", "Resolved"}
 GRAPH_STATUS = {"new": "New", "inProgress": "InProgress", "resolved": "Resolved"}
