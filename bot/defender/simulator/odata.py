@@ -74,7 +74,7 @@ class Fault(NamedTuple):
     status: int
     code: str | None
     retry_after: int | None
-    path: str | None = None  # only requests whose path starts with this get the fault
+    path: str | None = None  # only requests to this path get the fault
 
 
 def _default_code(status: int) -> str:

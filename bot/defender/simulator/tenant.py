@@ -167,7 +167,7 @@ class SimulatedTenant:
         retry_after: int | None = None,
         path: str | None = None,
     ) -> None:
-        """Answer the next `times` requests (those under `path` only, when given: concurrent calls of one lookup
+        """Answer the next `times` requests (those to `path` only, when given: concurrent calls of one lookup
         take faults in any order) with this error; the code defaults to the API's own for the status."""
         with self._lock:
             self._faults.extend([Fault(status_code, code, retry_after, path)] * times)
@@ -190,7 +190,7 @@ class SimulatedTenant:
             return response
 
     def _dispatch(self, request: httpx.Request) -> httpx.Response:
-        fault = next((f for f in self._faults if f.path is None or request.url.path.startswith(f.path)), None)
+        fault = next((f for f in self._faults if f.path in (None, request.url.path)), None)
         if fault is not None:
             self._faults.remove(fault)
             headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else None

@@ -448,13 +448,15 @@ def test_a_scoped_lookup_cannot_be_answered_without_device_details(world: World)
     mid = world.machine_id(FIN)
     # What the scope check reads fails: the details on MDE (not the alerts asked for beside them: the two calls go
     # out together, in any order), the mirror's alerts through Graph (their evidence names the device's group).
-    details = "/api/machines" if world.api == "mde" else "/v1.0/security/runHuntingQuery"
-    world.tenant.fail_next(500, times=3, path=details if world.api == "mde" else "/v1.0/security/alerts_v2")
+    hunting = "/v1.0/security/runHuntingQuery"
+    world.tenant.fail_next(
+        500, times=3, path=f"/api/machines/{mid}" if world.api == "mde" else "/v1.0/security/alerts_v2"
+    )
     with pytest.raises(DefenderUnavailable):
         world.service.device_alerts(mid, scope=WORKSTATIONS)
     assert world.service.device_alerts(mid, scope=WORKSTATIONS).display_name == FIN  # a failure is not remembered
     other = world.machine_id(QUIET_HOSTNAME)  # without alerts: Graph's mirror does not know it either
-    world.tenant.fail_next(403, path=details)
+    world.tenant.fail_next(403, path=f"/api/machines/{other}" if world.api == "mde" else hunting)
     with pytest.raises(PermissionDenied, match="cannot check device groups"):
         world.service.device_alerts(other, scope=WORKSTATIONS)
 

@@ -112,7 +112,7 @@ def test_a_comment_whose_write_failed_is_written_when_asked_again() -> None:
     tenant, triage, _, alert = rig()
     request = TriageRequest(Verb.COMMENT, alert["machineId"], alert["id"], comment="contained by the SOC")
     triage.current(request, EVERY_DEVICE)  # the list is read before the fault: only the write fails
-    tenant.fail_next(500, path="/api/alerts/")
+    tenant.fail_next(500, path=f"/api/alerts/{alert['id']}")
     with pytest.raises(DefenderUnavailable):
         triage.apply(request, ACTOR, EVERY_DEVICE)
     assert tenant.writes.writes == []
