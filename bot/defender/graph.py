@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Unpack
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from bot.defender.auth import TokenProvider
 from bot.defender.clouds import graph_scope_for
@@ -35,7 +35,7 @@ from bot.defender.errors import (
 from bot.defender.graph_models import evidence_machines, parse_device_info, parse_graph_alert
 from bot.defender.limits import Api, Priority
 from bot.defender.models import Alert, Machine, format_timestamp, parse_timestamp
-from bot.defender.refs import RefKind, parse_device_ref
+from bot.defender.refs import RefKind, parse_device_ref, path_segment
 from bot.defender.session import ApiSession, ErrorReply, SessionClient, SessionOptions, parse_all
 from bot.defender.updates import AlertUpdate
 
@@ -174,7 +174,7 @@ class GraphClient(SessionClient):
 
         Returns the alert as the PATCH answered it; None for a comment alone (the alert's properties are unchanged).
         """
-        path = f"{ALERTS_PATH}/{quote(alert_id, safe='')}"
+        path = f"{ALERTS_PATH}/{path_segment(alert_id)}"
         updated = None
         if update.changes_properties:
             body = self._session.write_json(

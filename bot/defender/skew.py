@@ -26,10 +26,11 @@ class ClockSkew:
         self._now = now
         self._told = False
         self._lock = threading.Lock()
-        self.seconds: float | None = None  # this host minus the API's, as last read
 
     def note(self, response: httpx.Response) -> None:
-        """Read the answer's `Date`; warn once when this host is over a minute off."""
+        """Read the answer's `Date`; warn once when this host is over a minute off (then read no more)."""
+        if self._told:
+            return
         try:
             server = email.utils.parsedate_to_datetime(response.headers.get("Date", ""))
         except (TypeError, ValueError):
@@ -38,7 +39,6 @@ class ClockSkew:
             return
         skew = self._now() - server.timestamp()
         with self._lock:
-            self.seconds = skew
             if self._told or abs(skew) <= SKEW_WARNING:
                 return
             self._told = True

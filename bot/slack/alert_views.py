@@ -10,7 +10,7 @@ from typing import Any
 
 from bot.alerts.triage import MAX_COMMENT, TriageRequest, Verb
 from bot.defender.models import Alert, AlertStatus, Classification
-from bot.defender.portal import alert_url
+from bot.defender.portal import alert_url, incident_url
 from bot.defender.updates import CLASSIFICATION_LABELS, DETERMINATIONS, SETTABLE_STATUSES, determination
 from bot.slack import mrkdwn
 from bot.slack.alert_menu import TRIAGE_VIEW, ModalContext
@@ -70,10 +70,8 @@ def _facts(alert: Alert) -> str:
 def _links(alert: Alert, context: CardContext) -> str:
     links = [mrkdwn.link(alert_url(context.portal, alert.id, context.tenant_id), "Open the alert in Defender")]
     if alert.incident_id is not None:
-        tid = f"?tid={context.tenant_id}" if context.tenant_id else ""
-        links.append(
-            mrkdwn.link(f"{context.portal}/incidents/{alert.incident_id}{tid}", f"Incident {alert.incident_id}")
-        )
+        url = incident_url(context.portal, alert.incident_id, context.tenant_id)
+        links.append(mrkdwn.link(url, f"Incident {alert.incident_id}"))
     return " · ".join(links)
 
 

@@ -169,10 +169,6 @@ class HttpServer:
     def port(self) -> int:
         return int(self._server.getsockname()[1])
 
-    def serve_forever(self) -> None:
-        log.info("listening on %s port %d", self._server.getsockname()[0], self.port)
-        self._run_until_closed()
-
     def start(self) -> HttpServer:
         log.info("listening on %s port %d", self._server.getsockname()[0], self.port)
         self._thread = threading.Thread(target=self._run_until_closed, daemon=True, name="http-server")
