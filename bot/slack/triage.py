@@ -240,7 +240,10 @@ class AlertTriage:
         if result.outcome is Written.WRITTEN:
             self._redraw_card(modal, scope, where)
             if self._notes is not None:
-                self._notes(result, actor)
+                try:
+                    self._notes(result, actor)
+                except Exception:  # the watch threads' line is extra: the write is made, and the person is told so
+                    log.exception("could not tell the watches on %s of a change from Slack", modal.machine_id)
         self._deps.tell(where, cards.notice(_done(result, request)))
 
     def _redraw_card(self, modal: ModalContext, scope: DeviceScope, where: Where) -> None:
