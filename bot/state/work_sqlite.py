@@ -62,7 +62,8 @@ class SqliteWorkStore:
                     "UPDATE accepted_work SET claimed_until = ? WHERE id = ?", [(claim_until, i) for i, _ in rows]
                 )
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:  # SQLite may have rolled back already (a full disk): keep its error
+                    self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
         return [command for command in (self._decoded(i, text) for i, text in rows) if command is not None]
