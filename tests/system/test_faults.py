@@ -1110,7 +1110,7 @@ def test_fault_stopped_with_mentions_and_dms_acknowledged_the_restarted_process_
         wait_until(lambda: read_state(db, "SELECT count(*) FROM accepted_work") == [(0,)], 10, "records", [second])
         answers = answers_by_event(standin, texts)
         # At least once: an answer posted as the kill landed, before its record was deleted, comes twice.
-        assert sum(n - 1 for n in answers.values()) <= left
+        assert max(answers.values()) <= 2 and sum(n - 1 for n in answers.values()) <= left  # twice: posted at the kill
         for post in standin.posts:
             assert post.via == "chat.postMessage"  # the cards themselves, no ephemeral "ask again"
             assert header(post).split(".")[0] in RESTART_DEVICES  # its card, never "Something went wrong"
@@ -1130,7 +1130,8 @@ def test_fault_stopped_with_mentions_and_dms_acknowledged_the_restarted_process_
 
 def test_fault_kill_9_of_one_of_two_processes_on_redis_with_mentions_and_dms_acknowledged(tmp_path: Path) -> None:
     """Two processes on one Redis; the one that acknowledged a burst of mentions and DMs is SIGKILLed while they
-    wait on a slow Defender. The survivor takes each over and answers it once, in its thread."""
+    wait on a slow Defender. The survivor takes each over and answers it in its thread: once, or twice for one
+    answered just as the kill landed, whose record was still kept."""
     require_redis()
     prefix = unique_prefix()
     standin = SlackStandIn()
@@ -1155,7 +1156,7 @@ def test_fault_kill_9_of_one_of_two_processes_on_redis_with_mentions_and_dms_ack
         taken_over = time.monotonic() - killed_at
         wait_until(lambda: store.hlen(f"{prefix}:work:items") == 0, 10, "records", [survivor])
         answers = answers_by_event(standin, texts)
-        assert sum(n - 1 for n in answers.values()) <= left  # only ones posted as the kill landed come twice
+        assert max(answers.values()) <= 2 and sum(n - 1 for n in answers.values()) <= left  # twice: posted at the kill
         for post in standin.posts:
             assert post.via == "chat.postMessage" and header(post).split(".")[0] in RESTART_DEVICES
         assert "took over" in survivor.stderr and "Traceback" not in survivor.stderr
