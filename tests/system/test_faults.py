@@ -1128,10 +1128,19 @@ def test_fault_stopped_with_mentions_and_dms_acknowledged_the_restarted_process_
         close_soon(standin)
 
 
-def test_fault_kill_9_of_one_of_two_processes_on_redis_with_mentions_and_dms_acknowledged(tmp_path: Path) -> None:
-    """Two processes on one Redis; the one that acknowledged a burst of mentions and DMs is SIGKILLed while they
-    wait on a slow Defender. The survivor takes each over and answers it in its thread: once, or twice for one
-    answered just as the kill landed, whose record was still kept."""
+@dataclass
+class TwoOnRedis:
+    """Two `python -m bot http` processes on one Redis prefix, Defender answering in 1 s: one to kill, one to live."""
+
+    standin: SlackStandIn
+    store: redis.Redis
+    prefix: str
+    doomed: BotProcess
+    survivor: BotProcess
+
+
+@contextlib.contextmanager
+def two_on_redis(tmp_path: Path) -> Iterator[TwoOnRedis]:
     require_redis()
     prefix = unique_prefix()
     standin = SlackStandIn()
@@ -1143,6 +1152,21 @@ def test_fault_kill_9_of_one_of_two_processes_on_redis_with_mentions_and_dms_ack
         command = bot_process_command("http", defender_url=defender.base_url)
         doomed, survivor = (bots.start(command, env, port=free_port()) for _ in range(2))
         wait_until(lambda: doomed.healthy() and survivor.healthy(), 30, "two healthy bots", [doomed, survivor])
+        yield TwoOnRedis(standin, store, prefix, doomed, survivor)
+    finally:
+        bots.stop()
+        defender.close()
+        close_soon(standin)
+        store.close()
+        delete_prefix(prefix)
+
+
+def test_fault_kill_9_of_one_of_two_processes_on_redis_with_mentions_and_dms_acknowledged(tmp_path: Path) -> None:
+    """Two processes on one Redis; the one that acknowledged a burst of mentions and DMs is SIGKILLed while they
+    wait on a slow Defender. The survivor takes each over and answers it in its thread: once, or twice for one
+    answered just as the kill landed, whose record was still kept."""
+    with two_on_redis(tmp_path) as two:
+        standin, store, prefix, doomed, survivor = two.standin, two.store, two.prefix, two.doomed, two.survivor
         texts, events = mentions_and_dms()
         burst = send_burst(doomed, events, after_acks=len(events), mid_burst=lambda: None)
         assert set(burst.acks) == set(range(len(events)))
@@ -1165,12 +1189,6 @@ def test_fault_kill_9_of_one_of_two_processes_on_redis_with_mentions_and_dms_ack
             f"left in Redis; the survivor answered all {len(answers)} in their thread {taken_over:.1f} s after the "
             f"kill, {sum(n - 1 for n in answers.values())} twice"
         )
-    finally:
-        bots.stop()
-        defender.close()
-        close_soon(standin)
-        store.close()
-        delete_prefix(prefix)
 
 
 def test_fault_kill_9_of_one_of_two_processes_on_redis(tmp_path: Path) -> None:
@@ -1178,17 +1196,8 @@ def test_fault_kill_9_of_one_of_two_processes_on_redis(tmp_path: Path) -> None:
     the cluster's single-flight locks. The dead process's locks lapse within `LOCK_TTL` (no renewal comes), so the
     survivor's own lookups of the same devices are answered; and the survivor answers every lookup the dead one
     acknowledged, each once, through its response_url."""
-    require_redis()
-    prefix = unique_prefix()
-    standin = SlackStandIn()
-    defender = DefenderServer(SimulatedTenant(latency=1.0), keep_alive=True)
-    bots = BotProcesses(tmp_path)
-    store = redis.Redis.from_url(REDIS_URL)
-    try:
-        env = slow_bot_env(standin, url_with_prefix(prefix), BOT_PROCESSES="2", BOT_TAKEOVER_SECONDS="1")
-        command = bot_process_command("http", defender_url=defender.base_url)
-        doomed, survivor = (bots.start(command, env, port=free_port()) for _ in range(2))
-        wait_until(lambda: doomed.healthy() and survivor.healthy(), 30, "two healthy bots", [doomed, survivor])
+    with two_on_redis(tmp_path) as two:
+        standin, store, prefix, doomed, survivor = two.standin, two.store, two.prefix, two.doomed, two.survivor
         texts, requests = lookups_burst(standin, copies=2)
         burst = send_burst(doomed, requests, after_acks=len(requests), mid_burst=lambda: None)
         acknowledged = {i for i, ack in burst.acks.items() if ack["text"] == f"Looking up {texts[i]}…"}
@@ -1226,12 +1235,6 @@ def test_fault_kill_9_of_one_of_two_processes_on_redis(tmp_path: Path) -> None:
             f"lookup of the dead process {taken_over:.1f} s after it ({len(left)} left in Redis, "
             f"{sum(n - 1 for n in answers.values())} twice)"
         )
-    finally:
-        bots.stop()
-        defender.close()
-        close_soon(standin)
-        store.close()
-        delete_prefix(prefix)
 
 
 SYNC_HOLDER = """
