@@ -28,7 +28,7 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 from bot.defender.simulator import QUIET_HOSTNAME, SimulatedTenant
 from bot.demo.slack_requests import SlackRequests
 from bot.demo.standin import Posted
-from bot.slack import actions, listeners
+from bot.slack import actions, details, listeners
 from bot.slack.blockkit import violations
 from bot.slack.poster import web_client
 from bot.slack.server import HttpServer, wsgi_app
@@ -361,7 +361,7 @@ def signed() -> Iterator[SignedRig]:
     h = next(runs)
     traces = Traces()
     submit = h.bot.pool.submit
-    in_background = listeners._in_background
+    in_background = listeners.in_background
 
     def counting_submit(job: Callable[[], None], on_abandon: Callable[[], object] | None = None) -> bool:
         traces.jobs += 1
@@ -379,7 +379,8 @@ def signed() -> Iterator[SignedRig]:
     client = httpx.Client(timeout=10.0)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(h.bot.pool, "submit", counting_submit)
-        patch.setattr(listeners, "_in_background", counting_background)
+        for module in (listeners, details):  # every notice sent off the request thread
+            patch.setattr(module, "in_background", counting_background)
         try:
             yield SignedRig(h, traces, server, client, value)
         finally:

@@ -22,7 +22,7 @@ from bot.config import SlackMode, load_settings, load_slack_settings
 from bot.demo.slack_requests import SlackRequests
 from bot.demo.standin import SlackStandIn
 from bot.runtime import build_runtime, build_slack_bot
-from bot.slack import actions, listeners
+from bot.slack import actions, details, listeners
 from bot.slack.bolt import StartupError, installation
 from bot.slack.server import HttpServer, wsgi_app
 from tests.doubles import secrets as fake_secrets
@@ -64,7 +64,8 @@ def _count_jobs(rig: Harness, monkeypatch: pytest.MonkeyPatch) -> list[int]:
         return submit(job, on_abandon)  # type: ignore[arg-type]
 
     monkeypatch.setattr(rig.bot.pool, "submit", counting)
-    monkeypatch.setattr(listeners, "_in_background", lambda work: jobs.__setitem__(0, jobs[0] + 1))
+    for module in (listeners, details):  # every notice sent off the request thread
+        monkeypatch.setattr(module, "in_background", lambda work: jobs.__setitem__(0, jobs[0] + 1))
     return jobs
 
 
